@@ -1,0 +1,1 @@
+"""Benchmarks (repository-level, not installed): ``python -m benchmarks.<name>``."""

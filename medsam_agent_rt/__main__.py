@@ -1,0 +1,3 @@
+from medsam_agent_rt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""The package skeleton: import with NumPy alone, build info, the CLI's info command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import medsam_agent_rt
+from medsam_agent_rt import build_info, has_ext
+
+HEAVY = [
+    "torch",
+    "onnxruntime",
+    "tensorrt",
+    "transformers",
+    "llama_cpp",
+    "scipy",
+    "cv2",
+    "pydicom",
+    "nibabel",
+    "PIL",
+    "matplotlib",
+]
+
+
+def test_import_with_numpy_alone():
+    """Importing the package and its public API pulls in no heavy dependency."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {HEAVY!r}: raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import medsam_agent_rt, medsam_agent_rt.ops, medsam_agent_rt.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in " + repr(HEAVY) + "))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_build_info_fields():
+    info = build_info()
+    for key in (
+        "package_version",
+        "extension",
+        "cuda",
+        "cuda_version",
+        "cuda_archs",
+        "compiler",
+        "ops_backend",
+        "cuda_devices",
+    ):
+        assert key in info
+    assert info["package_version"] == medsam_agent_rt.__version__
+    assert info["extension"] == has_ext()
+    json.dumps(info)
+
+
+def test_extension_is_built():
+    """The test environment is an installed package: _C must load."""
+    assert has_ext(), build_info().get("extension_error")
+
+
+def test_cli_info_json():
+    out = subprocess.run(
+        [sys.executable, "-m", "medsam_agent_rt", "info", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout)["package_version"] == medsam_agent_rt.__version__
+
+
+def test_export_and_training_are_mapped_into_the_package():
+    import medsam_agent_rt.export
+    import medsam_agent_rt.training
+
+    assert medsam_agent_rt.export.__name__ == "medsam_agent_rt.export"
+    assert medsam_agent_rt.training.__name__ == "medsam_agent_rt.training"
+
+
+def test_wheel_layout(tmp_path):
+    """The wheel holds medsam_agent_rt with export/ and training/ mapped in and _C built, and
+    leaves benchmarks/ and tests/ out (built without CUDA to keep it quick)."""
+    import os
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MSRT_CUDA": "OFF"}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-build-isolation",
+            "--no-deps",
+            "-q",
+            "-C",
+            f"build-dir={tmp_path / 'build'}",
+            "-w",
+            str(tmp_path),
+            str(repo),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("medsam_agent_rt-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "medsam_agent_rt/export/__init__.py" in names
+    assert "medsam_agent_rt/training/__init__.py" in names
+    assert any(n.startswith("medsam_agent_rt/_C") and n.endswith(".so") for n in names)
+    assert not any(n.startswith(("benchmarks/", "tests/", "export/", "training/")) for n in names)
