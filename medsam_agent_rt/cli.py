@@ -1,62 +1,38 @@
-"""The ``medsam-agent`` command line. Each sub-command lives in its own small function and imports
-what it needs lazily, so ``medsam-agent info`` works with NumPy alone."""
+"""The ``medsam-agent`` command line.
+
+Each sub-command is one module in ``medsam_agent_rt.commands`` exposing ``NAME`` (str), ``HELP``
+(one line), ``configure(parser)`` and ``run(args) -> int``. Modules import heavy dependencies
+inside ``run``, so building the parser (and ``medsam-agent info``) needs NumPy alone.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
+import pkgutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-Command = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {}
-
-
-def command(name: str, configure: Callable[[argparse.ArgumentParser], None]):
-    """Register ``medsam-agent NAME``: ``configure`` adds its arguments, the function runs it."""
-
-    def wrap(fn: Command) -> Command:
-        _COMMANDS[name] = (configure, fn)
-        return fn
-
-    return wrap
+from medsam_agent_rt import commands
 
 
-# ----------------------------------------------------------------------------- info
-
-
-def _info_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
-
-@command("info", _info_args)
-def _info(args: argparse.Namespace) -> int:
-    from medsam_agent_rt import build_info
-
-    info = build_info()
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True))
-    else:
-        width = max(len(k) for k in info)
-        for key, value in info.items():
-            print(f"{key:<{width}}  {value}")
-    return 0
-
-
-# ----------------------------------------------------------------------------- entry point
+def _command_modules() -> list:
+    mods = []
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            mods.append(importlib.import_module(f"{commands.__name__}.{info.name}"))
+    return mods
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="medsam-agent", description="Run, export and train MedSAM-Agent."
+        prog="medsam-agent", description="Run, export and train MedSAM-Agent (offline)."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (configure, fn) in _COMMANDS.items():
-        p = sub.add_parser(
-            name, help=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else None
-        )
-        configure(p)
-        p.set_defaults(_run=fn)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.configure(p)
+        p.set_defaults(_run=mod.run)
     return parser
 
 

