@@ -7,9 +7,11 @@ Pipeline for one frame (``frame``, default 0; pydicom decodes only that frame):
 2. Colour: YBR_* is converted to RGB (pydicom); PALETTE COLOR is expanded through its LUT.
 3. Monochrome: Modality LUT — rescale slope / intercept (per frame for enhanced multi-frame
    files, via their functional groups), a Modality LUT Sequence, or RT Dose Grid Scaling.
+   Pixel Padding Value pixels are left out of min-max and shown black.
 4. VOI: an explicit ``window`` (preset or (C, W), LINEAR_EXACT) wins; else the file's own
    Window Center / Width (the first one when several, its VOI LUT Function), else its VOI LUT
-   Sequence, else min-max (see ``windowing``). Colour images are used as stored when 8-bit.
+   Sequence, else min-max (see ``windowing``) — except data stored in full 8 bits, used as is.
+   Colour images are used as stored when 8-bit, min-max over all channels otherwise.
 5. MONOCHROME1 is inverted (255 - value) so that high values are bright, as on a viewer.
 
 Spacing comes from Pixel Spacing, else Imager Pixel Spacing, else the first ultrasound region
@@ -102,6 +104,7 @@ def read_dicom(
         rgb, mapping = _palette(path, ds, arr, window)
     elif samples == 1 and arr.ndim == 2:
         values, rescale = _modality(ds, arr, index, info)
+        values = _mask_padding(ds, arr, values, info)
         rgb, mapping = _voi(path, ds, values, index, window, info)
         if photometric == "MONOCHROME1":
             rgb = 255 - rgb
@@ -161,7 +164,6 @@ _INSTALL_HINTS = (
     ("High-Throughput", "pip install pylibjpeg pylibjpeg-openjpeg"),
     ("JPEG", "pip install pylibjpeg pylibjpeg-libjpeg"),
     ("RLE", "pip install pylibjpeg pylibjpeg-rle"),
-    ("Deflate", "pip install pylibjpeg pylibjpeg-rle"),
 )
 
 
@@ -248,6 +250,23 @@ def _modality(ds, arr: np.ndarray, index: int, info: dict):
         info["dose_grid_scaling"] = scaling
         return arr.astype(np.float64) * scaling, (scaling, 0.0)
     return arr, None
+
+
+def _mask_padding(ds, arr: np.ndarray, values: np.ndarray, info: dict) -> np.ndarray:
+    """Pixel Padding Value (.. Range Limit) pixels (outside a CT's field of view) -> NaN, so they
+    do not stretch min-max and come out black (0)."""
+    padding = _first(ds.get("PixelPaddingValue"))
+    if padding is None:
+        return values
+    limit = _first(ds.get("PixelPaddingRangeLimit"))
+    lo, hi = sorted((padding, padding if limit is None else limit))
+    pad = (arr >= lo) & (arr <= hi)
+    info["padding_pixels"] = int(pad.sum())
+    if not pad.any():
+        return values
+    out = np.array(values, dtype=np.float64)
+    out[pad] = np.nan
+    return out
 
 
 def _voi(path: Path, ds, values: np.ndarray, index: int, window: WindowArg, info: dict):

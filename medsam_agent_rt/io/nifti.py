@@ -102,8 +102,9 @@ def read_nifti(
     mapped, mapping = map_to_uint8(image, window, file_window=file_window)
     rgb = gray_to_rgb(mapped) if mapped.ndim == 2 else np.ascontiguousarray(mapped)
 
-    slope, inter = header.get_slope_inter()
-    rescale = None if slope is None else (float(slope), float(inter or 0.0))
+    # nibabel moves scl_slope / scl_inter from the header to the data proxy on load
+    slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
+    rescale = None if (slope, inter) == (1.0, 0.0) else (float(slope), float(inter))
     unit = header.get_xyzt_units()[0]
     zooms = tuple(float(z) for z in header.get_zooms()[:3]) + (1.0,) * 3
     factor = _UNIT_MM.get(unit, 1.0)

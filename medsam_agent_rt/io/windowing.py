@@ -166,13 +166,13 @@ def window_float(
     if function == "SIGMOID":
         with np.errstate(over="ignore"):
             return 255.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+    # written as (x - lo) / span so that exact halves (e.g. 25.5) stay exact for integer data
     if function == "LINEAR_EXACT":
         lo, hi = c - w / 2.0, c + w / 2.0
-        inside = ((x - c) / w + 0.5) * 255.0
+        inside = (x - lo) / w * 255.0
     else:  # LINEAR
         lo, hi = c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inside = ((x - (c - 0.5)) / (w - 1.0) + 0.5) * 255.0 if w > 1 else np.zeros_like(x)
+        inside = (x - lo) / (w - 1.0) * 255.0 if w > 1 else np.zeros_like(x)
     y = np.where(x <= lo, 0.0, np.where(x > hi, 255.0, inside))
     return np.where(np.isnan(x), np.nan, y)
 
