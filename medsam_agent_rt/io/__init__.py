@@ -8,6 +8,16 @@ plus the metadata: intensity mapping, spacing, frame / slice, affine, ...). Wind
 Output: mask PNG, mask NIfTI aligned to the input, trajectory JSON and the overlay strip, each
 written atomically (nothing left behind on failure).
 
+Typical use (what ``medsam-agent segment`` does)::
+
+    image = read_image("ct.dcm", window="abdomen")        # or (40, 400), or a .nii.gz + axis
+    ...                                                    # run the agent on image.rgb
+    with atomic_directory(out_dir, overwrite=True) as tmp:  # all outputs or none
+        write_mask_png(tmp / "mask.png", mask, like=image)
+        write_mask_nifti(tmp / "mask.nii.gz", mask, like=image)
+        write_json(tmp / "trajectory.json", record.to_dict())
+        write_overlay_strip(tmp / "overlay.png", tiles, captions)
+
 Importing this package needs NumPy only; Pillow, pydicom, nibabel and tifffile are imported by
 the readers and writers that use them.
 """

@@ -21,6 +21,16 @@ from medsam_agent_rt.io.errors import ImageReadError
 from medsam_agent_rt.io.loaded import LoadedImage
 from medsam_agent_rt.io.windowing import WindowArg
 
+_TAGS = [
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "InstanceNumber",
+    "Rows",
+    "Columns",
+]
+
 
 def read_dicom_series(
     directory: str | os.PathLike[str],
@@ -61,7 +71,7 @@ def sort_series(directory: Path) -> tuple[list[Path], str]:
             continue
         looked += 1
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
         except Exception:  # noqa: BLE001 - anything that is not a readable DICOM file is skipped
             continue
         if "Rows" in ds and "Columns" in ds:
