@@ -142,7 +142,9 @@ def protocol_corpus(
     return texts
 
 
-def train_tokenizer(corpus: Iterable[str], *, vocab_size: int = 1024) -> Any:
+def train_tokenizer(
+    corpus: Iterable[str], *, vocab_size: int = 1024, min_frequency: int = 1
+) -> Any:
     """Byte-level BPE (``tokenizers.Tokenizer``) with Qwen's pre-tokenizer and added tokens.
 
     vocab_size bounds the learned part (256 byte symbols + merges); the added tokens follow it.
@@ -171,7 +173,7 @@ def train_tokenizer(corpus: Iterable[str], *, vocab_size: int = 1024) -> Any:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        min_frequency=2,
+        min_frequency=min_frequency,
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
