@@ -230,6 +230,21 @@ class TinyQwenSize:
             )
 
 
+# The starting point of the phantom-tiny preset (ARCHITECTURE.md decision 6: text 4 x 128,
+# vision 3 x 96 learns box calls on CPU): ~1.6M parameters for Qwen3-VL with this tokenizer.
+PHANTOM_TINY_SIZE = TinyQwenSize(
+    text_layers=4,
+    text_hidden=128,
+    text_heads=4,
+    text_kv_heads=2,
+    text_intermediate=256,
+    vision_layers=3,
+    vision_hidden=96,
+    vision_heads=2,
+    vision_intermediate=192,
+)
+
+
 def _mrope_section(family: str, head_dim: int) -> list[int]:
     """Temporal/height/width split of the rotary half-dimension, scaled from the real models
     (Qwen3-VL [24, 20, 20] of 64, Qwen2.5-VL [16, 24, 24] of 64)."""

@@ -323,6 +323,11 @@ class ChatInputs:
     pixel_values: np.ndarray | None
     image_grid_thw: np.ndarray
 
+    def labels(self, ignore_index: int = -100) -> np.ndarray:
+        """(L,) int64 training targets: input_ids where assistant_mask, else ignore_index
+        (transformers causal-LM convention: the model shifts them itself)."""
+        return np.where(self.assistant_mask == 1, self.input_ids, ignore_index).astype(np.int64)
+
     def model_kwargs(self, device: Any = "cpu", dtype: Any = None) -> dict[str, Any]:
         """torch tensors with a batch axis of 1 for ``model(**kw)`` / ``model.generate(**kw)``."""
         import torch

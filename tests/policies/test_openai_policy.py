@@ -326,3 +326,27 @@ def test_bad_arguments(monkeypatch):
     bad = [{"role": "user", "content": [{"type": "image", "image": np.zeros((4, 4), np.uint8)}]}]
     with pytest.raises(ValueError, match="RGB uint8"):
         policy.act({"messages": bad})
+
+
+def test_policy_modules_import_without_heavy_dependencies():
+    """Importing the policy modules (and the tiny builders) pulls in no torch/transformers."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "transformers", "tokenizers", "safetensors", "PIL"]
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {heavy!r}: raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import medsam_agent_rt.policies.openai_compat, medsam_agent_rt.policies.hf\n"
+        "import medsam_agent_rt.policies.qwen_chat, medsam_agent_rt.training.tiny_qwen\n"
+        "from medsam_agent_rt.policies.hf import HFPolicy\n"
+        "try:\n"
+        "    HFPolicy('.')\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "medsam-agent-rt[hf,torch]" in out.stdout

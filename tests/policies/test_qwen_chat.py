@@ -201,6 +201,8 @@ def test_assistant_mask(family, tokenizers_by_family):
     # Exactly the assistant texts and their <|im_end|>, in order, nothing else.
     masked = tok.decode(ids[mask == 1].tolist(), skip_special_tokens=False)
     assert masked == f"{BOX}<|im_end|>{POINT}<|im_end|>"
+    labels = out.labels()
+    assert labels.tolist() == [t if m else -100 for t, m in zip(ids.tolist(), mask.tolist())]
     # Independently by character offsets of the whole-string tokenization.
     text = _expected_chatml(TARGET, [BOX, POINT], 2, 256 if family == "qwen3_vl" else 324, False)
     spans = []

@@ -133,6 +133,17 @@ def test_checkpoint_is_consistent(family, built):
     assert logits.shape == (1, ids.shape[1], text.vocab_size) and torch.isfinite(logits).all()
 
 
+def test_phantom_tiny_size_builds(tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    path = tq.build_tiny_qwen(tmp_path, "qwen3_vl", size=tq.PHANTOM_TINY_SIZE)
+    model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True)
+    cfg = model.config
+    assert (cfg.text_config.num_hidden_layers, cfg.text_config.hidden_size) == (4, 128)
+    assert (cfg.vision_config.depth, cfg.vision_config.hidden_size) == (3, 96)
+    assert 1e6 < sum(p.numel() for p in model.parameters()) < 3e6
+
+
 def test_generation_config_extras(tmp_path):
     path = tq.build_tiny_qwen(
         tmp_path, "qwen3_vl", generation_config={"do_sample": True, "top_k": 20}
