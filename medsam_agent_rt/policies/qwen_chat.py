@@ -76,6 +76,10 @@ class ImageSpec:
     def resized_hw(self, height: int, width: int) -> tuple[int, int]:
         """(H', W') the processor resizes an HxW image to: multiples of patch*merge, aspect kept,
         area within [min_pixels, max_pixels]."""
+        if min(height, width) < 1 or max(height, width) / min(height, width) > 200:
+            raise ValueError(
+                f"image must be at least 1x1 with aspect ratio <= 200, got {height}x{width}"
+            )
         f = self.patch_size * self.merge_size
         h, w = max(f, round(height / f) * f), max(f, round(width / f) * f)
         if h * w > self.max_pixels:

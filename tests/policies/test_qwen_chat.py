@@ -67,6 +67,8 @@ def test_view_token_counts_by_hand():
     assert q3.num_image_tokens(300, 500) == 144
     # Too small: 32x32 is scaled up to the 256^2 minimum area.
     assert q3.resized_hw(32, 32) == (256, 256)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        q3.resized_hw(10, 2010)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
