@@ -243,8 +243,9 @@ def read_split(
                 token, site = token or words[-1], site or " ".join(words[:-1])
         modality = parse_modality(token, strict=False) if token else None
         meta: dict[str, Any] = {"source": str(json_path)}
-        if modality and modality.sequence:
-            meta["sequence"] = modality.sequence
+        sequence = ann.get("sequence") if isinstance(ann.get("sequence"), str) else None
+        if sequence or (modality and modality.sequence):
+            meta["sequence"] = sequence or modality.sequence
         if token:
             meta["modality_token"] = token
         for key in ("id", "image_id", "category_id"):

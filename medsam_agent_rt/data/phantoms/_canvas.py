@@ -161,28 +161,46 @@ def random_blob(
 
 def _box_1d(a: np.ndarray, r: int, axis: int) -> np.ndarray:
     """Mean over a window of 2r+1 along ``axis`` (edge-replicated), float32."""
-    b = np.moveaxis(a, axis, 0)
-    n = b.shape[0]
-    padded = np.concatenate([np.repeat(b[:1], r + 1, 0), b, np.repeat(b[-1:], r, 0)])
-    c = np.cumsum(padded, axis=0, dtype=np.float32)
-    out = c[2 * r + 1 : 2 * r + 1 + n]
-    out -= c[:n]
+    n = a.shape[axis]
+
+    def sl(lo: int, hi: int) -> tuple:
+        s = [slice(None)] * a.ndim
+        s[axis] = slice(lo, hi)
+        return tuple(s)
+
+    padded = np.concatenate(
+        [np.repeat(a[sl(0, 1)], r + 1, axis), a, np.repeat(a[sl(n - 1, n)], r, axis)], axis=axis
+    )
+    c = np.cumsum(padded, axis=axis, dtype=np.float32)
+    out = c[sl(2 * r + 1, 2 * r + 1 + n)] - c[sl(0, n)]
     out *= F32(1.0 / (2 * r + 1))
-    return np.moveaxis(out, 0, axis)
+    return out
+
+
+def _box_radius(sigma: float, n: int) -> int:
+    """Box half-width whose three passes approximate a Gaussian of ``sigma`` (0: skip)."""
+    if sigma < 0.4:
+        return 0
+    width = math.sqrt(12.0 * sigma * sigma / 3.0 + 1.0)
+    return min(max(1, int(round((width - 1.0) / 2.0))), max(1, n // 2))
 
 
 def blur(a: np.ndarray, sigma_px: float, sigma_px_x: float | None = None) -> np.ndarray:
     """Approximate Gaussian blur (three box passes per axis) of a float (H, W) or (H, W, C)
     array; ``sigma_px_x`` gives a different horizontal sigma. Returns float32."""
-    out = np.asarray(a, dtype=F32)
-    for axis, sigma in ((0, sigma_px), (1, sigma_px if sigma_px_x is None else sigma_px_x)):
-        if sigma < 0.4:
-            continue
-        width = math.sqrt(12.0 * sigma * sigma / 3.0 + 1.0)
-        r = max(1, int(round((width - 1.0) / 2.0)))
-        r = min(r, max(1, out.shape[axis] // 2))
+    a = np.asarray(a, dtype=F32)
+    if a.ndim == 3:
+        return np.stack([blur(a[:, :, c], sigma_px, sigma_px_x) for c in range(a.shape[2])], 2)
+    out = a
+    rx = _box_radius(sigma_px if sigma_px_x is None else sigma_px_x, a.shape[1])
+    ry = _box_radius(sigma_px, a.shape[0])
+    for _ in range(3 if rx else 0):
+        out = _box_1d(out, rx, 1)
+    if ry:  # rows are contiguous: blur the transpose along its rows
+        out = np.ascontiguousarray(out.T)
         for _ in range(3):
-            out = _box_1d(out, r, axis)
+            out = _box_1d(out, ry, 1)
+        out = np.ascontiguousarray(out.T)
     return out
 
 
@@ -402,3 +420,55 @@ def dilate(mask: np.ndarray, r_px: int) -> np.ndarray:
         return mask.copy()
     m = _box_1d(_box_1d(mask.astype(F32), r_px, 0), r_px, 1)
     return m > F32(1e-4)
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Horizontal runs of a bool (H, W) mask: row, start, stop (exclusive), in raster order."""
+    h, w = mask.shape
+    padded = np.zeros((h, w + 2), np.int8)
+    padded[:, 1:-1] = mask
+    d = np.diff(padded, axis=1)
+    r0, c0 = np.nonzero(d == 1)
+    r1, c1 = np.nonzero(d == -1)
+    return r0, c0, c1  # np.nonzero is row-major, so starts and stops pair up
+
+
+def keep_largest(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a bool (H, W) mask (ties: the first in raster
+    order); empty in, empty out. Union-find over horizontal runs, so the cost grows with the
+    number of runs (about the mask's height per component), not with its area."""
+    rows, starts, stops = _runs(mask)
+    n = len(rows)
+    if n <= 1:
+        return mask.copy()
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    row_first = np.searchsorted(rows, np.arange(mask.shape[0] + 1))
+    rl, sl, el = rows.tolist(), starts.tolist(), stops.tolist()
+    for r in range(mask.shape[0] - 1):
+        a0, a1 = int(row_first[r]), int(row_first[r + 1])
+        b0, b1 = a1, int(row_first[r + 2])
+        i, j = a0, b0
+        while i < a1 and j < b1:
+            # 8-connectivity: runs touch when they overlap after widening by one pixel
+            if sl[i] <= el[j] and sl[j] <= el[i]:
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+            if el[i] < el[j]:
+                i += 1
+            else:
+                j += 1
+    roots = np.array([find(i) for i in range(n)])
+    sizes = np.bincount(roots, weights=stops - starts, minlength=n)
+    best = int(np.argmax(sizes))
+    out = np.zeros_like(mask, dtype=bool)
+    for k in np.flatnonzero(roots == best).tolist():
+        out[rl[k], sl[k] : el[k]] = True
+    return out

@@ -107,9 +107,20 @@ class Scene:
         return True
 
 
-def finish(masks: dict[str, np.ndarray], min_pixels: int = 12) -> dict[str, np.ndarray]:
-    """Drop masks smaller than ``min_pixels`` (a structure clipped away at small sizes)."""
-    return {k: np.ascontiguousarray(v) for k, v in masks.items() if int(v.sum()) >= min_pixels}
+def finish(
+    masks: dict[str, np.ndarray], single: tuple[str, ...] = (), min_pixels: int = 12
+) -> dict[str, np.ndarray]:
+    """Reduce the ``single`` targets to their largest connected component (painting order can
+    leave slivers) and drop masks smaller than ``min_pixels`` (a structure clipped away at
+    small sizes)."""
+    from medsam_agent_rt.data.phantoms._canvas import keep_largest
+
+    out = {}
+    for k, v in masks.items():
+        v = keep_largest(v) if k in single else v
+        if int(v.sum()) >= min_pixels:
+            out[k] = np.ascontiguousarray(v)
+    return out
 
 
 def modality_parts(label: str) -> tuple[str, str]:

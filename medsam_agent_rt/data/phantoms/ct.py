@@ -21,6 +21,7 @@ from medsam_agent_rt.data.phantoms._canvas import (
     chain_mask,
     fine_noise,
     grey_to_rgb,
+    keep_largest,
     polyline_mask,
     random_blob,
     smooth_noise,
@@ -30,6 +31,17 @@ from medsam_agent_rt.data.phantoms.base import Scene, finish, place_inside
 
 LABEL = "CT"
 SITE = "abdomen"
+ORGANS = (
+    "liver",
+    "spleen",
+    "right kidney",
+    "left kidney",
+    "aorta",
+    "postcava",
+    "pancreas",
+    "stomach",
+    "gallbladder",
+)
 
 
 def _touch(cv: Canvas, blob: Blob, other: np.ndarray, toward: tuple[float, float]) -> Blob:
@@ -219,10 +231,12 @@ def render(rng: np.random.Generator, cv: Canvas) -> dict:
 
     # ---------------------------------------------------------------- lesions
     meta: dict = {}
-    liver_m = sc.mask("liver")
+    margin = 2 if cv.s >= 100 else 1
+    organs = {t: keep_largest(sc.mask(t)) for t in ORGANS}
+    liver_m = organs["liver"]
     for _ in range(int(rng.integers(1, 3)) if u() < 0.85 else 0):
         r = u(0.035, 0.11) * k
-        got = place_inside(rng, cv, liver_m, r, r * u(0.7, 1.0), rough=0.18, margin_px=2)
+        got = place_inside(rng, cv, liver_m, r, r * u(0.7, 1.0), rough=0.18, margin_px=margin)
         if got is not None:
             sc.add_lesion("liver tumor", got[1], liver_m)
     if "liver tumor" in sc.lesions:
@@ -230,8 +244,8 @@ def render(rng: np.random.Generator, cv: Canvas) -> dict:
     if u() < 0.5:
         side = "right kidney" if u() < 0.5 else "left kidney"
         r = u(0.025, 0.045) * k
-        organ = sc.mask(side)
-        got = place_inside(rng, cv, organ, r, r * u(0.85, 1.0), rough=0.03, margin_px=2)
+        organ = organs[side]
+        got = place_inside(rng, cv, organ, r, r * u(0.85, 1.0), rough=0.03, margin_px=margin)
         if got is not None:
             sc.add_lesion("kidney cyst", got[1], organ)
 
@@ -311,20 +325,7 @@ def render(rng: np.random.Generator, cv: Canvas) -> dict:
     wl, ww = u(30, 60), u(350, 450)
     img = to_uint8((hu - (wl - ww / 2)) / ww)
 
-    masks = {
-        t: sc.mask(t)
-        for t in (
-            "liver",
-            "spleen",
-            "right kidney",
-            "left kidney",
-            "aorta",
-            "postcava",
-            "pancreas",
-            "stomach",
-            "gallbladder",
-        )
-    }
+    masks = dict(organs)
     for t in ("liver tumor", "kidney cyst"):
         if t in sc.lesions:
             masks[t] = sc.lesions[t]

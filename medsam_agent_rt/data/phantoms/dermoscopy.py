@@ -108,7 +108,7 @@ def render(rng: np.random.Generator, cv: Canvas) -> dict:
     name = "melanoma" if melanoma else "nevus"
     return {
         "image": to_uint8(img),
-        "masks": finish({name: mask & fov}),
+        "masks": finish({name: mask & fov}, single=(name,)),
         "modality": "dermoscopy",
         "modality_label": "dermoscopy",
         "site": "skin",

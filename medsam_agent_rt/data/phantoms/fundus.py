@@ -21,6 +21,7 @@ from medsam_agent_rt.data.phantoms._canvas import (
     branch_tree,
     draw_paths,
     fine_noise,
+    keep_largest,
     random_blob,
     smooth_noise,
     smoothstep,
@@ -55,7 +56,8 @@ def render(rng: np.random.Generator, cv: Canvas) -> dict:
         k_max=4,
     )
     disc = disc_b.mask(cv) & fov
-    cup = cup_b.mask(cv) & disc
+    disc = keep_largest(disc)
+    cup = keep_largest(cup_b.mask(cv) & disc)
     mac = (fc[0] - side * u(0.05, 0.15), dc[1] + u(0.0, 0.06))
 
     # ---------------------------------------------------------------- background fundus

@@ -169,7 +169,7 @@ def _brain(rng: np.random.Generator, cv: Canvas) -> dict:
         masks.update({"tumor core": core, "edema": edema})
     return {
         "image": grey_to_rgb(_acquire(rng, cv, img, u(0.015, 0.03))),
-        "masks": finish(masks),
+        "masks": finish(masks, single=("tumor core", "edema")),
         "modality": "MRI",
         "modality_label": f"MRI-{seq}",
         "site": "brain",
@@ -248,7 +248,7 @@ def _heart(rng: np.random.Generator, cv: Canvas) -> dict:
     masks = {"left heart ventricle": lv, "myocardium": myo, "right heart ventricle": rv}
     return {
         "image": grey_to_rgb(_acquire(rng, cv, img, u(0.015, 0.03))),
-        "masks": finish(masks),
+        "masks": finish(masks, single=tuple(masks)),
         "modality": "MRI",
         "modality_label": "MRI",
         "site": "heart",

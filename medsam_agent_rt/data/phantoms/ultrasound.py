@@ -22,6 +22,7 @@ from medsam_agent_rt.data.phantoms._canvas import (
     blur,
     chain_mask,
     grey_to_rgb,
+    keep_largest,
     random_blob,
     smooth_noise,
     to_uint8,
@@ -160,7 +161,7 @@ def _breast(rng: np.random.Generator, cv: Canvas) -> dict:
                 break
     return {
         "image": grey_to_rgb(_finish_image(rng, cv, fan, echo, gain)),
-        "masks": finish(masks),
+        "masks": finish(masks, single=("tumor", "cyst")),
         "modality": "ultrasound",
         "modality_label": "ultrasound",
         "site": "breast",
@@ -234,6 +235,7 @@ def _thyroid(rng: np.random.Generator, cv: Canvas) -> dict:
     behind = _behind(fan, wall, ramp=0.02)
     gain *= 1.0 - 0.85 * behind
 
+    gland = keep_largest(gland)
     masks = {"thyroid gland": gland}
     # a nodule inside one lobe
     from medsam_agent_rt.data.phantoms.base import place_inside
@@ -254,7 +256,7 @@ def _thyroid(rng: np.random.Generator, cv: Canvas) -> dict:
     masks.update(arteries)
     return {
         "image": grey_to_rgb(_finish_image(rng, cv, fan, np.clip(echo, 0.01, None), gain)),
-        "masks": finish(masks),
+        "masks": finish(masks, single=tuple(masks)),
         "modality": "ultrasound",
         "modality_label": "ultrasound",
         "site": "thyroid",

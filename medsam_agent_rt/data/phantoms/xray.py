@@ -22,7 +22,7 @@ from medsam_agent_rt.data.phantoms._canvas import (
     draw_paths,
     fine_noise,
     grey_to_rgb,
-    polyline_mask,
+    keep_largest,
     random_blob,
     smooth_noise,
     smoothstep,
@@ -91,7 +91,7 @@ def render(rng: np.random.Generator, cv: Canvas) -> dict:
     )
     heart = heart_b.mask(cv) & (Y < dome_l + 0.05)
     for name in lungs:
-        lungs[name] &= ~heart
+        lungs[name] = keep_largest(lungs[name] & ~heart)
     lung_any = lungs["right lung"] | lungs["left lung"]
 
     # vascular markings: trees from each hilum
@@ -139,6 +139,7 @@ def render(rng: np.random.Generator, cv: Canvas) -> dict:
     bone = np.zeros(cv.shape, np.float32)
     bone += 0.06 * ((np.abs(X) < 0.055) & body)
     rib_w = u(0.026, 0.034)
+    ribs, cores = [], []
     for i in range(10):
         y0 = top + 0.02 + i * u(0.11, 0.125)
         for sx in (-1.0, 1.0):
@@ -146,12 +147,15 @@ def render(rng: np.random.Generator, cv: Canvas) -> dict:
             xs = sx * (0.06 + t * u(0.6, 0.7) * k)
             ys = y0 - 0.06 * np.sin(t * math.pi * 0.8) + t * t * u(0.2, 0.28)
             line = np.stack([xs, ys], 1)
-            rib = polyline_mask(cv, line, rib_w)
-            cortex = rib & ~polyline_mask(cv, line, rib_w * 0.45)
-            bone += 0.06 * rib + 0.05 * cortex
+            ribs.append((line, rib_w))
+            cores.append((line, rib_w * 0.45))
+    # a rib is bright cortex around a fainter medulla
+    bone += 0.11 * draw_paths(cv, ribs) - 0.05 * draw_paths(cv, cores)
+    clavicles = []
     for sx in (-1.0, 1.0):
         cl = np.array([[sx * 0.09, top + 0.05], [sx * 0.32, top - 0.0], [sx * 0.6, top - 0.08]])
-        bone += 0.16 * polyline_mask(cv, cl * [k, 1], 0.045)
+        clavicles.append((cl * [k, 1], 0.045))
+    bone += 0.16 * draw_paths(cv, clavicles)
     bone = bone * body
 
     # ---------------------------------------------------------------- lesions
@@ -189,7 +193,7 @@ def render(rng: np.random.Generator, cv: Canvas) -> dict:
     film += u(0.008, 0.02) * fine_noise(rng, cv.shape, 0.8 * min(cv.h, cv.w) / 512)
     return {
         "image": grey_to_rgb(to_uint8(film)),
-        "masks": finish(masks),
+        "masks": finish(masks, single=("heart",)),
         "modality": "X-Ray",
         "modality_label": "X-Ray",
         "site": "chest",
