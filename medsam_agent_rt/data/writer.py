@@ -190,6 +190,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _ordered(modalities: Iterable[str]) -> list[str]:
+    """Modalities in the generator's fixed order (unknown names last, sorted)."""
+    from medsam_agent_rt.data.phantoms import PHANTOM_MODALITIES
+
+    order = {m: i for i, m in enumerate(PHANTOM_MODALITIES)}
+    return sorted(set(modalities), key=lambda m: (order.get(m, len(order)), m))
+
+
 def _check_manifest(out: Path, params: dict[str, Any]) -> None:
     path = out / MANIFEST
     if path.is_file():
@@ -209,7 +217,7 @@ def _check_manifest(out: Path, params: dict[str, Any]) -> None:
             )
         params = {
             **params,
-            "modalities": sorted(set(old.get("modalities", [])) | set(params["modalities"])),
+            "modalities": _ordered(set(old.get("modalities", [])) | set(params["modalities"])),
         }
     _write_json(path, params)
 
@@ -268,7 +276,7 @@ def write_phantom_dataset(
             "n": int(n),
             "size": list(hw),
             "splits": {name: round(frac, 6) for name, frac in split_spec},
-            "modalities": mods,
+            "modalities": _ordered(mods),
         },
     )
 

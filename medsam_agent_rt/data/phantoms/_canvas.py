@@ -177,30 +177,54 @@ def _box_1d(a: np.ndarray, r: int, axis: int) -> np.ndarray:
     return out
 
 
-def _box_radius(sigma: float, n: int) -> int:
-    """Box half-width whose three passes approximate a Gaussian of ``sigma`` (0: skip)."""
-    if sigma < 0.4:
-        return 0
-    width = math.sqrt(12.0 * sigma * sigma / 3.0 + 1.0)
-    return min(max(1, int(round((width - 1.0) / 2.0))), max(1, n // 2))
+def _box_widths(sigma: float, n: int = 3) -> list[int]:
+    """Odd box widths whose ``n`` successive passes have variance close to sigma^2 (Wells'
+    rule: some passes of width wl, the rest wl + 2)."""
+    ideal = math.sqrt(12.0 * sigma * sigma / n + 1.0)
+    wl = int(math.floor(ideal))
+    if wl % 2 == 0:
+        wl -= 1
+    wu = wl + 2
+    m = int(round((12.0 * sigma * sigma - n * wl * wl - 4 * n * wl - 3 * n) / (-4 * wl - 4)))
+    return [wl] * m + [wu] * (n - m)
+
+
+def _gauss_1d(a: np.ndarray, sigma: float, axis: int) -> np.ndarray:
+    """Direct convolution with a sampled Gaussian (radius 3 sigma, edge-replicated)."""
+    r = max(1, int(math.ceil(3.0 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k = (k / k.sum()).astype(F32)
+    n = a.shape[axis]
+    idx = np.clip(np.arange(-r, n + r), 0, n - 1)
+    p = np.take(a, idx, axis=axis)
+    out = np.zeros(a.shape, F32)
+    for t, w in enumerate(k):
+        out += w * np.take(p, np.arange(t, t + n), axis=axis)
+    return out
+
+
+def _blur_rows(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur along axis 1 of a contiguous (H, W) float32 array."""
+    if sigma < 0.3:
+        return a
+    if sigma < 2.5:
+        return _gauss_1d(a, sigma, 1)
+    for w in _box_widths(sigma):
+        r = min((w - 1) // 2, max(1, a.shape[1] // 2))
+        if r > 0:
+            a = _box_1d(a, r, 1)
+    return a
 
 
 def blur(a: np.ndarray, sigma_px: float, sigma_px_x: float | None = None) -> np.ndarray:
-    """Approximate Gaussian blur (three box passes per axis) of a float (H, W) or (H, W, C)
-    array; ``sigma_px_x`` gives a different horizontal sigma. Returns float32."""
+    """Gaussian blur of a float (H, W) or (H, W, C) array (sampled kernel for sigma < 2.5 px,
+    three box passes above); ``sigma_px_x`` gives a different horizontal sigma. float32."""
     a = np.asarray(a, dtype=F32)
     if a.ndim == 3:
         return np.stack([blur(a[:, :, c], sigma_px, sigma_px_x) for c in range(a.shape[2])], 2)
-    out = a
-    rx = _box_radius(sigma_px if sigma_px_x is None else sigma_px_x, a.shape[1])
-    ry = _box_radius(sigma_px, a.shape[0])
-    for _ in range(3 if rx else 0):
-        out = _box_1d(out, rx, 1)
-    if ry:  # rows are contiguous: blur the transpose along its rows
-        out = np.ascontiguousarray(out.T)
-        for _ in range(3):
-            out = _box_1d(out, ry, 1)
-        out = np.ascontiguousarray(out.T)
+    out = _blur_rows(a, sigma_px if sigma_px_x is None else sigma_px_x)
+    if sigma_px >= 0.3:  # rows are contiguous: blur the transpose along its rows
+        out = np.ascontiguousarray(_blur_rows(np.ascontiguousarray(out.T), sigma_px).T)
     return out
 
 

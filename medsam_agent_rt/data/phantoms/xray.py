@@ -89,7 +89,19 @@ def render(rng: np.random.Generator, cv: Canvas) -> dict:
         rough=0.05,
         k_max=4,
     )
-    heart = heart_b.mask(cv) & (Y < dome_l + 0.05)
+    # the cardiac silhouette borders both lungs (right atrium / left ventricle): widen it
+    # toward a lung it does not reach
+    for _ in range(30):
+        heart = heart_b.mask(cv) & (Y < dome_l + 0.05)
+        miss = [
+            sx
+            for sx, n in ((-1.0, "right lung"), (1.0, "left lung"))
+            if not (heart & lungs[n]).any()
+        ]
+        if not miss:
+            break
+        grow = 0.01 / heart_b.rx
+        heart_b = heart_b.moved(dx=0.005 * sum(miss), scale=1.0 + grow)
     for name in lungs:
         lungs[name] = keep_largest(lungs[name] & ~heart)
     lung_any = lungs["right lung"] | lungs["left lung"]
