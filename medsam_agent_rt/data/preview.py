@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medsam_agent_rt.data.phantoms._canvas import dilate
+from medsam_agent_rt.data.phantoms._filters import dilate
 
 PALETTE = np.array(
     [

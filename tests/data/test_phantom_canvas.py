@@ -9,11 +9,15 @@ from scipy import ndimage as ndi
 from medsam_agent_rt.data.phantoms._canvas import (
     Blob,
     Canvas,
+    random_blob,
+)
+from medsam_agent_rt.data.phantoms._components import (
+    keep_largest,
+)
+from medsam_agent_rt.data.phantoms._filters import (
     blur,
     dilate,
     erode,
-    keep_largest,
-    random_blob,
 )
 
 

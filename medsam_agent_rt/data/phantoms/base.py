@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from medsam_agent_rt.data.modality import describe, parse_modality
-from medsam_agent_rt.data.phantoms._canvas import Canvas, erode
+from medsam_agent_rt.data.phantoms._canvas import Canvas, random_blob
+from medsam_agent_rt.data.phantoms._components import keep_largest
+from medsam_agent_rt.data.phantoms._filters import erode
 from medsam_agent_rt.data.samples import Sample
 
 
@@ -113,8 +115,6 @@ def finish(
     """Reduce the ``single`` targets to their largest connected component (painting order can
     leave slivers) and drop masks smaller than ``min_pixels`` (a structure clipped away at
     small sizes)."""
-    from medsam_agent_rt.data.phantoms._canvas import keep_largest
-
     out = {}
     for k, v in masks.items():
         v = keep_largest(v) if k in single else v
@@ -153,8 +153,6 @@ def place_inside(
 ):
     """A random blob lying inside ``organ`` (eroded by ``margin_px``); shrinks by 0.8 after each
     failed try. Returns (Blob, mask) or None when nothing fits."""
-    from medsam_agent_rt.data.phantoms._canvas import random_blob
-
     inner = erode(organ, margin_px)
     for _ in range(tries):
         r_px = int(max(rx, ry) * cv.s) + 1

@@ -17,15 +17,21 @@ import numpy as np
 from medsam_agent_rt.data.phantoms._canvas import (
     Blob,
     Canvas,
-    blur,
-    chain_mask,
-    fine_noise,
     grey_to_rgb,
-    keep_largest,
-    polyline_mask,
     random_blob,
-    smooth_noise,
     to_uint8,
+)
+from medsam_agent_rt.data.phantoms._components import (
+    keep_largest,
+)
+from medsam_agent_rt.data.phantoms._draw import (
+    chain_mask,
+    polyline_mask,
+)
+from medsam_agent_rt.data.phantoms._filters import (
+    blur,
+    fine_noise,
+    smooth_noise,
 )
 from medsam_agent_rt.data.phantoms.base import Scene, finish, place_inside
 

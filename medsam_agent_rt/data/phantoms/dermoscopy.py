@@ -15,14 +15,18 @@ import numpy as np
 
 from medsam_agent_rt.data.phantoms._canvas import (
     Canvas,
-    blur,
+    random_blob,
+    to_uint8,
+)
+from medsam_agent_rt.data.phantoms._draw import (
     draw_ellipses,
     draw_paths,
+)
+from medsam_agent_rt.data.phantoms._filters import (
+    blur,
     fine_noise,
-    random_blob,
     smooth_noise,
     smoothstep,
-    to_uint8,
 )
 from medsam_agent_rt.data.phantoms.base import finish
 

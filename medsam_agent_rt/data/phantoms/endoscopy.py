@@ -19,13 +19,17 @@ import numpy as np
 from medsam_agent_rt.data.phantoms._canvas import (
     Blob,
     Canvas,
-    blur,
+    random_blob,
+    to_uint8,
+)
+from medsam_agent_rt.data.phantoms._draw import (
     branch_tree,
     draw_paths,
+)
+from medsam_agent_rt.data.phantoms._filters import (
+    blur,
     fine_noise,
-    random_blob,
     smooth_noise,
-    to_uint8,
 )
 from medsam_agent_rt.data.phantoms.base import finish
 

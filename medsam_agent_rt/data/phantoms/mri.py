@@ -18,11 +18,13 @@ import numpy as np
 from medsam_agent_rt.data.phantoms._canvas import (
     Blob,
     Canvas,
-    blur,
     grey_to_rgb,
     random_blob,
-    smooth_noise,
     to_uint8,
+)
+from medsam_agent_rt.data.phantoms._filters import (
+    blur,
+    smooth_noise,
 )
 from medsam_agent_rt.data.phantoms.base import finish
 

@@ -15,13 +15,17 @@ import numpy as np
 
 from medsam_agent_rt.data.phantoms._canvas import (
     Canvas,
-    blur,
-    draw_ellipses,
-    fine_noise,
     random_blob,
+    to_uint8,
+)
+from medsam_agent_rt.data.phantoms._draw import (
+    draw_ellipses,
+)
+from medsam_agent_rt.data.phantoms._filters import (
+    blur,
+    fine_noise,
     smooth_noise,
     smoothstep,
-    to_uint8,
 )
 from medsam_agent_rt.data.phantoms.base import finish
 

@@ -19,13 +19,19 @@ import numpy as np
 from medsam_agent_rt.data.phantoms._canvas import (
     Blob,
     Canvas,
-    blur,
-    chain_mask,
     grey_to_rgb,
-    keep_largest,
     random_blob,
-    smooth_noise,
     to_uint8,
+)
+from medsam_agent_rt.data.phantoms._components import (
+    keep_largest,
+)
+from medsam_agent_rt.data.phantoms._draw import (
+    chain_mask,
+)
+from medsam_agent_rt.data.phantoms._filters import (
+    blur,
+    smooth_noise,
 )
 from medsam_agent_rt.data.phantoms.base import finish
 
@@ -185,8 +191,8 @@ def _thyroid(rng: np.random.Generator, cv: Canvas) -> dict:
     echo[deep_m] = 0.35 + 0.1 * n1[deep_m]
 
     # trachea in the middle, lobes either side, isthmus over the trachea
-    tc = fan.point(u(0.42, 0.5), u(-0.05, 0.05))
-    tr = u(0.17, 0.22)
+    tc = fan.point(u(0.36, 0.52), u(-0.15, 0.15) * fan.half)
+    tr = u(0.15, 0.23)
     trachea = Blob(tc[0], tc[1], tr, tr * 0.9)
     lobes = np.zeros(cv.shape, bool)
     lobe_blobs = []

@@ -17,16 +17,22 @@ import numpy as np
 
 from medsam_agent_rt.data.phantoms._canvas import (
     Canvas,
-    blur,
+    grey_to_rgb,
+    random_blob,
+    to_uint8,
+)
+from medsam_agent_rt.data.phantoms._components import (
+    keep_largest,
+)
+from medsam_agent_rt.data.phantoms._draw import (
     branch_tree,
     draw_paths,
+)
+from medsam_agent_rt.data.phantoms._filters import (
+    blur,
     fine_noise,
-    grey_to_rgb,
-    keep_largest,
-    random_blob,
     smooth_noise,
     smoothstep,
-    to_uint8,
 )
 from medsam_agent_rt.data.phantoms.base import finish, place_inside
 
