@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 NAME = "data"
@@ -136,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     action = {"phantoms": _phantoms, "summary": _summary, "preview": _preview}[args.data_command]
     try:
         return action(args)
+    except BrokenPipeError:  # `... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, FileNotFoundError) as exc:
         print(f"medsam-agent data {args.data_command}: error: {exc}", file=sys.stderr)
         return 2
