@@ -208,7 +208,8 @@ class EpisodeRecord:
         """Fill ``totals`` from the turns (call once the episode has ended)."""
         count = {o: sum(t.outcome == o for t in self.turns) for o in TURN_OUTCOMES}
         per_turn = {
-            k: sum(t.timings.get(k, 0.0) for t in self.turns) for k in ("policy", "tool", "render")
+            k: sum(t.timings.get(k, 0.0) for t in self.turns)
+            for k in ("policy", "tool", "render", "stats")
         }
         self.totals = {
             "policy_calls": len(self.turns),

@@ -195,6 +195,8 @@ def format_action(action: Action, phrase: str | None = None) -> str:
             raise ValueError(f"{action!r}: coordinates must be integers in 0..{GRID_MAX}")
     if isinstance(action, AddBox) and not (action.x1 < action.x2 and action.y1 < action.y2):
         raise ValueError(f"{action!r}: a box needs x1 < x2 and y1 < y2")
+    if phrase is not None and (not isinstance(phrase, str) or OPEN_TAG in phrase):
+        raise ValueError(f"phrase must be a str without {OPEN_TAG!r}, got {phrase!r:.60}")
     return assistant_text(
         _DEFAULT_PHRASE[action.name] if phrase is None else phrase,
         action.name,

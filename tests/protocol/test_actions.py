@@ -208,6 +208,8 @@ def test_formatter_refuses_invalid_actions(bad):
         format_action(bad)
     with pytest.raises(TypeError, match="AddBox"):
         format_action("stop")
+    with pytest.raises(ValueError, match="phrase"):
+        format_action(Stop(), "see <tool_call>")
 
 
 # ----------------------------------------------------------------------------- pixel mapping
