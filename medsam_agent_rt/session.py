@@ -138,7 +138,10 @@ class Session:
             image_shape=[h, w],
             image_sha256=image_digest(rgb),
             target=target,
-            policy=str(getattr(self.policy, "name", type(self.policy).__name__)),
+            policy=str(
+                getattr(self.policy, "spec", None)
+                or getattr(self.policy, "name", type(self.policy).__name__)
+            ),
             segmenter=self.tool_spec,
             backend=self.backend,
             strategy="",

@@ -65,7 +65,7 @@ def build_policy(spec: str | Sequence[str] | Policy, **kwargs: Any) -> Policy:
         return ReplayPolicy.from_file(arg)
     if text.startswith(("http://", "https://")):
         cls = _lazy("openai_compat", "OpenAIPolicy", "an OpenAI-compatible server", "")
-        return cls(text, **kwargs)
+        return _with_spec(cls(text, **kwargs), text)
     if name == "gguf":
         raise ValueError(
             "GGUF policies are not available yet (planned: llama-cpp-python backend). Meanwhile "
@@ -74,11 +74,20 @@ def build_policy(spec: str | Sequence[str] | Policy, **kwargs: Any) -> Policy:
         )
     if text and Path(text).is_dir():
         cls = _lazy("hf", "HFPolicy", "a Hugging Face model directory", "hf")
-        return cls(text, **kwargs)
+        return _with_spec(cls(text, **kwargs), text)
     hint = " (no such directory)" if "/" in text or "\\" in text else ""
     raise ValueError(
         f"unknown policy spec {text!r}{hint}; expected one of: {', '.join(SPEC_FORMS)}"
     )
+
+
+def _with_spec(policy: Any, spec: str) -> Any:
+    """Remember the spec a model-backed policy was built from (records show it, not "hf")."""
+    try:
+        policy.spec = spec
+    except AttributeError:  # a policy with __slots__ / read-only attributes keeps its name
+        pass
+    return policy
 
 
 def _lazy(module: str, cls: str, what: str, extra: str) -> Any:

@@ -66,10 +66,18 @@ def test_model_backed_specs_dispatch_lazily(tmp_path, monkeypatch):
     made = []
     for module, cls in (("hf", "HFPolicy"), ("openai_compat", "OpenAIPolicy")):
         fake = types.ModuleType(f"medsam_agent_rt.policies.{module}")
-        setattr(fake, cls, lambda spec, _m=module, **kw: made.append((_m, spec, kw)) or _m)
+        setattr(
+            fake,
+            cls,
+            lambda spec, _m=module, **kw: (
+                made.append((_m, spec, kw)) or types.SimpleNamespace(kind=_m)
+            ),
+        )
         monkeypatch.setitem(sys.modules, f"medsam_agent_rt.policies.{module}", fake)
-    assert build_policy(str(tmp_path), device="cpu") == "hf"
-    assert build_policy("http://127.0.0.1:8080", model="m") == "openai_compat"
+    p = build_policy(str(tmp_path), device="cpu")
+    assert (p.kind, p.spec) == ("hf", str(tmp_path))
+    p = build_policy("http://127.0.0.1:8080", model="m")
+    assert (p.kind, p.spec) == ("openai_compat", "http://127.0.0.1:8080")
     assert made == [
         ("hf", str(tmp_path), {"device": "cpu"}),
         ("openai_compat", "http://127.0.0.1:8080", {"model": "m"}),
