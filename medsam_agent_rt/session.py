@@ -16,9 +16,8 @@ itself (a crashed model server, a bug) do propagate. The final mask is the last 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,6 +37,12 @@ from medsam_agent_rt.protocol import (
     view_geometry,
 )
 from medsam_agent_rt.session_config import SessionConfig
+from medsam_agent_rt.session_tool import (
+    ToolError,
+    ToolState,
+    checked_step,
+    segmenter_tool_factory,
+)
 from medsam_agent_rt.trajectory import (
     EpisodeRecord,
     TurnRecord,
@@ -49,42 +54,9 @@ from medsam_agent_rt.trajectory import (
 )
 
 
-class ToolStep(Protocol):
-    mask: np.ndarray  # (H, W) bool
-    score: float
-
-
-class ToolState(Protocol):
-    """The per-episode chained segmenter state (``segmenters.episode``); pixel coordinates."""
-
-    strategy: str
-
-    def add_box(self, box_xyxy: Any) -> ToolStep: ...
-    def add_point(self, xy: Any, positive: bool) -> ToolStep: ...
-    def preview_box(self, box_xyxy: Any) -> ToolStep: ...
-    def preview_point(self, xy: Any, positive: bool) -> ToolStep: ...
-
-
-ToolFactory = Callable[[np.ndarray], ToolState]  # RGB image -> a new episode state (encodes it)
-
-
-class ToolError(RuntimeError):
-    """The segmentation tool failed on a step; recorded, ends the episode with "tool_error"."""
-
-
 class EpisodeResult(NamedTuple):
     mask: np.ndarray  # (H, W) bool, the final (optionally cleaned) mask
     record: EpisodeRecord
-
-
-def segmenter_tool_factory(segmenter: Any, strategy: str | None = None) -> ToolFactory:
-    """Wrap a ``segmenters.base.Segmenter`` into a factory of per-episode chained states."""
-    from medsam_agent_rt.segmenters import episode  # the segmenters package provides it
-
-    def factory(image: np.ndarray) -> ToolState:
-        return episode.open_episode(segmenter, image, strategy=strategy)
-
-    return factory
 
 
 class Session:
@@ -185,10 +157,13 @@ class Session:
                 return state.mask.copy()
             try:
                 if isinstance(px, PixelBox):
-                    return _checked(tool.preview_box(px.as_array()), hw).mask
-                return _checked(tool.preview_point([px.x, px.y], px.positive), hw).mask
+                    step = checked_step(tool.preview_box(px.as_array()), hw)
+                else:
+                    step = checked_step(tool.preview_point([px.x, px.y], px.positive), hw)
             except Exception as exc:  # noqa: BLE001 - any tool failure is a recorded outcome
                 raise ToolError(f"preview: {type(exc).__name__}: {exc}") from exc
+            state.previews[px] = step  # executing this action later commits it (no re-run)
+            return np.array(step.mask, bool)
 
         retry: str | None = None
         invalid_left, refusals_left = cfg.invalid_retries, cfg.refuse_first_stop
@@ -250,12 +225,15 @@ class Session:
     ) -> None:
         """Run one box/point on the chained state and record it (or the tool error)."""
         px, hw = to_pixels(action, geo), (geo.height, geo.width)
+        previewed = state.previews.get(px)
         t0 = time.perf_counter()
         try:
-            if isinstance(px, PixelBox):
-                step = _checked(tool.add_box(px.as_array()), hw)
+            if previewed is not None and hasattr(tool, "commit"):
+                step = tool.commit(previewed)
+            elif isinstance(px, PixelBox):
+                step = checked_step(tool.add_box(px.as_array()), hw)
             else:
-                step = _checked(tool.add_point([px.x, px.y], px.positive), hw)
+                step = checked_step(tool.add_point([px.x, px.y], px.positive), hw)
         except Exception as exc:  # noqa: BLE001 - a tool failure becomes a recorded outcome
             turn.timings["tool"] = time.perf_counter() - t0
             turn.outcome, turn.tool_error = "tool_error", f"{type(exc).__name__}: {exc}"
@@ -272,9 +250,12 @@ class Session:
         score = getattr(step, "score", None)
         turn.outcome, turn.tool_score = "executed", None if score is None else float(score)
         turn.mask = rle_encode(mask) if self.config.record_masks else None
+        prompts = getattr(step, "prompts", None)
+        turn.prompts = jsonable(prompts.to_dict() if hasattr(prompts, "to_dict") else prompts)
         turn.mask_area, turn.components = stats["area"], stats["components"]
         turn.iou, turn.dice = stats["iou"], stats["dice"]
         state.mask, state.actions = mask, state.actions + 1
+        state.previews.clear()
         state.images.append(overlay)
         state.texts.append(turn.text)
 
@@ -297,13 +278,7 @@ class _State:
     images: list[np.ndarray]
     texts: list[str]
     actions: int = 0
-
-
-def _checked(step: Any, hw: tuple[int, int]) -> Any:
-    mask = getattr(step, "mask", None)
-    if mask is None or np.shape(mask) != hw:
-        raise ValueError(f"tool returned a mask of shape {np.shape(mask)}, expected (H, W) = {hw}")
-    return step
+    previews: dict[Any, Any] = field(default_factory=dict)  # pixel action -> previewed step
 
 
 def _readonly(mask: np.ndarray) -> np.ndarray:

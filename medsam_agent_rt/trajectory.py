@@ -145,7 +145,8 @@ class TurnRecord:
     """One policy call. ``step``: actions executed before it (its place in the conversation);
     ``retry``: None, or why this call repeats the previous question ("invalid_output" /
     "refused_stop"); ``action``: {"name", "grid", "pixels", "positive", "clamped"} when parsed;
-    ``mask``: RLE of the tool's mask after an executed action; timings in seconds."""
+    ``mask``: RLE of the tool's mask after an executed action; ``prompts``: the prompts the
+    chained tool state sent (points, box, mask input, multimask); timings in seconds."""
 
     index: int
     step: int
@@ -159,6 +160,7 @@ class TurnRecord:
     action: dict[str, Any] | None = None
     tool_error: str | None = None
     tool_score: float | None = None
+    prompts: dict[str, Any] | None = None  # exactly what the tool sent to the segmenter, if told
     mask: dict[str, Any] | None = None
     mask_area: int | None = None
     components: int | None = None

@@ -65,12 +65,21 @@ class FakeTool:
         return self._step("add_point", self.box, self.clicks)
 
     def preview_box(self, box):
-        return self._step("preview_box", [int(v) for v in box], self.clicks)
+        step = self._step("preview_box", [int(v) for v in box], self.clicks)
+        step.prompts["next"] = ([int(v) for v in box], list(self.clicks))
+        return step
 
     def preview_point(self, xy, positive):
-        return self._step(
-            "preview_point", self.box, [*self.clicks, (int(xy[0]), int(xy[1]), bool(positive))]
-        )
+        clicks = [*self.clicks, (int(xy[0]), int(xy[1]), bool(positive))]
+        step = self._step("preview_point", self.box, clicks)
+        step.prompts["next"] = (self.box, clicks)
+        return step
+
+    def commit(self, step):
+        """Adopt a previewed step (as segmenters.episode.Episode.commit does)."""
+        self.box, self.clicks = step.prompts["next"]
+        self.calls.append(("commit", self.box, [list(c) for c in self.clicks]))
+        return step
 
 
 class FakeFactory:

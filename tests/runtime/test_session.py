@@ -333,3 +333,23 @@ def test_run_episode_and_replay_of_a_saved_record(tmp_path):
     np.testing.assert_array_equal(mask, mask2)
     assert [t.mask for t in rec2.turns] == [t.mask for t in rec.turns]
     assert [t.outcome for t in rec2.turns] == [t.outcome for t in rec.turns]
+
+
+def test_an_action_previewed_by_a_gt_policy_is_committed_not_run_again():
+    from medsam_agent_rt.policies import ExpertConfig, ExpertPolicy
+
+    factory = FakeFactory()
+    cfg = ExpertConfig(box_prob=0.0)
+    mask, rec = Session(factory, ExpertPolicy(cfg)).run(make_image(), "t", blob_gt())
+    calls = [c[0] for c in factory.tools[0].calls]
+    executed = [t for t in rec.turns if t.outcome == "executed"]
+    assert len(executed) >= 2
+    # the opening click is not previewed (add_point); every correction is a committed preview
+    assert calls.count("add_point") == 1 and calls.count("commit") == len(executed) - 1
+    assert "add_box" not in calls
+    # and the committed masks are those of plain execution (replay without previews)
+    mask2, rec2 = Session(FakeFactory(), ReplayPolicy([t.text for t in rec.turns])).run(
+        make_image(), "t", blob_gt()
+    )
+    np.testing.assert_array_equal(mask, mask2)
+    assert [t.mask for t in rec2.turns] == [t.mask for t in rec.turns]
