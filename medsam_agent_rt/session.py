@@ -53,6 +53,15 @@ from medsam_agent_rt.trajectory import (
     rle_encode,
 )
 
+__all__ = [
+    "EpisodeResult",
+    "Session",
+    "SessionConfig",
+    "ToolError",
+    "postprocess_final",
+    "run_episode",
+]
+
 
 class EpisodeResult(NamedTuple):
     mask: np.ndarray  # (H, W) bool, the final (optionally cleaned) mask
