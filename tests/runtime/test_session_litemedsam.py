@@ -1,6 +1,8 @@
 """Integration with the embedded LiteMedSAM on real demo images (downscaled to 256 px so the
 NumPy reference kernels stay cheap): oracle-box equals the segmenter's own GT-box prediction,
-the expert from the same box only improves on it, and a replayed record reproduces its masks."""
+the expert from the same box only improves on it, a replayed record reproduces its masks, and a
+whole episode opens no non-loopback socket. Images repeat across tests so the segmenter's
+embedding cache saves encoder runs."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pytest
 from PIL import Image
 
 from medsam_agent_rt.policies import ExpertConfig, ExpertPolicy, OracleBoxPolicy, ReplayPolicy
-from medsam_agent_rt.session import Session
+from medsam_agent_rt.session import Session, SessionConfig
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("medsam_agent_rt.segmenters.episode") is None,
@@ -47,15 +49,18 @@ def dice(a, b):
     return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
 
-@pytest.mark.parametrize("case", CASES[:2])
+@pytest.mark.parametrize("case", CASES[:1])
 def test_oracle_box_equals_the_segmenters_gt_box_prediction(segmenter, demo_dir, case):
     image, gt = load(demo_dir, case)
     mask, rec = Session(segmenter, OracleBoxPolicy()).run(image, "t", gt)
     ys, xs = np.nonzero(gt)
     box = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
     assert rec.turns[0].action["pixels"] == box.tolist()  # 256 px: exact grid round trip
+    from medsam_agent_rt.segmenters import FAMILIES
+
+    multimask = FAMILIES[segmenter.family].multimask_first  # the family's first-prompt rule
     segmenter.set_image(image)
-    pred = segmenter.predict(box=box, multimask_output=True)
+    pred = segmenter.predict(box=box, multimask_output=multimask)
     direct = pred.masks[int(np.argmax(pred.scores))]
     np.testing.assert_array_equal(mask, direct)
     assert rec.final["dice"] == pytest.approx(dice(direct, gt))
@@ -63,12 +68,13 @@ def test_oracle_box_equals_the_segmenters_gt_box_prediction(segmenter, demo_dir,
 
 
 def test_expert_beats_or_equals_oracle_box_on_demo_masks(segmenter, demo_dir):
-    cfg = ExpertConfig(box_prob=1.0, jitter_min=0.0, jitter_max=0.0)
+    cfg = ExpertConfig(box_prob=1.0, jitter_min=0.0, jitter_max=0.0, retries=1)
+    short = SessionConfig(max_actions=3)
     gains = []
-    for case in CASES:
+    for case in CASES[:3]:
         image, gt = load(demo_dir, case)
         _, oracle = Session(segmenter, OracleBoxPolicy()).run(image, "t", gt)
-        _, expert = Session(segmenter, ExpertPolicy(cfg)).run(image, "t", gt)
+        _, expert = Session(segmenter, ExpertPolicy(cfg), short).run(image, "t", gt)
         assert expert.turns[0].mask == oracle.turns[0].mask
         assert expert.final["iou"] >= oracle.final["iou"]
         gains.append(expert.final["dice"] - oracle.final["dice"])
@@ -76,9 +82,19 @@ def test_expert_beats_or_equals_oracle_box_on_demo_masks(segmenter, demo_dir):
 
 
 def test_a_replayed_record_reproduces_the_masks(segmenter, demo_dir):
-    image, gt = load(demo_dir, CASES[2])
-    mask, rec = Session(segmenter, ExpertPolicy(ExpertConfig(seed=3))).run(image, "t", gt)
+    image, gt = load(demo_dir, CASES[0])
+    policy = ExpertPolicy(ExpertConfig(seed=3, retries=1))
+    mask, rec = Session(segmenter, policy, SessionConfig(max_actions=3)).run(image, "t", gt)
     texts = [t.text for t in rec.turns]
-    mask2, rec2 = Session(segmenter, ReplayPolicy(texts)).run(image, "t", gt)
+    mask2, rec2 = Session(segmenter, ReplayPolicy(texts), SessionConfig(max_actions=3)).run(
+        image, "t", gt
+    )
     np.testing.assert_array_equal(mask, mask2)
     assert [t.mask for t in rec2.turns] == [t.mask for t in rec.turns]
+
+
+def test_a_full_episode_with_the_embedded_segmenter_stays_offline(segmenter, demo_dir, no_network):
+    image, gt = load(demo_dir, CASES[3])  # a fresh image: the encoder runs inside the guard
+    mask, rec = Session(segmenter, OracleBoxPolicy()).run(image, "t", gt)
+    assert rec.end_reason == "stop" and mask.any() and rec.totals["seconds"]["encode"] > 0
+    assert no_network == []
