@@ -14,6 +14,7 @@ from PIL import Image
 
 from medsam_agent_rt.policies import ExpertConfig, ExpertPolicy, OracleBoxPolicy, ReplayPolicy
 from medsam_agent_rt.session import Session, SessionConfig
+from medsam_agent_rt.trajectory import EpisodeRecord
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("medsam_agent_rt.segmenters.episode") is None,
@@ -65,6 +66,8 @@ def test_oracle_box_equals_the_segmenters_gt_box_prediction(segmenter, demo_dir,
     np.testing.assert_array_equal(mask, direct)
     assert rec.final["dice"] == pytest.approx(dice(direct, gt))
     assert rec.strategy and rec.backend == "torch"
+    assert rec.turns[0].prompts["box"] == box.tolist()  # what the chained state really sent
+    assert EpisodeRecord.from_json(rec.to_json()) == rec
 
 
 def test_expert_beats_or_equals_oracle_box_on_demo_masks(segmenter, demo_dir):
