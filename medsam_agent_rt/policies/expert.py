@@ -90,7 +90,11 @@ class ExpertPolicy:
     def __init__(self, config: ExpertConfig | None = None) -> None:
         self.config = config or ExpertConfig()
         c, d = self.config, ExpertConfig()
-        changed = [f"{f.name}={getattr(c, f.name)}" for f in fields(c) if getattr(c, f.name) != getattr(d, f.name)]  # fmt: skip
+        changed = [
+            f"{f.name}={getattr(c, f.name)}"
+            for f in fields(c)
+            if getattr(c, f.name) != getattr(d, f.name)
+        ]
         self.name = "expert" + (":" + ",".join(changed) if changed else "")
 
     def reset(self, task: Task) -> None:
@@ -120,6 +124,7 @@ class ExpertPolicy:
             return PolicyTurn(format_action(Stop()), {"reason": "perfect", "iou": iou_now})
         pools: tuple[np.ndarray, np.ndarray] | None = None
         tried: set[tuple[int, int]] = set()
+        previews = 0
         candidate: tuple[int, int, bool] | None = (first.x, first.y, first.positive)
         for attempt in range(self.config.retries + 1):
             if attempt > 0:
@@ -133,16 +138,17 @@ class ExpertPolicy:
             ex, ey, _ = self._geo.grid_to_pixel(action.x, action.y)
             tried |= {(x, y), (ex, ey)}
             gain = ops.iou(observation.preview(action), self._gt) - iou_now
+            previews += 1
             if gain >= self.config.tau:
                 self._clicked += [[x, y], [ex, ey]]
                 info = {
                     "click_px": [x, y],
                     "iou_before": iou_now,
                     "gain": gain,
-                    "tried": attempt + 1,
+                    "tried": previews,
                 }
                 return PolicyTurn(format_action(action, PHRASE_REFINE), info)
-        info = {"reason": "no_gain", "iou": iou_now, "tried": len(tried)}
+        info = {"reason": "no_gain", "iou": iou_now, "tried": previews}
         return PolicyTurn(format_action(Stop()), info)
 
     def _open(self) -> PolicyTurn:
@@ -150,7 +156,10 @@ class ExpertPolicy:
 
         if self._opening == "box":
             box = self._jittered_box()
-            return PolicyTurn(format_action(box_to_grid(box, self._geo), PHRASE_BOX), {"opening": "box", "box_px": list(box)})  # fmt: skip
+            return PolicyTurn(
+                format_action(box_to_grid(box, self._geo), PHRASE_BOX),
+                {"opening": "box", "box_px": list(box)},
+            )
         click = ops.next_click(np.zeros_like(self._gt), self._gt)
         action = point_to_grid(click.x, click.y, True, self._geo)
         ex, ey, _ = self._geo.grid_to_pixel(action.x, action.y)

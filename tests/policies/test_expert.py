@@ -133,6 +133,7 @@ def test_rejected_candidates_are_resampled_among_near_max_pixels():
     # with no retries the expert gives up instead
     _, rec3 = episode(ExpertConfig(seed=1, box_prob=1.0, retries=0), image, gt, factory)
     assert rec3.turns[1].outcome == "stop" and rec3.turns[1].info["reason"] == "no_gain"
+    assert rec3.turns[1].info["tried"] == 1
     DeadZoneTool.dead = set()
 
 
