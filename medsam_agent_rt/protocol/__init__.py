@@ -2,6 +2,21 @@
 message structure (``messages``), the 512 view and 0..999 grid mapping (``view``) and the action
 parser (``actions``). Training, inference, evaluation and serving all import it from here."""
 
+from medsam_agent_rt.protocol.actions import (
+    PARSE_ERROR_REASONS,
+    Action,
+    AddBox,
+    AddPoint,
+    ParsedTurn,
+    ParseError,
+    PixelBox,
+    PixelPoint,
+    Stop,
+    format_action,
+    parse_action,
+    parse_turn,
+    to_pixels,
+)
 from medsam_agent_rt.protocol.messages import (
     Message,
     assistant_message,
@@ -23,11 +38,19 @@ from medsam_agent_rt.protocol.text import (
     first_turn_text,
     tool_call_text,
 )
+from medsam_agent_rt.protocol.view import (
+    VIEW_SIZE,
+    ViewGeometry,
+    as_rgb,
+    render_observation,
+    render_view,
+    view_geometry,
+)
 
 __all__ = [
     "FOLLOWUP_TURN_TEXT",
     "GRID_MAX",
-    "Message",
+    "PARSE_ERROR_REASONS",
     "PHRASE_BOX",
     "PHRASE_FIRST_POINT",
     "PHRASE_REFINE",
@@ -35,11 +58,30 @@ __all__ = [
     "SYSTEM_PROMPT",
     "TOOL_NAMES",
     "TOOL_SCHEMAS",
+    "VIEW_SIZE",
+    "Action",
+    "AddBox",
+    "AddPoint",
+    "Message",
+    "ParseError",
+    "ParsedTurn",
+    "PixelBox",
+    "PixelPoint",
+    "Stop",
+    "ViewGeometry",
+    "as_rgb",
     "assistant_message",
     "assistant_text",
     "build_messages",
     "first_turn_text",
+    "format_action",
+    "parse_action",
+    "parse_turn",
+    "render_observation",
+    "render_view",
     "system_message",
+    "to_pixels",
     "tool_call_text",
     "user_message",
+    "view_geometry",
 ]

@@ -1,0 +1,103 @@
+"""``build_policy(spec)``: one string names every policy the CLI, evaluation and training use.
+
+Specs: ``expert`` / ``expert:seed=3,tau=0.02,...`` (ExpertConfig keys), ``clicker:K``,
+``oracle-box``, ``replay:FILE`` (an episode record JSON or a JSON list of texts), a list of texts
+(replay), a local model directory (policies.hf, Qwen3-VL / Qwen2.5-VL, needs the ``hf`` extra),
+an ``http(s)://`` URL of an OpenAI-compatible server (policies.openai_compat), ``gguf:FILE``
+(not available yet). A ready Policy object is returned unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medsam_agent_rt.policies.base import Policy
+
+SPEC_FORMS = (
+    "expert[:key=value,...]",
+    "clicker:K",
+    "oracle-box",
+    "replay:FILE",
+    "a local HF model directory",
+    "an http(s):// OpenAI-compatible URL",
+)
+
+
+def build_policy(spec: str | Sequence[str] | Policy, **kwargs: Any) -> Policy:
+    """The policy named by ``spec``; ``kwargs`` go to the model-backed policies (hf, openai)."""
+    if hasattr(spec, "act") and hasattr(spec, "reset"):
+        return spec  # type: ignore[return-value]
+    if isinstance(spec, (list, tuple)):
+        from medsam_agent_rt.policies.replay import ReplayPolicy
+
+        return ReplayPolicy(list(spec))
+    if not isinstance(spec, (str, Path)):
+        raise TypeError(
+            f"policy spec must be a str, a list of texts or a Policy, got {type(spec).__name__}"
+        )
+    text = str(spec).strip()
+    name, _, arg = text.partition(":")
+    if name == "expert":
+        from medsam_agent_rt.policies.expert import ExpertConfig, ExpertPolicy
+
+        return ExpertPolicy(ExpertConfig.from_spec(arg))
+    if name == "clicker":
+        from medsam_agent_rt.policies.clicker import ClickerPolicy
+
+        try:
+            k = int(arg) if arg.strip() else 5
+        except ValueError:
+            raise ValueError(
+                f"clicker spec must be 'clicker:K' with an integer K, got {text!r}"
+            ) from None
+        return ClickerPolicy(k)
+    if text == "oracle-box":
+        from medsam_agent_rt.policies.oracle_box import OracleBoxPolicy
+
+        return OracleBoxPolicy()
+    if name == "replay":
+        from medsam_agent_rt.policies.replay import ReplayPolicy
+
+        if not arg:
+            raise ValueError("replay spec must be 'replay:FILE'")
+        return ReplayPolicy.from_file(arg)
+    if text.startswith(("http://", "https://")):
+        cls = _lazy("openai_compat", "OpenAIPolicy", "an OpenAI-compatible server", "")
+        return _with_spec(cls(text, **kwargs), text)
+    if name == "gguf":
+        raise ValueError(
+            "GGUF policies are not available yet (planned: llama-cpp-python backend). Meanwhile "
+            "serve the GGUF file with llama.cpp's server and pass its http://127.0.0.1:PORT URL, "
+            "or pass the Hugging Face model directory."
+        )
+    if text and Path(text).is_dir():
+        cls = _lazy("hf", "HFPolicy", "a Hugging Face model directory", "hf")
+        return _with_spec(cls(text, **kwargs), text)
+    hint = " (no such directory)" if "/" in text or "\\" in text else ""
+    raise ValueError(
+        f"unknown policy spec {text!r}{hint}; expected one of: {', '.join(SPEC_FORMS)}"
+    )
+
+
+def _with_spec(policy: Any, spec: str) -> Any:
+    """Remember the spec a model-backed policy was built from (records show it, not "hf")."""
+    try:
+        policy.spec = spec
+    except AttributeError:  # a policy with __slots__ / read-only attributes keeps its name
+        pass
+    return policy
+
+
+def _lazy(module: str, cls: str, what: str, extra: str) -> Any:
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"medsam_agent_rt.policies.{module}")
+    except ImportError as exc:
+        need = f" (pip install 'medsam-agent-rt[{extra}]')" if extra else ""
+        raise ImportError(
+            f"running {what} as the policy needs medsam_agent_rt.policies.{module}{need}: {exc}"
+        ) from exc
+    return getattr(mod, cls)
