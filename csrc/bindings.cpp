@@ -13,6 +13,8 @@
 #include "common/device.h"
 #include "common/dlpack.h"
 #include "common/tensor.h"
+#include "ops/components.h"
+#include "ops/distance.h"
 
 namespace py = pybind11;
 using msrt::DType;
@@ -144,10 +146,184 @@ void register_mask_metrics(py::module_& m) { (void)m; }
 void register_prompt_fusion(py::module_& m) { (void)m; }
 
 // ================================================================ op: connected components
-void register_components(py::module_& m) { (void)m; }
+// CPU: NumPy in, NumPy out (allocated here), the GIL released while the kernel runs.
+// CUDA: DLPack capsules in, outputs allocated by the caller with the input's framework.
+
+// A 2-D bool/uint8 view as msrt::Mask2D; CPU kernels need unit column stride.
+msrt::Mask2D cc_mask(const TensorView& v, const char* name, bool unit_column_stride) {
+  MSRT_CHECK(v.ndim() == 2, name, " must be 2-D, got ", v.describe());
+  MSRT_CHECK(v.dtype == DType::Bool || v.dtype == DType::UInt8, name,
+             " must be bool or uint8, got ", v.describe());
+  MSRT_CHECK(v.shape[0] > 0 && v.shape[1] > 0, name, " must not be empty, got ", v.describe());
+  MSRT_CHECK(v.numel() < (int64_t(1) << 31), name, " must have fewer than 2**31 pixels, got ",
+             v.describe());
+  msrt::Mask2D m;
+  m.data = static_cast<const uint8_t*>(v.data);
+  m.height = v.shape[0];
+  m.width = v.shape[1];
+  m.stride_y = v.strides[0];
+  m.stride_x = v.shape[1] == 1 ? 1 : v.strides[1];
+  MSRT_CHECK(!unit_column_stride || m.stride_x == 1, name,
+             " must have unit column stride on the CPU (copy it with np.ascontiguousarray), got ",
+             v.describe());
+  return m;
+}
+
+void cc_check_connectivity(int connectivity) {
+  MSRT_CHECK(connectivity == 4 || connectivity == 8, "connectivity must be 4 or 8, got ",
+             connectivity);
+}
+
+py::array cc_bool_array(int64_t h, int64_t w) {
+  return py::array(py::dtype("?"), std::vector<py::ssize_t>{py::ssize_t(h), py::ssize_t(w)});
+}
+
+py::tuple label_components_cpu(const py::array& mask, int connectivity, int threads) {
+  const msrt::Mask2D m = cc_mask(view_numpy(mask, "mask"), "mask", true);
+  cc_check_connectivity(connectivity);
+  py::array_t<int32_t> labels({py::ssize_t(m.height), py::ssize_t(m.width)});
+  int32_t* out = labels.mutable_data();
+  msrt::ComponentStats stats;
+  {
+    py::gil_scoped_release nogil;
+    msrt::cpu::label_components(m, connectivity, out, &stats, threads);
+  }
+  const py::ssize_t k = py::ssize_t(stats.areas.size());
+  py::array_t<int64_t> areas(k);
+  py::array_t<int64_t> boxes({k, py::ssize_t(4)});
+  std::copy(stats.areas.begin(), stats.areas.end(), areas.mutable_data());
+  std::copy(stats.boxes.begin(), stats.boxes.end(), boxes.mutable_data());
+  return py::make_tuple(labels, areas, boxes);
+}
+
+int64_t count_components_cpu(const py::array& mask, int connectivity, int threads) {
+  const msrt::Mask2D m = cc_mask(view_numpy(mask, "mask"), "mask", true);
+  cc_check_connectivity(connectivity);
+  py::gil_scoped_release nogil;
+  return msrt::cpu::count_components(m, connectivity, threads);
+}
+
+py::array keep_largest_component_cpu(const py::array& mask, int connectivity, int threads) {
+  const msrt::Mask2D m = cc_mask(view_numpy(mask, "mask"), "mask", true);
+  cc_check_connectivity(connectivity);
+  py::array out = cc_bool_array(m.height, m.width);
+  auto* o = static_cast<uint8_t*>(out.mutable_data());
+  {
+    py::gil_scoped_release nogil;
+    msrt::cpu::keep_largest_component(m, connectivity, o, threads);
+  }
+  return out;
+}
+
+py::array fill_holes_cpu(const py::array& mask, int connectivity, int64_t max_area,
+                         int threads) {
+  const msrt::Mask2D m = cc_mask(view_numpy(mask, "mask"), "mask", true);
+  cc_check_connectivity(connectivity);
+  py::array out = cc_bool_array(m.height, m.width);
+  auto* o = static_cast<uint8_t*>(out.mutable_data());
+  {
+    py::gil_scoped_release nogil;
+    msrt::cpu::fill_holes(m, connectivity, max_area, o, threads);
+  }
+  return out;
+}
+
+void register_components(py::module_& m) {
+  m.def("label_components_cpu", &label_components_cpu, py::arg("mask"),
+        py::arg("connectivity") = 8, py::arg("threads") = 0,
+        "(H, W) bool/uint8 -> (labels (H, W) int32, areas (K,) int64, boxes (K, 4) int64).");
+  m.def("count_components_cpu", &count_components_cpu, py::arg("mask"),
+        py::arg("connectivity") = 8, py::arg("threads") = 0);
+  m.def("keep_largest_component_cpu", &keep_largest_component_cpu, py::arg("mask"),
+        py::arg("connectivity") = 8, py::arg("threads") = 0);
+  m.def("fill_holes_cpu", &fill_holes_cpu, py::arg("mask"), py::arg("connectivity") = 8,
+        py::arg("max_area") = -1, py::arg("threads") = 0,
+        "max_area < 0: fill every hole.");
+}
 
 // ================================================================ op: distance transform + click
-void register_distance(py::module_& m) { (void)m; }
+// Masks are checked by cc_mask (section above). Exclusions arrive as a host (K, 2) int64 array of
+// (x, y) pixels; out-of-image entries are ignored.
+
+void dt_check_size(const msrt::Mask2D& m, const char* name) {
+  // INF = H + W + 2 squared, plus W^2, must stay below 2^31 (int32 squared distances).
+  const int64_t inf = m.height + m.width + 2;
+  MSRT_CHECK(inf * inf + m.width * m.width < (int64_t(1) << 31), name,
+             " is too large for the distance transform (H + W must stay below ~30000), got ",
+             m.height, "x", m.width);
+}
+
+std::pair<const msrt::Mask2D, const msrt::Mask2D> dt_pair(const py::array& pred,
+                                                          const py::array& gt) {
+  const msrt::Mask2D p = cc_mask(view_numpy(pred, "pred"), "pred", true);
+  const msrt::Mask2D g = cc_mask(view_numpy(gt, "gt"), "gt", true);
+  MSRT_CHECK(p.height == g.height && p.width == g.width,
+             "pred and gt must have the same H x W, got ", p.height, "x", p.width, " and ",
+             g.height, "x", g.width);
+  dt_check_size(p, "pred");
+  return {p, g};
+}
+
+py::array_t<int64_t> dt_exclude(const py::object& exclude) {
+  if (exclude.is_none()) return py::array_t<int64_t>(std::vector<py::ssize_t>{0, 2});
+  auto ex = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(exclude);
+  MSRT_CHECK(ex && (ex.size() == 0 || (ex.ndim() == 2 && ex.shape(1) == 2)),
+             "exclude must be a (K, 2) integer array of (x, y) pixels");
+  return ex;
+}
+
+py::array_t<float> distance_transform_cpu(const py::array& mask, int threads) {
+  const msrt::Mask2D m = cc_mask(view_numpy(mask, "mask"), "mask", true);
+  dt_check_size(m, "mask");
+  py::array_t<float> out({py::ssize_t(m.height), py::ssize_t(m.width)});
+  float* o = out.mutable_data();
+  py::gil_scoped_release nogil;
+  msrt::cpu::distance_transform(m, o, threads);
+  return out;
+}
+
+py::tuple error_regions_cpu(const py::array& pred, const py::array& gt,
+                            const py::object& exclude, int threads) {
+  const auto [p, g] = dt_pair(pred, gt);
+  const auto ex = dt_exclude(exclude);
+  const py::ssize_t h = py::ssize_t(p.height), w = py::ssize_t(p.width);
+  py::array_t<float> fn({h, w}), fp({h, w});
+  float* a = fn.mutable_data();
+  float* b = fp.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    msrt::cpu::error_regions(p, g, ex.data(), ex.size() / 2, a, b, threads);
+  }
+  return py::make_tuple(fn, fp);
+}
+
+py::object click_result(const msrt::ClickResult& r) {
+  if (!r.found) return py::none();
+  return py::make_tuple(r.x, r.y, r.positive, double(r.distance));
+}
+
+py::object next_click_cpu(const py::array& pred, const py::array& gt, const py::object& exclude,
+                          int threads) {
+  const auto [p, g] = dt_pair(pred, gt);
+  const auto ex = dt_exclude(exclude);
+  msrt::ClickResult r;
+  {
+    py::gil_scoped_release nogil;
+    r = msrt::cpu::next_click(p, g, ex.data(), ex.size() / 2, threads);
+  }
+  return click_result(r);
+}
+
+void register_distance(py::module_& m) {
+  m.def("distance_transform_cpu", &distance_transform_cpu, py::arg("mask"),
+        py::arg("threads") = 0, "(H, W) bool/uint8 -> (H, W) float32 exact Euclidean distance.");
+  m.def("error_regions_cpu", &error_regions_cpu, py::arg("pred"), py::arg("gt"),
+        py::arg("exclude") = py::none(), py::arg("threads") = 0,
+        "-> (dist_fn, dist_fp), each (H, W) float32 with a 1-px zero border.");
+  m.def("next_click_cpu", &next_click_cpu, py::arg("pred"), py::arg("gt"),
+        py::arg("exclude") = py::none(), py::arg("threads") = 0,
+        "-> (x, y, positive, distance) or None when pred == gt.");
+}
 
 // ================================================================ op: mask post-processing
 void register_postprocess(py::module_& m) { (void)m; }
