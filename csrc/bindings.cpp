@@ -228,6 +228,105 @@ py::array fill_holes_cpu(const py::array& mask, int connectivity, int64_t max_ar
   return out;
 }
 
+#ifdef MSRT_WITH_CUDA
+// A DLPack capsule that must hold a CUDA tensor; `hold` owns it for the call.
+TensorView cc_cuda_view(const py::capsule& cap, const char* name, std::uintptr_t stream,
+                        DLPackHold& hold) {
+  TensorView v = view_dlpack(cap, name, stream, hold);
+  MSRT_CHECK(v.device == msrt::Device::CUDA, name, " must be a CUDA tensor, got ", v.describe());
+  return v;
+}
+
+// A caller-allocated CUDA output: dtype, shape and C-contiguity as the kernels expect.
+void cc_cuda_out(const TensorView& v, const char* name, DType dtype,
+                 const std::vector<int64_t>& shape) {
+  check_dtype(v, name, dtype);
+  MSRT_CHECK(v.shape == shape, name, " has the wrong shape: ", v.describe());
+  check_contiguous(v, name);
+}
+
+int64_t label_components_cuda(const py::capsule& mask, const py::capsule& labels,
+                              const py::capsule& scratch, int connectivity, bool invert,
+                              std::uintptr_t stream) {
+  DLPackHold hm, hl, hs;
+  const TensorView vm = cc_cuda_view(mask, "mask", stream, hm);
+  const TensorView vl = cc_cuda_view(labels, "labels", stream, hl);
+  const TensorView vs = cc_cuda_view(scratch, "scratch", stream, hs);
+  const msrt::Mask2D m = cc_mask(vm, "mask", false);
+  cc_check_connectivity(connectivity);
+  cc_cuda_out(vl, "labels", DType::Int32, {m.height, m.width});
+  cc_cuda_out(vs, "scratch", DType::Int32, {msrt::cuda::label_scratch_elems(m.height, m.width)});
+  check_same_device(vm, "mask", vl, "labels");
+  check_same_device(vm, "mask", vs, "scratch");
+  py::gil_scoped_release nogil;
+  return msrt::cuda::label_components(m, connectivity, invert, vl.ptr<int32_t>(),
+                                      vs.ptr<int32_t>(), vm.device_id, vm.stream);
+}
+
+void component_stats_cuda(const py::capsule& labels, const py::capsule& areas,
+                          const py::capsule& boxes, std::uintptr_t stream) {
+  DLPackHold hl, ha, hb;
+  const TensorView vl = cc_cuda_view(labels, "labels", stream, hl);
+  const TensorView va = cc_cuda_view(areas, "areas", stream, ha);
+  const TensorView vb = cc_cuda_view(boxes, "boxes", stream, hb);
+  check_ndim(vl, "labels", 2, 2);
+  cc_cuda_out(vl, "labels", DType::Int32, vl.shape);
+  check_ndim(va, "areas", 1, 1);
+  const int64_t k = va.shape[0];
+  cc_cuda_out(va, "areas", DType::Int64, {k});
+  cc_cuda_out(vb, "boxes", DType::Int64, {k, 4});
+  check_same_device(vl, "labels", va, "areas");
+  check_same_device(vl, "labels", vb, "boxes");
+  py::gil_scoped_release nogil;
+  msrt::cuda::component_stats(vl.ptr<int32_t>(), vl.shape[0], vl.shape[1], k, va.ptr<int64_t>(),
+                              vb.ptr<int64_t>(), vl.device_id, vl.stream);
+}
+
+void keep_largest_component_cuda(const py::capsule& labels, const py::capsule& areas,
+                                 const py::capsule& scratch, const py::capsule& out,
+                                 std::uintptr_t stream) {
+  DLPackHold hl, ha, hs, ho;
+  const TensorView vl = cc_cuda_view(labels, "labels", stream, hl);
+  const TensorView va = cc_cuda_view(areas, "areas", stream, ha);
+  const TensorView vs = cc_cuda_view(scratch, "scratch", stream, hs);
+  const TensorView vo = cc_cuda_view(out, "out", stream, ho);
+  check_ndim(vl, "labels", 2, 2);
+  check_ndim(va, "areas", 1, 1);
+  const int64_t h = vl.shape[0], w = vl.shape[1];
+  cc_cuda_out(vl, "labels", DType::Int32, {h, w});
+  cc_cuda_out(va, "areas", DType::Int64, va.shape);
+  cc_cuda_out(vs, "scratch", DType::Int32, {msrt::cuda::label_scratch_elems(h, w)});
+  cc_cuda_out(vo, "out", DType::Bool, {h, w});
+  for (const TensorView* t : {&va, &vs, &vo}) check_same_device(vl, "labels", *t, "outputs");
+  py::gil_scoped_release nogil;
+  msrt::cuda::keep_largest_component(vl.ptr<int32_t>(), h, w, va.ptr<int64_t>(), va.shape[0],
+                                     vs.ptr<int32_t>(), vo.ptr<uint8_t>(), vl.device_id,
+                                     vl.stream);
+}
+
+void fill_holes_cuda(const py::capsule& mask, const py::capsule& bg_labels,
+                     const py::capsule& areas, const py::capsule& boxes, int64_t max_area,
+                     const py::capsule& out, std::uintptr_t stream) {
+  DLPackHold hm, hl, ha, hb, ho;
+  const TensorView vm = cc_cuda_view(mask, "mask", stream, hm);
+  const TensorView vl = cc_cuda_view(bg_labels, "bg_labels", stream, hl);
+  const TensorView va = cc_cuda_view(areas, "areas", stream, ha);
+  const TensorView vb = cc_cuda_view(boxes, "boxes", stream, hb);
+  const TensorView vo = cc_cuda_view(out, "out", stream, ho);
+  const msrt::Mask2D m = cc_mask(vm, "mask", false);
+  check_ndim(va, "areas", 1, 1);
+  const int64_t k = va.shape[0];
+  cc_cuda_out(vl, "bg_labels", DType::Int32, {m.height, m.width});
+  cc_cuda_out(va, "areas", DType::Int64, {k});
+  cc_cuda_out(vb, "boxes", DType::Int64, {k, 4});
+  cc_cuda_out(vo, "out", DType::Bool, {m.height, m.width});
+  for (const TensorView* t : {&vl, &va, &vb, &vo}) check_same_device(vm, "mask", *t, "outputs");
+  py::gil_scoped_release nogil;
+  msrt::cuda::fill_holes(m, vl.ptr<int32_t>(), va.ptr<int64_t>(), vb.ptr<int64_t>(), max_area,
+                         vo.ptr<uint8_t>(), vm.device_id, vm.stream);
+}
+#endif
+
 void register_components(py::module_& m) {
   m.def("label_components_cpu", &label_components_cpu, py::arg("mask"),
         py::arg("connectivity") = 8, py::arg("threads") = 0,
@@ -239,6 +338,20 @@ void register_components(py::module_& m) {
   m.def("fill_holes_cpu", &fill_holes_cpu, py::arg("mask"), py::arg("connectivity") = 8,
         py::arg("max_area") = -1, py::arg("threads") = 0,
         "max_area < 0: fill every hole.");
+#ifdef MSRT_WITH_CUDA
+  m.def("label_scratch_elems", &msrt::cuda::label_scratch_elems, py::arg("height"),
+        py::arg("width"), "int32 elements of scratch label_components_cuda needs.");
+  m.def("label_components_cuda", &label_components_cuda, py::arg("mask"), py::arg("labels"),
+        py::arg("scratch"), py::arg("connectivity"), py::arg("invert"), py::arg("stream"),
+        "DLPack capsules; writes labels, returns K (synchronises the stream).");
+  m.def("component_stats_cuda", &component_stats_cuda, py::arg("labels"), py::arg("areas"),
+        py::arg("boxes"), py::arg("stream"));
+  m.def("keep_largest_component_cuda", &keep_largest_component_cuda, py::arg("labels"),
+        py::arg("areas"), py::arg("scratch"), py::arg("out"), py::arg("stream"));
+  m.def("fill_holes_cuda", &fill_holes_cuda, py::arg("mask"), py::arg("bg_labels"),
+        py::arg("areas"), py::arg("boxes"), py::arg("max_area"), py::arg("out"),
+        py::arg("stream"));
+#endif
 }
 
 // ================================================================ op: distance transform + click
@@ -314,6 +427,81 @@ py::object next_click_cpu(const py::array& pred, const py::array& gt, const py::
   return click_result(r);
 }
 
+#ifdef MSRT_WITH_CUDA
+void distance_transform_cuda(const py::capsule& mask, const py::capsule& out,
+                             const py::capsule& scratch, std::uintptr_t stream) {
+  DLPackHold hm, ho, hs;
+  const TensorView vm = cc_cuda_view(mask, "mask", stream, hm);
+  const TensorView vo = cc_cuda_view(out, "out", stream, ho);
+  const TensorView vs = cc_cuda_view(scratch, "scratch", stream, hs);
+  const msrt::Mask2D m = cc_mask(vm, "mask", false);
+  dt_check_size(m, "mask");
+  cc_cuda_out(vo, "out", DType::Float32, {m.height, m.width});
+  cc_cuda_out(vs, "scratch", DType::Int32, {msrt::cuda::dt_scratch_elems(0)});
+  check_same_device(vm, "mask", vo, "out");
+  check_same_device(vm, "mask", vs, "scratch");
+  py::gil_scoped_release nogil;
+  msrt::cuda::distance_transform(m, vo.ptr<float>(), vs.ptr<int32_t>(), vm.device_id, vm.stream);
+}
+
+struct DtCudaPair {
+  DLPackHold hp, hg;
+  TensorView vp, vg;
+  msrt::Mask2D p, g;
+  DtCudaPair(const py::capsule& pred, const py::capsule& gt, std::uintptr_t stream) {
+    vp = cc_cuda_view(pred, "pred", stream, hp);
+    vg = cc_cuda_view(gt, "gt", stream, hg);
+    p = cc_mask(vp, "pred", false);
+    g = cc_mask(vg, "gt", false);
+    MSRT_CHECK(p.height == g.height && p.width == g.width,
+               "pred and gt must have the same H x W, got ", vp.describe(), " and ",
+               vg.describe());
+    check_same_device(vp, "pred", vg, "gt");
+    dt_check_size(p, "pred");
+  }
+};
+
+void error_regions_cuda(const py::capsule& pred, const py::capsule& gt,
+                        const py::object& exclude, const py::capsule& dist_fn,
+                        const py::capsule& dist_fp, const py::capsule& scratch,
+                        std::uintptr_t stream) {
+  DtCudaPair in(pred, gt, stream);
+  const auto ex = dt_exclude(exclude);
+  DLPackHold ha, hb, hs;
+  const TensorView va = cc_cuda_view(dist_fn, "dist_fn", stream, ha);
+  const TensorView vb = cc_cuda_view(dist_fp, "dist_fp", stream, hb);
+  const TensorView vs = cc_cuda_view(scratch, "scratch", stream, hs);
+  const int64_t n_ex = ex.size() / 2;
+  cc_cuda_out(va, "dist_fn", DType::Float32, {in.p.height, in.p.width});
+  cc_cuda_out(vb, "dist_fp", DType::Float32, {in.p.height, in.p.width});
+  cc_cuda_out(vs, "scratch", DType::Int32, {msrt::cuda::dt_scratch_elems(n_ex)});
+  for (const TensorView* t : {&va, &vb, &vs}) check_same_device(in.vp, "pred", *t, "outputs");
+  py::gil_scoped_release nogil;
+  msrt::cuda::error_regions(in.p, in.g, ex.data(), n_ex, va.ptr<float>(), vb.ptr<float>(),
+                            vs.ptr<int32_t>(), in.vp.device_id, in.vp.stream);
+}
+
+py::object next_click_cuda(const py::capsule& pred, const py::capsule& gt,
+                           const py::object& exclude, const py::capsule& scratch,
+                           std::uintptr_t stream) {
+  DtCudaPair in(pred, gt, stream);
+  const auto ex = dt_exclude(exclude);
+  DLPackHold hs;
+  const TensorView vs = cc_cuda_view(scratch, "scratch", stream, hs);
+  const int64_t n_ex = ex.size() / 2;
+  cc_cuda_out(vs, "scratch", DType::Int32,
+              {msrt::cuda::click_scratch_elems(in.p.height, in.p.width, n_ex)});
+  check_same_device(in.vp, "pred", vs, "scratch");
+  msrt::ClickResult r;
+  {
+    py::gil_scoped_release nogil;
+    r = msrt::cuda::next_click(in.p, in.g, ex.data(), n_ex, vs.ptr<int32_t>(), in.vp.device_id,
+                               in.vp.stream);
+  }
+  return click_result(r);
+}
+#endif
+
 void register_distance(py::module_& m) {
   m.def("distance_transform_cpu", &distance_transform_cpu, py::arg("mask"),
         py::arg("threads") = 0, "(H, W) bool/uint8 -> (H, W) float32 exact Euclidean distance.");
@@ -323,6 +511,20 @@ void register_distance(py::module_& m) {
   m.def("next_click_cpu", &next_click_cpu, py::arg("pred"), py::arg("gt"),
         py::arg("exclude") = py::none(), py::arg("threads") = 0,
         "-> (x, y, positive, distance) or None when pred == gt.");
+#ifdef MSRT_WITH_CUDA
+  m.def("dt_scratch_elems", &msrt::cuda::dt_scratch_elems, py::arg("n_exclude"));
+  m.def("click_scratch_elems", &msrt::cuda::click_scratch_elems, py::arg("height"),
+        py::arg("width"), py::arg("n_exclude"));
+  m.def("cuda_max_width", &msrt::cuda::max_width, py::arg("device"),
+        "Widest row the CUDA distance transform takes on this device.");
+  m.def("distance_transform_cuda", &distance_transform_cuda, py::arg("mask"), py::arg("out"),
+        py::arg("scratch"), py::arg("stream"));
+  m.def("error_regions_cuda", &error_regions_cuda, py::arg("pred"), py::arg("gt"),
+        py::arg("exclude"), py::arg("dist_fn"), py::arg("dist_fp"), py::arg("scratch"),
+        py::arg("stream"));
+  m.def("next_click_cuda", &next_click_cuda, py::arg("pred"), py::arg("gt"), py::arg("exclude"),
+        py::arg("scratch"), py::arg("stream"), "Synchronises the stream.");
+#endif
 }
 
 // ================================================================ op: mask post-processing

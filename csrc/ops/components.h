@@ -41,23 +41,27 @@ void fill_holes(const Mask2D& mask, int connectivity, int64_t max_area, uint8_t*
 
 #ifdef MSRT_WITH_CUDA
 namespace cuda {
-// Same semantics on device memory, enqueued on `stream` (a cudaStream_t). Outputs are
-// C-contiguous device buffers allocated by the caller; `scratch` holds
-// label_scratch_elems(H, W) int32.
+// The same semantics on device memory: kernels run on device `device`, enqueued on `stream` (a
+// cudaStream_t). Outputs and `scratch` are C-contiguous device buffers the caller allocated;
+// scratch holds label_scratch_elems(H, W) int32 (8-byte aligned). The mask may have any strides.
 int64_t label_scratch_elems(int64_t height, int64_t width);
-// Writes labels and returns K (synchronises the stream to read it).
+// labels (H, W) int32 of the set pixels (of the zero pixels when `invert`). Returns K; the only
+// call here that synchronises the stream (to read K).
 int64_t label_components(const Mask2D& mask, int connectivity, bool invert, int32_t* labels,
-                         int32_t* scratch, void* stream);
-// areas (K,) int64 and boxes (K, 4) int64 of labels 1..K; no synchronisation.
+                         int32_t* scratch, int device, void* stream);
+// areas (K,) int64 and boxes (K, 4) int64 (x0, y0, x1, y1 inclusive) of labels 1..K.
 void component_stats(const int32_t* labels, int64_t height, int64_t width, int64_t k,
-                     int64_t* areas, int64_t* boxes, void* stream);
-// out = labels == argmax(areas) + 1 (ties: lowest label); K >= 1.
+                     int64_t* areas, int64_t* boxes, int device, void* stream);
+// out (H, W) bytes = labels == argmax(areas) + 1 (ties: lowest label); all 0 when K == 0.
 void keep_largest_component(const int32_t* labels, int64_t height, int64_t width,
                             const int64_t* areas, int64_t k, int32_t* scratch, uint8_t* out,
-                            void* stream);
-// out = mask | hole pixels, from the background labelling `bg_labels` and its stats.
+                            int device, void* stream);
+// out (H, W) bytes = mask, plus the background components of `bg_labels` (labelled with the
+// complementary connectivity, stats `areas`/`boxes`) that do not touch the border and have
+// area <= max_area (max_area < 0: no limit).
 void fill_holes(const Mask2D& mask, const int32_t* bg_labels, const int64_t* areas,
-                const int64_t* boxes, int64_t max_area, uint8_t* out, void* stream);
+                const int64_t* boxes, int64_t max_area, uint8_t* out, int device,
+                void* stream);
 }  // namespace cuda
 #endif
 

@@ -34,18 +34,21 @@ ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* excl
 
 #ifdef MSRT_WITH_CUDA
 namespace cuda {
-// Same semantics on device memory, enqueued on `stream` (a cudaStream_t) of device `device`.
-// `exclude_index` holds n_exclude sorted, unique linear indices y * W + x (host memory).
-// Rows wider than max_width() do not fit the row kernel's shared memory.
+// The same semantics on device memory: kernels run on device `device`, enqueued on `stream` (a
+// cudaStream_t). Masks may have any strides; outputs and `scratch` (int32, 8-byte aligned) are
+// C-contiguous device buffers the caller allocated. `exclude` stays in host memory.
+// Rows wider than max_width(device) do not fit the row kernel's shared memory.
 int64_t max_width(int device);
+// scratch for distance_transform and error_regions: dt_scratch_elems(n_exclude) int32.
+int64_t dt_scratch_elems(int64_t n_exclude);
 void distance_transform(const Mask2D& mask, float* out, int32_t* scratch, int device,
                         void* stream);
-void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude_index,
+void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
                    int64_t n_exclude, float* dist_fn, float* dist_fp, int32_t* scratch,
                    int device, void* stream);
 // scratch: click_scratch_elems(H, W, n_exclude) int32. Synchronises the stream.
 int64_t click_scratch_elems(int64_t height, int64_t width, int64_t n_exclude);
-ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude_index,
+ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
                        int64_t n_exclude, int32_t* scratch, int device, void* stream);
 }  // namespace cuda
 #endif
