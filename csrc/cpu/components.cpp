@@ -1,6 +1,6 @@
 // Connected components on the CPU: union-find over runs.
 //
-// 1. Rows are split into strips, one per thread. Each strip extracts the runs of set pixels of
+// 1. Rows are split into strips (a few per thread). Each strip extracts the runs of set pixels of
 //    its rows (64 pixels per SIMD step) and unites every run with the runs it touches in the row
 //    above, in a strip-local forest whose roots are always the smallest run index.
 // 2. The forests are concatenated (runs stay in raster order) and the first row of each strip is
@@ -9,6 +9,7 @@
 //    first run of its component in raster order (roots are minimal), so labels follow the raster
 //    order of each component's first pixel whatever the number of threads; stats come from runs.
 // 4. The strips write their rows of the output in parallel.
+// Strips are shared among threads by parallel_for (cpu/parallel.h).
 // Memory traffic: the mask is read once and the output written once.
 #include <algorithm>
 #include <cstring>
@@ -16,11 +17,8 @@
 #include <vector>
 
 #include "cpu/mask_bits.h"
+#include "cpu/parallel.h"
 #include "ops/components.h"
-
-#ifdef MSRT_WITH_OPENMP
-#include <omp.h>
-#endif
 
 namespace msrt::cpu {
 namespace {
@@ -60,26 +58,19 @@ void link_rows(const int32_t* prev, int32_t pn, int32_t pid, const int32_t* cur,
   }
 }
 
-int default_threads() {
-#ifdef MSRT_WITH_OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 // Runs of one set (the mask's set pixels, or its zero pixels when `invert`) with their forest.
 class RunForest {
  public:
   RunForest(const Mask2D& m, int connectivity, bool invert, int num_threads)
       : m_(m), d_(connectivity == 8 ? 1 : 0), invert_(invert) {
-    // An explicit thread count is taken as is (tests use it to cut small masks into strips);
-    // the default gives each thread at least 64 K pixels.
+    // An explicit thread count also fixes the number of strips (tests cut small masks into
+    // strips this way); by default, up to 4 strips per thread of at least 64 K pixels each.
+    threads_ = num_threads > 0 ? num_threads : default_threads();
     int64_t n = num_threads > 0 ? num_threads
-                                : std::min<int64_t>(default_threads(),
-                                                    std::max<int64_t>(1, (m.height * m.width) >> 16));
+                                : (threads_ == 1 ? 1
+                                                 : std::min<int64_t>(4 * int64_t(threads_),
+                                                                     (m.height * m.width) >> 16));
     n = std::max<int64_t>(1, std::min<int64_t>(n, m.height));
-    threads_ = int(n);
     strips_.resize(size_t(n));
     for (int64_t t = 0; t < n; ++t) {
       strips_[t].y0 = m.height * t / n;
@@ -119,27 +110,21 @@ class RunForest {
   // strips in parallel.
   template <typename WriteRow>
   void for_each_row(WriteRow&& write_row) const {
-#ifdef MSRT_WITH_OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(threads_) if (threads_ > 1)
-#endif
-    for (int t = 0; t < threads_; ++t) {
+    parallel_for(int64_t(strips_.size()), threads_, [&](int64_t t) {
       const Strip& s = strips_[t];
       for (int64_t y = s.y0; y < s.y1; ++y) {
         const int64_t r = y - s.y0;
         const int32_t j0 = s.row_begin[r], j1 = s.row_begin[r + 1];
         write_row(y, s.xs.data() + 2 * j0, j1 - j0, parent_.data() + s.offset + j0);
       }
-    }
+    });
   }
 
  private:
   void scan_strips() {
     const int32_t w = int32_t(m_.width);
     const uint64_t flip = invert_ ? ~uint64_t(0) : 0;
-#ifdef MSRT_WITH_OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(threads_) if (threads_ > 1)
-#endif
-    for (int t = 0; t < threads_; ++t) {
+    parallel_for(int64_t(strips_.size()), threads_, [&](int64_t t) {
       Strip& s = strips_[t];
       s.row_begin.assign(size_t(s.y1 - s.y0 + 1), 0);
       for (int64_t y = s.y0; y < s.y1; ++y) {
@@ -165,7 +150,7 @@ class RunForest {
         }
       }
       s.row_begin[s.y1 - s.y0] = int32_t(s.xs.size() / 2);
-    }
+    });
   }
 
   void merge_strips() {
@@ -175,14 +160,11 @@ class RunForest {
       total += int64_t(s.parent.size());
     }
     parent_.resize(size_t(total));
-#ifdef MSRT_WITH_OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(threads_) if (threads_ > 1)
-#endif
-    for (int t = 0; t < threads_; ++t) {
+    parallel_for(int64_t(strips_.size()), threads_, [&](int64_t t) {
       const Strip& s = strips_[t];
       for (size_t j = 0; j < s.parent.size(); ++j)
         parent_[s.offset + j] = int32_t(s.offset) + s.parent[j];
-    }
+    });
     for (size_t t = 1; t < strips_.size(); ++t) {
       const Strip& a = strips_[t - 1];
       const Strip& b = strips_[t];

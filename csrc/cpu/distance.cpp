@@ -1,16 +1,16 @@
 // Exact Euclidean distance transform on the CPU (separable, linear time):
 //
 // 1. Columns: g(y, x) = distance along the column to the nearest zero pixel (INF when the column
-//    has none), two vectorised sweeps over rows, threads over column blocks.
+//    has none), a vectorised forward sweep per row strip, and a backward sweep fused with 2.
 // 2. Rows: d2(y, x) = min over sites i of (x - i)^2 + g(y, i)^2, by Felzenszwalb-Huttenlocher's
 //    lower envelope of parabolas with the intersections kept as exact integer fractions.
 //    Only pixels of the region are evaluated: a run [s, e) of region pixels is bounded by zero
 //    pixels at s - 1 and e (or the image edge), and no site beyond them can be nearer, so each
-//    run is an independent envelope over sites s - 1 .. e. Threads over rows.
+//    run is an independent envelope over sites s - 1 .. e.
 // 3. float32 = sqrt(d2) in float64 rounded once (float32 sqrt is the same number while
 //    d2 < 2^24: double rounding of sqrt is innocuous from 53 to 24 bits).
 // With a zero border (the click simulator's padding) the sweeps start from 0 and the sites -1
-// and W exist with g = 0.
+// and W exist with g = 0. Strips are shared among threads by parallel_for (cpu/parallel.h).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -18,11 +18,9 @@
 #include <vector>
 
 #include "cpu/mask_bits.h"
+#include "cpu/parallel.h"
 #include "ops/distance.h"
 
-#ifdef MSRT_WITH_OPENMP
-#include <omp.h>
-#endif
 
 namespace msrt::cpu {
 namespace {
@@ -55,7 +53,7 @@ struct Grid {
 
 // ------------------------------------------------------------------ pass 1: columns
 
-// Column distances, computed by row strips (one per thread) in two sweeps:
+// Column distances, computed by row strips in two sweeps:
 // forward (top-down) writes gl = distance to the nearest zero above within the strip, and the
 // first zero row of each column in the strip; a short sequential step turns these into the last
 // zero row above and the first zero row below each strip; the backward sweep (bottom-up, fused
@@ -64,8 +62,8 @@ struct Grid {
 template <Region R>
 class ColumnSweep {
  public:
-  ColumnSweep(const Grid& gr, int32_t* gl, int threads) : gr_(gr), gl_(gl) {
-    const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, gr.h));
+  ColumnSweep(const Grid& gr, int32_t* gl, int strips) : gr_(gr), gl_(gl) {
+    const int64_t n = std::max<int64_t>(1, std::min<int64_t>(strips, gr.h));
     y0_.resize(size_t(n + 1));
     for (int64_t t = 0; t <= n; ++t) y0_[t] = gr.h * t / n;
     strips_ = int(n);
@@ -241,18 +239,22 @@ struct RowScratch {
 // Runs forward() of every strip in parallel, then combine(). Returns combine()'s answer.
 template <Region R>
 bool sweep_forward(ColumnSweep<R>& sweep, int threads) {
-  const int n = sweep.strips();
-#ifdef MSRT_WITH_OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && n > 1)
-#endif
-  for (int t = 0; t < n; ++t) sweep.forward(t);
+  parallel_for(sweep.strips(), threads, [&](int64_t t) { sweep.forward(int(t)); });
   return sweep.combine();
 }
 
-// More strips than threads balance the row pass when the region sits in part of the image.
-int strip_count(int threads, int64_t h) {
-  return int(std::max<int64_t>(1, std::min<int64_t>(threads > 1 ? 4 * threads : 1, h)));
-}
+// Threads and strips for a call. More strips than threads balance the row pass when the region
+// sits in part of the image; by default a strip has at least 32 K pixels, while an explicit
+// thread count always cuts 4 strips per thread (tests cut small masks into strips this way).
+struct Plan {
+  int threads = 1, strips = 1;
+  Plan(int num_threads, const Grid& gr) {
+    threads = num_threads > 0 ? num_threads : default_threads();
+    int64_t n = threads > 1 ? 4 * int64_t(threads) : 1;
+    if (num_threads <= 0) n = std::min<int64_t>(n, (gr.h * gr.w) >> 15);
+    strips = int(std::max<int64_t>(1, std::min<int64_t>(n, gr.h)));
+  }
+};
 
 inline float root(int32_t d2) { return float(std::sqrt(double(d2))); }
 
@@ -276,39 +278,22 @@ inline void roots(const int32_t* d2, float* out, int64_t n, bool small) {
 // (background g = 0 has the bit pattern of 0.0f and is never rewritten). Returns false when the
 // region has no zero pixel (and no zero border): the caller fills +inf.
 template <Region R>
-bool distance_map(const Grid& gr, float* out, int threads) {
-  ColumnSweep<R> sweep(gr, reinterpret_cast<int32_t*>(out), strip_count(threads, gr.h));
+bool distance_map(const Grid& gr, float* out, const Plan& plan) {
+  const int threads = plan.threads;
+  ColumnSweep<R> sweep(gr, reinterpret_cast<int32_t*>(out), plan.strips);
   if (!sweep_forward(sweep, threads) && !gr.border_zero) return false;
   const bool small = (gr.h + 1) * (gr.h + 1) + (gr.w + 1) * (gr.w + 1) < (int64_t(1) << 24);
-  const int n = sweep.strips();
-#ifdef MSRT_WITH_OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1 && n > 1)
-#endif
-  {
+  parallel_for(sweep.strips(), threads, [&](int64_t t) {
     RowScratch rs(gr.w);
-#ifdef MSRT_WITH_OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-    for (int t = 0; t < n; ++t) {
-      sweep.backward(t, rs.next_zero.data(), rs.g.data(), [&](int64_t y, const int32_t* g) {
-        float* oy = out + y * gr.w;
-        for_each_run_d2<R>(gr, g, y, rs.env, rs.d2.data(),
-                           [&](int64_t s, int64_t e, const int32_t* d) {
-                             roots(d, oy + s, e - s, small);
-                           });
-      });
-    }
-  }
+    sweep.backward(int(t), rs.next_zero.data(), rs.g.data(), [&](int64_t y, const int32_t* g) {
+      float* oy = out + y * gr.w;
+      for_each_run_d2<R>(gr, g, y, rs.env, rs.d2.data(),
+                         [&](int64_t s, int64_t e, const int32_t* d) {
+                           roots(d, oy + s, e - s, small);
+                         });
+    });
+  });
   return true;
-}
-
-int resolve_threads(int num_threads) {
-#ifdef MSRT_WITH_OPENMP
-  return num_threads > 0 ? num_threads : omp_get_max_threads();
-#else
-  (void)num_threads;
-  return 1;
-#endif
 }
 
 Grid make_grid(const Mask2D& a, const Mask2D& b, bool border_zero) {
@@ -332,16 +317,16 @@ std::vector<int64_t> exclusion_index(const int64_t* xy, int64_t n, int64_t h, in
 
 void distance_transform(const Mask2D& mask, float* out, int num_threads) {
   const Grid gr = make_grid(mask, mask, false);
-  if (!distance_map<Region::Set>(gr, out, resolve_threads(num_threads)))
+  if (!distance_map<Region::Set>(gr, out, Plan(num_threads, gr)))
     std::fill(out, out + gr.h * gr.w, std::numeric_limits<float>::infinity());
 }
 
 void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
                    int64_t n_exclude, float* dist_fn, float* dist_fp, int num_threads) {
   const Grid gr = make_grid(pred, gt, true);
-  const int threads = resolve_threads(num_threads);
-  distance_map<Region::FalseNegative>(gr, dist_fn, threads);
-  distance_map<Region::FalsePositive>(gr, dist_fp, threads);
+  const Plan plan(num_threads, gr);
+  distance_map<Region::FalseNegative>(gr, dist_fn, plan);
+  distance_map<Region::FalsePositive>(gr, dist_fp, plan);
   for (int64_t i : exclusion_index(exclude, n_exclude, gr.h, gr.w)) dist_fn[i] = dist_fp[i] = 0;
 }
 
@@ -357,9 +342,9 @@ struct MaxSearch {
   ColumnSweep<R> sweep;
   std::vector<int32_t> row_max, row_arg;
 
-  MaxSearch(const Grid& grid, const std::vector<int64_t>& ex, int threads)
+  MaxSearch(const Grid& grid, const std::vector<int64_t>& ex, const Plan& plan)
       : gr(grid), excl(ex), gl(new int32_t[size_t(grid.h * grid.w)]),
-        sweep(grid, gl.get(), strip_count(threads, grid.h)), row_max(size_t(grid.h)),
+        sweep(grid, gl.get(), plan.strips), row_max(size_t(grid.h)),
         row_arg(size_t(grid.h)) {}
 
   // Calls fn(x, d2) for the region pixels of row y (column distances g), exclusions as 0.
@@ -378,25 +363,16 @@ struct MaxSearch {
 
   void run(int threads) {
     sweep_forward(sweep, threads);
-    const int n = sweep.strips();
-#ifdef MSRT_WITH_OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1 && n > 1)
-#endif
-    {
+    parallel_for(sweep.strips(), threads, [&](int64_t t) {
       RowScratch rs(gr.w);
-#ifdef MSRT_WITH_OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-      for (int t = 0; t < n; ++t) {
-        sweep.backward(t, rs.next_zero.data(), rs.g.data(), [&](int64_t y, const int32_t* g) {
-          int32_t best = 0, arg = 0;
-          scan_row(y, g, rs, [&](int64_t x, int32_t d) {
-            if (d > best) best = d, arg = int32_t(x);
-          });
-          row_max[y] = best, row_arg[y] = arg;
+      sweep.backward(int(t), rs.next_zero.data(), rs.g.data(), [&](int64_t y, const int32_t* g) {
+        int32_t best = 0, arg = 0;
+        scan_row(y, g, rs, [&](int64_t x, int32_t d) {
+          if (d > best) best = d, arg = int32_t(x);
         });
-      }
-    }
+        row_max[y] = best, row_arg[y] = arg;
+      });
+    });
   }
 
   int32_t max() const { return *std::max_element(row_max.begin(), row_max.end()); }
@@ -429,12 +405,12 @@ struct MaxSearch {
 ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
                        int64_t n_exclude, int num_threads) {
   const Grid gr = make_grid(pred, gt, true);
-  const int threads = resolve_threads(num_threads);
+  const Plan plan(num_threads, gr);
   const std::vector<int64_t> excl = exclusion_index(exclude, n_exclude, gr.h, gr.w);
-  MaxSearch<Region::FalseNegative> fn(gr, excl, threads);
-  MaxSearch<Region::FalsePositive> fp(gr, excl, threads);
-  fn.run(threads);
-  fp.run(threads);
+  MaxSearch<Region::FalseNegative> fn(gr, excl, plan);
+  MaxSearch<Region::FalsePositive> fp(gr, excl, plan);
+  fn.run(plan.threads);
+  fp.run(plan.threads);
   const float fn_max = root(fn.max()), fp_max = root(fp.max());
   ClickResult r;
   if (fn_max == 0.0f && fp_max == 0.0f) return r;

@@ -135,7 +135,11 @@ def next_click(pred: Any, gt: Any, exclude: Any = None) -> Click | None:
         n = int(ext.click_scratch_elems(h, w, len(ex)))
         scratch = empty_like_framework(pred, (n,), "int32")
         out = ext.next_click_cuda(
-            to_capsule(pred, stream), to_capsule(gt, stream), ex, to_capsule(scratch, stream), stream
+            to_capsule(pred, stream),
+            to_capsule(gt, stream),
+            ex,
+            to_capsule(scratch, stream),
+            stream,
         )
     else:
         p, g = host_mask(pred, "pred"), host_mask(gt, "gt")
