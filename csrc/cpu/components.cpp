@@ -47,7 +47,8 @@ inline void unite(int32_t* parent, int32_t a, int32_t b) {
 }
 
 // Unites the runs of a row (cur, cn runs, forest index cid..) with the touching runs of the row
-// above it (prev, pn runs, forest index pid..). d = 1 for 8-connectivity (diagonals touch), 0 for 4.
+// above it (prev, pn runs, forest index pid..). d = 1 for 8-connectivity (diagonals touch),
+// 0 for 4.
 void link_rows(const int32_t* prev, int32_t pn, int32_t pid, const int32_t* cur, int32_t cn,
                int32_t cid, int d, int32_t* parent) {
   int32_t j = 0;

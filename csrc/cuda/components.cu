@@ -13,6 +13,7 @@
 #include <climits>
 
 #include "cuda/mask_kernels.cuh"
+#include "cuda/union_find.cuh"
 #include "ops/components.h"
 
 namespace msrt::cuda {
@@ -20,46 +21,16 @@ namespace {
 
 using detail::check_launch;
 using detail::grid_for;
+using detail::block_exclusive_scan;
+using detail::find_root;
 using detail::mask_at;
+using detail::unite;
 
 constexpr int kTile = 32;      // tile side in pixels
 constexpr int kTileRows = 8;   // blockDim (32, 8): each thread covers 4 rows of its tile
 constexpr int kChunk = 1024;   // pixels per block when ranking roots
-constexpr int kThreads = 256;  // 1-D kernels
+constexpr int kThreads = detail::kScanThreads;  // 1-D kernels (the scan needs 256)
 constexpr unsigned kFull = 0xffffffffu;
-
-// ------------------------------------------------------------------ union-find
-
-__device__ __forceinline__ int find_root(const int* parent, int x) {
-  const volatile int* p = parent;  // other threads relink concurrently
-  int up = p[x];
-  while (up != x) {
-    x = up;
-    up = p[x];
-  }
-  return x;
-}
-
-// Links the roots of a and b, the larger under the smaller; retries when another thread moved a
-// root first (Playne & Hawick's lock-free union).
-__device__ void unite(int* parent, int a, int b) {
-  bool done;
-  do {
-    a = find_root(parent, a);
-    b = find_root(parent, b);
-    if (a < b) {
-      const int old = atomicMin(parent + b, a);
-      done = old == b;
-      b = old;
-    } else if (b < a) {
-      const int old = atomicMin(parent + a, b);
-      done = old == a;
-      a = old;
-    } else {
-      done = true;
-    }
-  } while (!done);
-}
 
 __global__ void cc_local(Mask2D m, bool invert, bool conn8, int* labels, int64_t tiles_x,
                          int64_t n_tiles) {
@@ -126,35 +97,6 @@ __global__ void cc_flatten(int64_t n, int* labels) {
 }
 
 // ------------------------------------------------------------------ ranking the roots
-
-// Exclusive scan over a 1-D block of kThreads threads; *total = the block's sum.
-__device__ int block_exclusive_scan(int v, int* total) {
-  __shared__ int warp_base[kThreads / 32];
-  __shared__ int block_total;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int incl = v;
-  for (int o = 1; o < 32; o <<= 1) {
-    const int t = __shfl_up_sync(kFull, incl, o);
-    if (lane >= o) incl += t;
-  }
-  if (lane == 31) warp_base[warp] = incl;
-  __syncthreads();
-  if (warp == 0) {
-    const int s = lane < kThreads / 32 ? warp_base[lane] : 0;
-    int si = s;
-    for (int o = 1; o < kThreads / 32; o <<= 1) {
-      const int t = __shfl_up_sync(kFull, si, o);
-      if (lane >= o) si += t;
-    }
-    if (lane < kThreads / 32) warp_base[lane] = si - s;
-    if (lane == kThreads / 32 - 1) block_total = si;
-  }
-  __syncthreads();
-  const int ex = incl - v + warp_base[warp];
-  *total = block_total;
-  __syncthreads();  // the shared slots are reused by the next call
-  return ex;
-}
 
 // Roots among the 4 pixels i0 .. i0 + 3 (bit j set: pixel i0 + j is a root).
 __device__ __forceinline__ int root_bits(const int* labels, int64_t n, int64_t i0) {
