@@ -198,6 +198,15 @@ def test_reference_backend_override(monkeypatch):
     assert_components(ops.label_components(m), expected.labels, expected.areas, expected.boxes)
 
 
+def test_reference_serves_without_the_extension(monkeypatch):
+    from medsam_agent_rt.ops import _dispatch
+
+    monkeypatch.setattr(_dispatch, "has_ext", lambda: False)  # as if _C had not been built
+    m = blobs(48, seed=6) > 0
+    assert_components(ops.label_components(m), *ref.label_components(m, 8))
+    np.testing.assert_array_equal(ops.fill_holes(m, 7, 4), ref.fill_holes(m, 7, 4))
+
+
 # ----------------------------------------------------------------------------- full size
 
 

@@ -193,6 +193,16 @@ def test_non_contiguous_and_foreign_inputs():
     )
 
 
+def test_reference_serves_without_the_extension(monkeypatch):
+    from medsam_agent_rt.ops import _dispatch
+
+    monkeypatch.setattr(_dispatch, "has_ext", lambda: False)  # as if _C had not been built
+    gt = blobs(48, 8)
+    pred = np.roll(gt, 2, 1)
+    assert ops.next_click(pred, gt) == ops.Click(*ref.next_click(pred, gt))
+    np.testing.assert_array_equal(ops.distance_transform(gt), ref.distance_transform(gt))
+
+
 # ----------------------------------------------------------------------------- full size
 
 
