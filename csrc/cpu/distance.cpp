@@ -9,8 +9,10 @@
 //    run is an independent envelope over sites s - 1 .. e.
 // 3. float32 = sqrt(d2) in float64 rounded once (float32 sqrt is the same number while
 //    d2 < 2^24: double rounding of sqrt is innocuous from 53 to 24 bits).
-// With a zero border (the click simulator's padding) the sweeps start from 0 and the sites -1
-// and W exist with g = 0. Strips are shared among threads by parallel_for (cpu/parallel.h).
+// Every map is computed on the bounding box of its region only (the rest is 0): outside the box
+// every pixel is a zero, so the box's sides act as zero rows/columns (edt_columns.h: Grid), as
+// does the click simulator's 1-px zero border: the sweeps start from 0 and the sites -1 and W
+// exist with g = 0. Strips are shared among threads by parallel_for (cpu/parallel.h).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -26,6 +28,7 @@
 namespace msrt::cpu {
 namespace {
 
+using edt::Box;
 using edt::ColumnSweep;
 using edt::Grid;
 using edt::Region;
@@ -41,7 +44,7 @@ struct Envelope {
 };
 
 // Squared distances of the pixels [s, e) of one region run into d2[0 .. e - s), from the sites
-// s - 1 .. e of the row's g (sites -1 and W exist when border_zero).
+// s - 1 .. e of the row's g (sites -1 and W exist when that side of the grid is zero).
 inline void run_envelope(const int32_t* g, int64_t w, int64_t s, int64_t e, const Grid& gr,
                          Envelope& env, int32_t* d2) {
   int64_t* v = env.v.data();
@@ -64,12 +67,12 @@ inline void run_envelope(const int32_t* g, int64_t w, int64_t s, int64_t e, cons
     k = 0;
     v[0] = q, f[0] = fq;
   };
-  if (s > 0 || gr.border_zero) push(s - 1, 0);
+  if (s > 0 || gr.zero_left) push(s - 1, 0);
   for (int64_t i = s; i < e; ++i) {
     const int64_t gi = g[i];
     if (gi < gr.inf) push(i, gi * gi);  // an INF column never wins: some site is finite
   }
-  if (e < w || gr.border_zero) push(e, 0);
+  if (e < w || gr.zero_right) push(e, 0);
   int64_t j = 0;
   for (int64_t x = s; x < e; ++x) {
     while (j < k && zn[j + 1] <= x * zd[j + 1]) ++j;
@@ -138,19 +141,19 @@ inline void roots(const int32_t* d2, float* out, int64_t n, bool small) {
   for (; i < n; ++i) out[i] = root(d2[i]);
 }
 
-// Region distance map into `out` (H, W) float32, using `out` itself for the forward sweep
-// (background g = 0 has the bit pattern of 0.0f and is never rewritten). Returns false when the
-// region has no zero pixel (and no zero border): the caller fills +inf.
+// Region distance map of a grid into `out` ((h, w) float32, rows `ld` apart), using `out` itself
+// for the forward sweep (background g = 0 has the bit pattern of 0.0f and is never rewritten).
+// Returns false when the grid has no zero pixel and no zero side: the caller fills +inf.
 template <Region R>
-bool distance_map(const Grid& gr, float* out, const Plan& plan) {
+bool distance_map(const Grid& gr, float* out, int64_t ld, const Plan& plan) {
   const int threads = plan.threads;
-  ColumnSweep<R> sweep(gr, reinterpret_cast<int32_t*>(out), plan.strips);
-  if (!sweep_forward(sweep, threads) && !gr.border_zero) return false;
+  ColumnSweep<R> sweep(gr, reinterpret_cast<int32_t*>(out), ld, plan.strips);
+  if (!sweep_forward(sweep, threads) && !gr.any_zero_side()) return false;
   const bool small = (gr.h + 1) * (gr.h + 1) + (gr.w + 1) * (gr.w + 1) < (int64_t(1) << 24);
   parallel_for(sweep.strips(), threads, [&](int64_t t) {
     RowScratch rs(gr.w);
     sweep.backward(int(t), rs.next_zero.data(), rs.g.data(), [&](int64_t y, const int32_t* g) {
-      float* oy = out + y * gr.w;
+      float* oy = out + y * ld;
       for_each_run_d2<R>(gr, g, y, rs.env, rs.d2.data(),
                          [&](int64_t s, int64_t e, const int32_t* d) {
                            roots(d, oy + s, e - s, small);
@@ -160,56 +163,108 @@ bool distance_map(const Grid& gr, float* out, const Plan& plan) {
   return true;
 }
 
-Grid make_grid(const Mask2D& a, const Mask2D& b, bool border_zero) {
-  Grid gr{a, b, a.height, a.width, border_zero, int32_t(a.height + a.width + 2)};
-  return gr;
+// Bounding boxes of one or two regions over the whole image, rows shared among threads.
+template <Region R1, Region R2>
+void image_boxes(const Mask2D& a, const Mask2D& b, int threads, Box* b1, Box* b2) {
+  const int64_t n = std::max<int64_t>(1, std::min<int64_t>(4 * int64_t(threads), a.height / 16));
+  std::vector<Box> part1(static_cast<size_t>(n)), part2(static_cast<size_t>(n));
+  parallel_for(n, threads, [&](int64_t t) {
+    edt::region_boxes<R1, R2>(a, b, a.height * t / n, a.height * (t + 1) / n, &part1[t],
+                              b2 ? &part2[t] : nullptr);
+  });
+  for (int64_t t = 0; t < n; ++t) {
+    b1->merge(part1[t]);
+    if (b2) b2->merge(part2[t]);
+  }
 }
 
-// In-image exclusions as sorted unique linear indices.
-std::vector<int64_t> exclusion_index(const int64_t* xy, int64_t n, int64_t h, int64_t w) {
+// Zeroes the (H, W) float32 image `out` outside `box` (all of it when the box is empty).
+void zero_outside(float* out, int64_t h, int64_t w, const Box& box) {
+  if (box.empty()) {
+    std::fill(out, out + h * w, 0.0f);
+    return;
+  }
+  std::fill(out, out + box.y0 * w, 0.0f);
+  for (int64_t y = box.y0; y <= box.y1; ++y) {
+    std::fill(out + y * w, out + y * w + box.x0, 0.0f);
+    std::fill(out + y * w + box.x1 + 1, out + (y + 1) * w, 0.0f);
+  }
+  std::fill(out + (box.y1 + 1) * w, out + h * w, 0.0f);
+}
+
+// The map of region R of an image (padded: with the click simulator's zero border), computed on
+// the region's bounding box only. Returns false when the image has no zero pixel at all.
+template <Region R>
+bool image_map(const Mask2D& a, const Mask2D& b, const Box& box, bool padded, float* out,
+               int num_threads) {
+  zero_outside(out, a.height, a.width, box);
+  if (box.empty()) return true;
+  const Grid gr = edt::crop_grid(a, b, box, padded);
+  return distance_map<R>(gr, out + box.y0 * a.width + box.x0, a.width, Plan(num_threads, gr));
+}
+
+int resolved(int num_threads) { return num_threads > 0 ? num_threads : default_threads(); }
+
+}  // namespace
+
+void distance_transform(const Mask2D& mask, float* out, int num_threads) {
+  Box box;
+  image_boxes<Region::Set, Region::Set>(mask, mask, resolved(num_threads), &box, nullptr);
+  if (!image_map<Region::Set>(mask, mask, box, false, out, num_threads))
+    std::fill(out, out + mask.height * mask.width, std::numeric_limits<float>::infinity());
+}
+
+void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
+                   int64_t n_exclude, float* dist_fn, float* dist_fp, int num_threads) {
+  Box fn, fp;
+  image_boxes<Region::FalseNegative, Region::FalsePositive>(pred, gt, resolved(num_threads), &fn,
+                                                            &fp);
+  image_map<Region::FalseNegative>(pred, gt, fn, true, dist_fn, num_threads);
+  image_map<Region::FalsePositive>(pred, gt, fp, true, dist_fp, num_threads);
+  const int64_t h = pred.height, w = pred.width;
+  for (int64_t i = 0; i < n_exclude; ++i) {
+    const int64_t x = exclude[2 * i], y = exclude[2 * i + 1];
+    if (x >= 0 && x < w && y >= 0 && y < h) dist_fn[y * w + x] = dist_fp[y * w + x] = 0.0f;
+  }
+}
+
+namespace {
+
+// In-box exclusions as sorted unique linear indices of the box.
+std::vector<int64_t> exclusion_index(const int64_t* xy, int64_t n, const Box& box) {
   std::vector<int64_t> idx;
+  const int64_t w = box.x1 - box.x0 + 1;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t x = xy[2 * i], y = xy[2 * i + 1];
-    if (x >= 0 && x < w && y >= 0 && y < h) idx.push_back(y * w + x);
+    if (x >= box.x0 && x <= box.x1 && y >= box.y0 && y <= box.y1)
+      idx.push_back((y - box.y0) * w + (x - box.x0));
   }
   std::sort(idx.begin(), idx.end());
   idx.erase(std::unique(idx.begin(), idx.end()), idx.end());
   return idx;
 }
 
-}  // namespace
-
-void distance_transform(const Mask2D& mask, float* out, int num_threads) {
-  const Grid gr = make_grid(mask, mask, false);
-  if (!distance_map<Region::Set>(gr, out, Plan(num_threads, gr)))
-    std::fill(out, out + gr.h * gr.w, std::numeric_limits<float>::infinity());
-}
-
-void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
-                   int64_t n_exclude, float* dist_fn, float* dist_fp, int num_threads) {
-  const Grid gr = make_grid(pred, gt, true);
-  const Plan plan(num_threads, gr);
-  distance_map<Region::FalseNegative>(gr, dist_fn, plan);
-  distance_map<Region::FalsePositive>(gr, dist_fp, plan);
-  for (int64_t i : exclusion_index(exclude, n_exclude, gr.h, gr.w)) dist_fn[i] = dist_fp[i] = 0;
-}
-
-namespace {
-
-// Per-row maxima of one error map (exclusions applied), then its global maximum and the first
-// pixel in row-major order whose float32 distance equals the maximum's.
+// Per-row maxima of one error map on its bounding box (exclusions applied), then its global
+// maximum and the first pixel in row-major order whose float32 distance equals the maximum's.
 template <Region R>
 struct MaxSearch {
-  const Grid& gr;
-  const std::vector<int64_t>& excl;
+  Box box;
+  Grid gr;
+  std::vector<int64_t> excl;
   std::unique_ptr<int32_t[]> gl;  // forward sweep, uninitialised
-  ColumnSweep<R> sweep;
+  std::unique_ptr<ColumnSweep<R>> sweep;
   std::vector<int32_t> row_max, row_arg;
 
-  MaxSearch(const Grid& grid, const std::vector<int64_t>& ex, const Plan& plan)
-      : gr(grid), excl(ex), gl(new int32_t[size_t(grid.h * grid.w)]),
-        sweep(grid, gl.get(), plan.strips), row_max(size_t(grid.h)),
-        row_arg(size_t(grid.h)) {}
+  MaxSearch(const Mask2D& pred, const Mask2D& gt, const Box& b, const int64_t* exclude,
+            int64_t n_exclude)
+      : box(b) {
+    if (box.empty()) return;
+    gr = edt::crop_grid(pred, gt, box, true);
+    excl = exclusion_index(exclude, n_exclude, box);
+    gl.reset(new int32_t[size_t(gr.h * gr.w)]);
+    row_max.assign(size_t(gr.h), 0);
+    row_arg.assign(size_t(gr.h), 0);
+  }
 
   // Calls fn(x, d2) for the region pixels of row y (column distances g), exclusions as 0.
   template <typename Fn>
@@ -225,11 +280,14 @@ struct MaxSearch {
     });
   }
 
-  void run(int threads) {
-    sweep_forward(sweep, threads);
-    parallel_for(sweep.strips(), threads, [&](int64_t t) {
+  void run(int num_threads) {
+    if (box.empty()) return;
+    const Plan plan(num_threads, gr);
+    sweep.reset(new ColumnSweep<R>(gr, gl.get(), gr.w, plan.strips));
+    sweep_forward(*sweep, plan.threads);
+    parallel_for(sweep->strips(), plan.threads, [&](int64_t t) {
       RowScratch rs(gr.w);
-      sweep.backward(int(t), rs.next_zero.data(), rs.g.data(), [&](int64_t y, const int32_t* g) {
+      sweep->backward(int(t), rs.next_zero.data(), rs.g.data(), [&](int64_t y, const int32_t* g) {
         int32_t best = 0, arg = 0;
         scan_row(y, g, rs, [&](int64_t x, int32_t d) {
           if (d > best) best = d, arg = int32_t(x);
@@ -239,28 +297,32 @@ struct MaxSearch {
     });
   }
 
-  int32_t max() const { return *std::max_element(row_max.begin(), row_max.end()); }
+  int32_t max() const {
+    return row_max.empty() ? 0 : *std::max_element(row_max.begin(), row_max.end());
+  }
 
-  // First pixel whose float32 distance equals root(max()) (usually d2 == max(); two squared
-  // distances share a float32 root once distances pass ~2048 px).
+  // First pixel (image coordinates) whose float32 distance equals root(max()) (usually
+  // d2 == max(); two squared distances share a float32 root once distances pass ~2048 px).
   void argmax(int64_t* x, int64_t* y) const {
     const int32_t m = max();
     int32_t t = m;
     while (t > 1 && root(t - 1) == root(m)) --t;
     int64_t row = 0;
     while (row_max[row] < t) ++row;
-    *y = row, *x = row_arg[row];
-    if (t == m) return;
-    RowScratch rs(gr.w);  // rare: sweep the row's strip again for its column distances
-    int64_t first = -1;
-    sweep.backward(sweep.strip_of(row), rs.next_zero.data(), rs.g.data(),
-                   [&](int64_t yy, const int32_t* g) {
-                     if (yy != row) return;
-                     scan_row(row, g, rs, [&](int64_t xx, int32_t d) {
-                       if (first < 0 && d >= t) first = xx;
-                     });
-                   });
-    *x = first;
+    int64_t col = row_arg[row];
+    if (t < m) {  // rare: sweep the row's strip again for its column distances
+      RowScratch rs(gr.w);
+      int64_t first = -1;
+      sweep->backward(sweep->strip_of(row), rs.next_zero.data(), rs.g.data(),
+                      [&](int64_t yy, const int32_t* g) {
+                        if (yy != row) return;
+                        scan_row(row, g, rs, [&](int64_t xx, int32_t d) {
+                          if (first < 0 && d >= t) first = xx;
+                        });
+                      });
+      col = first;
+    }
+    *y = box.y0 + row, *x = box.x0 + col;
   }
 };
 
@@ -268,13 +330,15 @@ struct MaxSearch {
 
 ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
                        int64_t n_exclude, int num_threads) {
-  const Grid gr = make_grid(pred, gt, true);
-  const Plan plan(num_threads, gr);
-  const std::vector<int64_t> excl = exclusion_index(exclude, n_exclude, gr.h, gr.w);
-  MaxSearch<Region::FalseNegative> fn(gr, excl, plan);
-  MaxSearch<Region::FalsePositive> fp(gr, excl, plan);
-  fn.run(plan.threads);
-  fp.run(plan.threads);
+  // Each map is computed on its region's bounding box: the 1-px zero border of the simulator and
+  // the non-region pixels around the box are the box's zero sides.
+  Box fn_box, fp_box;
+  image_boxes<Region::FalseNegative, Region::FalsePositive>(pred, gt, resolved(num_threads),
+                                                            &fn_box, &fp_box);
+  MaxSearch<Region::FalseNegative> fn(pred, gt, fn_box, exclude, n_exclude);
+  MaxSearch<Region::FalsePositive> fp(pred, gt, fp_box, exclude, n_exclude);
+  fn.run(num_threads);
+  fp.run(num_threads);
   const float fn_max = root(fn.max()), fp_max = root(fp.max());
   ClickResult r;
   if (fn_max == 0.0f && fp_max == 0.0f) return r;

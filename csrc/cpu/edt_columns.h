@@ -31,12 +31,78 @@ inline uint64_t region_bits(const uint8_t* a, const uint8_t* b, int n) {
   else return pa & ~pb;
 }
 
+// The part of the image a transform runs on (the whole image, or the bounding box of the region:
+// every pixel outside it is a zero). zero_*: the row or column just outside that side is all
+// zero (the click simulator's 1-px border, or image pixels outside the box); a zero there is
+// never farther than one beyond it, so a crop gives the exact distances.
 struct Grid {
-  Mask2D a, b;  // b unused for Region::Set
-  int64_t h, w;
-  bool border_zero;
-  int32_t inf;  // > any in-image distance; with it INF^2 + W^2 stays < 2^31 (see bindings)
+  Mask2D a, b;  // crop views; b unused for Region::Set
+  int64_t h = 0, w = 0;
+  bool zero_top = false, zero_bottom = false, zero_left = false, zero_right = false;
+  int32_t inf = 0;  // > any distance in the crop; INF^2 + W^2 < 2^31 (checked by the bindings)
+
+  bool any_zero_side() const { return zero_top || zero_bottom || zero_left || zero_right; }
 };
+
+// Inclusive bounding box of a set of pixels (empty: y1 < 0).
+struct Box {
+  int64_t y0 = std::numeric_limits<int64_t>::max(), y1 = -1;
+  int64_t x0 = std::numeric_limits<int64_t>::max(), x1 = -1;
+  bool empty() const { return y1 < 0; }
+  void add_row(int64_t y, int64_t xa, int64_t xb) {
+    y0 = std::min(y0, y), y1 = std::max(y1, y);
+    x0 = std::min(x0, xa), x1 = std::max(x1, xb);
+  }
+  void merge(const Box& o) {
+    y0 = std::min(y0, o.y0), y1 = std::max(y1, o.y1);
+    x0 = std::min(x0, o.x0), x1 = std::max(x1, o.x1);
+  }
+};
+
+// The (h, w) view of m from (y, x).
+inline Mask2D crop(const Mask2D& m, int64_t y, int64_t x, int64_t h, int64_t w) {
+  Mask2D c = m;
+  c.data = m.data + y * m.stride_y + x * m.stride_x;
+  c.height = h;
+  c.width = w;
+  return c;
+}
+
+// The grid of `box` in an image of `image` size; padded: the image has a zero border (the click
+// simulator), else only image pixels outside the box are zeros.
+inline Grid crop_grid(const Mask2D& a, const Mask2D& b, const Box& box, bool padded) {
+  Grid g;
+  g.h = box.y1 - box.y0 + 1;
+  g.w = box.x1 - box.x0 + 1;
+  g.a = crop(a, box.y0, box.x0, g.h, g.w);
+  g.b = crop(b, box.y0, box.x0, g.h, g.w);
+  g.zero_top = padded || box.y0 > 0;
+  g.zero_bottom = padded || box.y1 < a.height - 1;
+  g.zero_left = padded || box.x0 > 0;
+  g.zero_right = padded || box.x1 < a.width - 1;
+  g.inf = int32_t(g.h + g.w + 2);
+  return g;
+}
+
+// Adds the set bits of `word` (pixels x0 .. x0 + 63 of row y) to box.
+inline void add_word(Box& box, int64_t y, int64_t x0, uint64_t word) {
+  if (word) box.add_row(y, x0 + bits::ctz64(word), x0 + 63 - __builtin_clzll(word));
+}
+
+// Bounding boxes of the regions R1 and R2 over rows [y0, y1) (one read of both masks).
+template <Region R1, Region R2>
+void region_boxes(const Mask2D& a, const Mask2D& b, int64_t y0, int64_t y1, Box* b1, Box* b2) {
+  const int32_t w = int32_t(a.width);
+  for (int64_t y = y0; y < y1; ++y) {
+    const uint8_t* ra = a.data + y * a.stride_y;
+    const uint8_t* rb = b.data + y * b.stride_y;
+    for (int32_t x0 = 0; x0 < w; x0 += 64) {
+      const int n = w - x0 < 64 ? int(w - x0) : 64;
+      add_word(*b1, y, x0, region_bits<R1>(ra + x0, rb + x0, n));
+      if (b2) add_word(*b2, y, x0, region_bits<R2>(ra + x0, rb + x0, n));
+    }
+  }
+}
 
 // ------------------------------------------------------------------ pass 1: columns
 
@@ -49,7 +115,8 @@ struct Grid {
 template <Region R>
 class ColumnSweep {
  public:
-  ColumnSweep(const Grid& gr, int32_t* gl, int strips) : gr_(gr), gl_(gl) {
+  // gl: the forward sweep's (h, w) int32 buffer, rows `ld` elements apart.
+  ColumnSweep(const Grid& gr, int32_t* gl, int64_t ld, int strips) : gr_(gr), gl_(gl), ld_(ld) {
     const int64_t n = std::max<int64_t>(1, std::min<int64_t>(strips, gr.h));
     y0_.resize(size_t(n + 1));
     for (int64_t t = 0; t <= n; ++t) y0_[t] = gr.h * t / n;
@@ -68,7 +135,7 @@ class ColumnSweep {
     for (int64_t y = y0_[t]; y < y0_[t + 1]; ++y) {
       const uint8_t* ra = gr_.a.data + y * gr_.a.stride_y;
       const uint8_t* rb = R == Region::Set ? ra : gr_.b.data + y * gr_.b.stride_y;
-      int32_t* g = gl_ + y * w;
+      int32_t* g = gl_ + y * ld_;
       const int32_t yi = int32_t(y);
       if (y == y0_[t]) {
         for (int64_t x = 0; x < w; ++x) {
@@ -77,7 +144,7 @@ class ColumnSweep {
           first[x] = std::min(first[x], in ? kNone : yi);
         }
       } else {
-        const int32_t* gp = g - w;
+        const int32_t* gp = g - ld_;
         for (int64_t x = 0; x < w; ++x) {
           const bool in = in_region<R>(ra[x], rb[x]);
           g[x] = in ? std::min(gp[x] + 1, gr_.inf) : 0;
@@ -92,14 +159,14 @@ class ColumnSweep {
   // region's complement has a pixel.
   bool combine() {
     const int64_t w = gr_.w;
-    const int32_t far_above = gr_.border_zero ? -1 : -gr_.inf;
-    const int32_t far_below = gr_.border_zero ? int32_t(gr_.h) : int32_t(gr_.h) + gr_.inf;
+    const int32_t far_above = gr_.zero_top ? -1 : -gr_.inf;
+    const int32_t far_below = gr_.zero_bottom ? int32_t(gr_.h) : int32_t(gr_.h) + gr_.inf;
     bool any_zero = false;
     std::vector<int32_t> cur(size_t(w), far_above);
     for (int t = 0; t < strips_; ++t) {
       int32_t* ab = &above_[size_t(t) * w];
       const int32_t last = int32_t(y0_[t + 1] - 1);
-      const int32_t* g = gl_ + last * w;
+      const int32_t* g = gl_ + last * ld_;
       for (int64_t x = 0; x < w; ++x) {
         ab[x] = cur[x];
         cur[x] = g[x] < gr_.inf ? last - g[x] : cur[x];
@@ -128,7 +195,7 @@ class ColumnSweep {
     for (int64_t y = y0_[t + 1] - 1; y >= y0_[t]; --y) {
       const uint8_t* ra = gr_.a.data + y * gr_.a.stride_y;
       const uint8_t* rb = R == Region::Set ? ra : gr_.b.data + y * gr_.b.stride_y;
-      const int32_t* gy = gl_ + y * w;
+      const int32_t* gy = gl_ + y * ld_;
       const int32_t yi = int32_t(y);
       for (int64_t x = 0; x < w; ++x) {
         const int32_t nz = in_region<R>(ra[x], rb[x]) ? next_zero[x] : yi;
@@ -149,6 +216,7 @@ class ColumnSweep {
   static constexpr int32_t kNone = std::numeric_limits<int32_t>::max();
   const Grid& gr_;
   int32_t* gl_;
+  int64_t ld_;
   int strips_ = 1;
   std::vector<int64_t> y0_;
   std::vector<int32_t> above_, below_;  // (strips, W)

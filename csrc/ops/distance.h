@@ -27,7 +27,7 @@ void distance_transform(const Mask2D& mask, float* out, int num_threads);
 void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
                    int64_t n_exclude, float* dist_fn, float* dist_fp, int num_threads);
 // The maximum of the two maps above (larger wins, ties -> negative), its first pixel in
-// row-major order; nothing is materialised but two int32 column-distance buffers.
+// row-major order; no map is materialised, each is swept on its region's bounding box only.
 ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
                        int64_t n_exclude, int num_threads);
 }  // namespace cpu
