@@ -190,6 +190,27 @@ def test_non_contiguous_and_foreign_inputs():
     assert_components(ops.label_components(t.T), *ref.label_components(base.T > 0, 8))
 
 
+@needs_ext
+def test_concurrent_callers_and_forked_child():
+    """The CPU kernels share one helper pool: concurrent Python threads (the GIL is released)
+    and a forked child (whose pool threads do not exist) must still get exact results."""
+    import multiprocessing
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    masks = [blobs(384, seed=s) for s in range(6)]
+    expected = [scipy_components(m > 0, 8) for m in masks]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda m: ops.label_components(m), masks * 3))
+    for c, want in zip(results, expected * 3):
+        assert_components(c, *want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python >= 3.12)
+        with multiprocessing.get_context("fork").Pool(1) as child:
+            counts = child.map_async(ops.count_components, masks[:2]).get(timeout=60)
+    assert counts == [len(w[1]) for w in expected[:2]]
+
+
 def test_reference_backend_override(monkeypatch):
     m = blobs(64, seed=5) > 0
     expected = ops.label_components(m)
