@@ -114,12 +114,14 @@ def test_exclusions_skip_clicked_pixels_and_ignore_outside():
 
 # ----------------------------------------------------------------------------- random shapes
 
-masks = st.tuples(
-    st.integers(1, 24), st.integers(1, 24), st.floats(0.0, 1.0), st.integers(0, 2**31 - 1)
-).map(lambda a: np.random.default_rng(a[3]).random((a[0], a[1])) < a[2])
+# widths around the kernels' 64-pixel words too
+widths = st.one_of(st.integers(1, 24), st.sampled_from([63, 64, 65, 127, 128, 129, 191]))
+masks = st.tuples(st.integers(1, 24), widths, st.floats(0.0, 1.0), st.integers(0, 2**31 - 1)).map(
+    lambda a: np.random.default_rng(a[3]).random((a[0], a[1])) < a[2]
+)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(m=masks)
 def test_random_distance_matches_reference_and_scipy(m):
     d = ops.distance_transform(m)
@@ -128,7 +130,7 @@ def test_random_distance_matches_reference_and_scipy(m):
         np.testing.assert_array_equal(d, scipy_edt(m))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     pred=masks,
     seed=st.integers(0, 2**31 - 1),
