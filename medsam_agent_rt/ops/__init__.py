@@ -10,7 +10,7 @@ from medsam_agent_rt.ops.components import (
     keep_largest_component,
     label_components,
 )
-from medsam_agent_rt.ops.distance import Click, distance_transform, next_click
+from medsam_agent_rt.ops.distance import Click, distance_transform, error_regions, next_click
 from medsam_agent_rt.ops.metrics import MaskMetrics, dice, iou, mask_metrics
 from medsam_agent_rt.ops.postprocess import postprocess_masks
 from medsam_agent_rt.ops.prompt import (
@@ -31,6 +31,7 @@ __all__ = [
     "dice",
     "distance_transform",
     "encode_sparse_prompts",
+    "error_regions",
     "fill_holes",
     "iou",
     "keep_largest_component",

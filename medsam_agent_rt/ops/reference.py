@@ -246,29 +246,26 @@ def distance_transform(mask: np.ndarray) -> np.ndarray:
     taken in float64 and rounded once), equal to ``scipy.ndimage.distance_transform_edt`` to
     float32 rounding. A mask with no zero pixel gets +inf everywhere."""
     d2 = squared_distance_transform(mask)
-    out = np.sqrt(d2.astype(np.float64))
+    out = np.sqrt(np.maximum(d2, 0).astype(np.float64))
     out[d2 < 0] = np.inf
     return out.astype(np.float32)
 
 
-def next_click(
+def error_regions(
     pred: np.ndarray, gt: np.ndarray, exclude: np.ndarray | None = None
-) -> tuple[int, int, bool, float] | None:
-    """The interactive-segmentation click simulator of PROTOCOL.md.
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two distance maps the click simulator of PROTOCOL.md chooses from.
 
     FN = gt & ~pred, FP = pred & ~gt; each padded with a 1-px zero border and distance-transformed
-    (so image edges count as boundary); pixels in ``exclude`` ((K, 2) int (x, y), already clicked)
-    are set to 0 in both maps. The map with the larger maximum wins (ties -> negative, as RITM's
-    ``fn_max > fp_max``); the click is its argmax, first in row-major order.
-    Returns (x, y, positive, distance) or None when the prediction is already perfect (both maxima 0).
+    (so image edges count as boundary); pixels in ``exclude`` ((K, 2) int (x, y), already clicked;
+    entries outside the image are ignored) are set to 0 in both maps.
+    Returns (dist_fn, dist_fp), each (H, W) float32.
     """
     p, g = binarize(pred), binarize(gt)
     if p.shape != g.shape:
         raise ValueError(f"pred and gt must have the same shape, got {p.shape} and {g.shape}")
-    fn = np.pad(g & ~p, 1)
-    fp = np.pad(p & ~g, 1)
-    d_fn = distance_transform(fn)[1:-1, 1:-1]
-    d_fp = distance_transform(fp)[1:-1, 1:-1]
+    d_fn = distance_transform(np.pad(g & ~p, 1))[1:-1, 1:-1]
+    d_fp = distance_transform(np.pad(p & ~g, 1))[1:-1, 1:-1]
     if exclude is not None and len(exclude):
         ex = np.asarray(exclude, np.int64).reshape(-1, 2)
         inside = (
@@ -277,6 +274,20 @@ def next_click(
         ex = ex[inside]
         d_fn[ex[:, 1], ex[:, 0]] = 0.0
         d_fp[ex[:, 1], ex[:, 0]] = 0.0
+    return d_fn, d_fp
+
+
+def next_click(
+    pred: np.ndarray, gt: np.ndarray, exclude: np.ndarray | None = None
+) -> tuple[int, int, bool, float] | None:
+    """The interactive-segmentation click simulator of PROTOCOL.md.
+
+    Distance maps of the FN and FP regions as :func:`error_regions` (1-px zero border, exclusions
+    at 0). The map with the larger maximum wins (ties -> negative, as RITM's
+    ``fn_max > fp_max``); the click is its argmax, first in row-major order.
+    Returns (x, y, positive, distance) or None when the prediction is already perfect (both maxima 0).
+    """
+    d_fn, d_fp = error_regions(pred, gt, exclude)
     fn_max, fp_max = float(d_fn.max(initial=0.0)), float(d_fp.max(initial=0.0))
     if fn_max == 0.0 and fp_max == 0.0:
         return None
