@@ -26,7 +26,7 @@ MSRT_SIMD_CLONES void encode_token(const PromptFusionArgs& a, int64_t label, flo
   const float* g1 = a.gaussian + half;
   for (int64_t k = 0; k < half; ++k) {
     const double t = qx * static_cast<double>(g0[k]) + qy * static_cast<double>(g1[k]);
-    double s, c;
+    float s, c;
     sincos_turns(t, s, c);
     out[k] = static_cast<float>(s + static_cast<double>(emb[k]));
     out[k + half] = static_cast<float>(c + static_cast<double>(emb[k + half]));

@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(kThreads)
     const double qy = 2.0 * ((static_cast<double>(xy[a.coords_stride_c]) + 0.5) / a.input_h) - 1.0;
     const double t =
         qx * static_cast<double>(a.gaussian[k]) + qy * static_cast<double>(a.gaussian[half + k]);
-    double sv, cv;
+    float sv, cv;
     sincos_turns(t, sv, cv);
     row[k] = static_cast<float>(sv + static_cast<double>(emb[k]));
     row[k + half] = static_cast<float>(cv + static_cast<double>(emb[k + half]));

@@ -28,6 +28,7 @@ from medsam_agent_rt.ops._dispatch import (
 # dtypes the kernels binarise themselves; others (float16, bfloat16, long double, non-native
 # byte order) are binarised by the reference rule first, which is exact by construction.
 _KERNEL_DTYPES = ("bool", "uint8", "float32", "float64")
+_KERNEL_NP_DTYPES = tuple(np.dtype(d) for d in _KERNEL_DTYPES)  # native byte order
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def _count(x: Any) -> int:
 
 def _host_operand(x: Any, name: str, threshold: float) -> np.ndarray:
     a = as_host_array(x, name)
-    if a.dtype.name in _KERNEL_DTYPES and a.dtype.isnative:
+    if a.dtype in _KERNEL_NP_DTYPES:
         return a
     return ref.binarize(a, threshold)
 
@@ -107,8 +108,19 @@ def mask_metrics(pred: Any, target: Any, threshold: float = 0.0) -> MaskMetrics:
             )
             counts = to_host(out)
         inter, pa, ra = np.ascontiguousarray(counts.T)
-    iou, dice = ref.iou_dice_from_counts(inter, pa, ra)
-    return MaskMetrics(inter, pa + ra - inter, pa, ra, iou, dice)
+    return _scores(inter, pa, ra)
+
+
+def _scores(inter: np.ndarray, pa: np.ndarray, ra: np.ndarray) -> MaskMetrics:
+    """``reference.iou_dice_from_counts`` (same float64 arithmetic) without its per-call
+    warning-state switch, which dominates a small call."""
+    total = pa + ra
+    union = total - inter
+    iou = inter / np.maximum(union, 1)
+    iou[union == 0] = 1.0
+    dice = (2 * inter) / np.maximum(total, 1)
+    dice[total == 0] = 1.0
+    return MaskMetrics(inter, union, pa, ra, iou, dice)
 
 
 def iou(pred: Any, target: Any, threshold: float = 0.0) -> float:
