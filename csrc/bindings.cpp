@@ -262,10 +262,32 @@ void mask_counts(const py::handle& pred, const py::handle& target, const py::han
   msrt::cpu::mask_counts(po, to, s, o.v.ptr<int64_t>());
 }
 
+// iou_dice(counts, out): host (N, 3) int64 counts -> out (N, 2) float64 IoU, Dice with the
+// float64 arithmetic of reference.iou_dice_from_counts (I / max(U, 1), 2I / max(|P| + |R|, 1);
+// both empty -> 1.0): bit-identical, without NumPy's per-ufunc overhead on tiny arrays.
+void iou_dice(const py::handle& counts, const py::handle& out) {
+  Arg c(counts, "counts"), o(out, "out");
+  MSRT_CHECK(c.v.device == msrt::Device::CPU && c.v.ndim() == 2 && c.v.shape[1] == 3,
+             "counts must be a host (N, 3) array, got ", c.v.describe());
+  msrt::check_dtype(c.v, "counts", DType::Int64);
+  msrt::check_contiguous(c.v, "counts");
+  const int64_t n = c.v.shape[0];
+  check_output(o, {n, 2}, DType::Float64, (shape_str({n, 2}) + " float64").c_str());
+  const int64_t* k = c.v.ptr<int64_t>();
+  double* s = o.v.ptr<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t inter = k[3 * i], total = k[3 * i + 1] + k[3 * i + 2], uni = total - inter;
+    s[2 * i] = uni == 0 ? 1.0 : double(inter) / double(std::max<int64_t>(uni, 1));
+    s[2 * i + 1] = total == 0 ? 1.0 : double(2 * inter) / double(std::max<int64_t>(total, 1));
+  }
+}
+
 void register_mask_metrics(py::module_& m) {
   m.def("mask_counts", &mask_counts, py::arg("pred"), py::arg("target"), py::arg("out"),
         py::arg("threshold") = 0.0, py::arg("stream") = 0,
         "Per-mask (intersection, pred area, target area) into out (N, 3) int64.");
+  m.def("iou_dice", &iou_dice, py::arg("counts"), py::arg("out"),
+        "IoU and Dice (N, 2) float64 from (N, 3) int64 counts.");
 }
 
 // ================================================================ op: prompt-embedding fusion

@@ -87,40 +87,28 @@ def mask_metrics(pred: Any, target: Any, threshold: float = 0.0) -> MaskMetrics:
         inter, pa, ra = ref.mask_counts(
             as_host_array(pred, "pred"), as_host_array(target, "target"), threshold
         )
+        iou, dice = ref.iou_dice_from_counts(inter, pa, ra)
+        return MaskMetrics(inter, pa + ra - inter, pa, ra, iou, dice)
+    ext = require_ext()
+    if backend == "cpu":
+        p = _host_operand(pred, "pred", threshold)
+        t = _host_operand(target, "target", threshold)
+        counts = np.empty((n, 3), np.int64)
+        ext.mask_counts(p, t, counts, threshold, 0)
     else:
-        ext = require_ext()
-        if backend == "cpu":
-            p = _host_operand(pred, "pred", threshold)
-            t = _host_operand(target, "target", threshold)
-            counts = np.empty((n, 3), np.int64)
-            ext.mask_counts(p, t, counts, threshold, 0)
-        else:
-            same_cuda_device({"pred": pred, "target": target})
-            p, t = _cuda_operand(pred, threshold), _cuda_operand(target, threshold)
-            stream = cuda_stream_of(p)
-            out = empty_like_framework(p, (n, 3), "int64")
-            ext.mask_counts(
-                to_capsule(p, stream),
-                to_capsule(t, stream),
-                to_capsule(out, stream),
-                threshold,
-                stream,
-            )
-            counts = to_host(out)
-        inter, pa, ra = np.ascontiguousarray(counts.T)
-    return _scores(inter, pa, ra)
-
-
-def _scores(inter: np.ndarray, pa: np.ndarray, ra: np.ndarray) -> MaskMetrics:
-    """``reference.iou_dice_from_counts`` (same float64 arithmetic) without its per-call
-    warning-state switch, which dominates a small call."""
-    total = pa + ra
-    union = total - inter
-    iou = inter / np.maximum(union, 1)
-    iou[union == 0] = 1.0
-    dice = (2 * inter) / np.maximum(total, 1)
-    dice[total == 0] = 1.0
-    return MaskMetrics(inter, union, pa, ra, iou, dice)
+        same_cuda_device({"pred": pred, "target": target})
+        p, t = _cuda_operand(pred, threshold), _cuda_operand(target, threshold)
+        stream = cuda_stream_of(p)
+        out = empty_like_framework(p, (n, 3), "int64")
+        ext.mask_counts(
+            to_capsule(p, stream), to_capsule(t, stream), to_capsule(out, stream), threshold, stream
+        )
+        counts = np.ascontiguousarray(to_host(out))
+    scores = np.empty((n, 2), np.float64)
+    ext.iou_dice(counts, scores)  # reference.iou_dice_from_counts' float64 arithmetic, in C++
+    inter, pa, ra = counts.T.copy()
+    iou, dice = scores.T.copy()
+    return MaskMetrics(inter, pa + ra - inter, pa, ra, iou, dice)
 
 
 def iou(pred: Any, target: Any, threshold: float = 0.0) -> float:

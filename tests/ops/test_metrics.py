@@ -195,6 +195,23 @@ def test_iou_dice_need_single_masks():
         ops.dice(np.zeros((3, 3), bool), np.zeros((2, 3, 3), bool))
 
 
+def test_scores_bit_identical_to_reference_formula():
+    from medsam_agent_rt._ext import require_ext
+
+    rng = np.random.default_rng(9)
+    inter = rng.integers(0, 10**12, 500)
+    pa = inter + rng.integers(0, 10**12, 500)
+    ra = inter + rng.integers(0, 10**12, 500)
+    inter[:3], pa[:3], ra[:3] = [0, 0, 5], [0, 3, 5], [0, 0, 5]  # both empty, one empty, equal
+    counts = np.stack([inter, pa, ra], axis=1)
+    scores = np.empty((500, 2))
+    require_ext().iou_dice(counts, scores)
+    iou, dice = ref.iou_dice_from_counts(inter, pa, ra)
+    np.testing.assert_array_equal(scores[:, 0], iou)
+    np.testing.assert_array_equal(scores[:, 1], dice)
+    assert scores[0].tolist() == [1.0, 1.0] and scores[1].tolist() == [0.0, 0.0]
+
+
 def test_kernel_rejects_bad_output_buffer():
     from medsam_agent_rt._ext import require_ext
 
