@@ -293,7 +293,8 @@ void register_mask_metrics(py::module_& m) {
 // ================================================================ op: prompt-embedding fusion
 // encode_sparse_prompts(coords, labels, gaussian, label_embed, input_h, input_w, out, error_flag,
 // stream): coords (S, 2) float32, labels (S,) int32/int64, gaussian (2, C/2) and label_embed
-// (5, C) float32 contiguous, out (slots >= S, C) float32. error_flag: (1,) int32, CUDA only.
+// (5, C) float32 contiguous, out (slots >= S, C) float32. error_flag: (1,) int32, required on
+// CUDA (a bad label sets it to 1 and NaNs its row), optional on the host (bad labels raise).
 void encode_sparse_prompts(const py::handle& coords, const py::handle& labels,
                            const py::handle& gaussian, const py::handle& label_embed,
                            double input_h, double input_w, const py::handle& out,
@@ -311,7 +312,8 @@ void encode_sparse_prompts(const py::handle& coords, const py::handle& labels,
              "label_embed must be (5, C) with C even, got ", e.v.describe());
   msrt::check_dtype(e.v, "label_embed", DType::Float32);
   msrt::check_contiguous(e.v, "label_embed");
-  msrt::check_shape(g.v, "gaussian", {2, dim / 2}, ("(2, " + std::to_string(dim / 2) + ")").c_str());
+  const std::string g_shape = "(2, " + std::to_string(dim / 2) + ")";
+  msrt::check_shape(g.v, "gaussian", {2, dim / 2}, g_shape.c_str());
   msrt::check_dtype(g.v, "gaussian", DType::Float32);
   msrt::check_contiguous(g.v, "gaussian");
   MSRT_CHECK(o.v.ndim() == 2 && o.v.shape[1] == dim && o.v.shape[0] >= s, "out must be (slots >= ",
@@ -345,6 +347,12 @@ void encode_sparse_prompts(const py::handle& coords, const py::handle& labels,
     return;
   }
   msrt::cpu::encode_sparse_prompts(a);  // tiny: keeps the GIL (releasing costs more)
+  if (!error_flag.is_none()) {  // same contract on both devices: 0 after a successful call
+    Arg f(error_flag, "error_flag", stream);
+    check_output(f, {1}, DType::Int32, "(1,) int32");
+    MSRT_CHECK(f.v.device == msrt::Device::CPU, "error_flag must be on the host like coords");
+    *f.v.ptr<int32_t>() = 0;
+  }
 }
 
 void register_prompt_fusion(py::module_& m) {

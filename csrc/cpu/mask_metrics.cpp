@@ -64,7 +64,8 @@ MSRT_SIMD_CLONES void count_bytes(const uint8_t* a, const uint8_t* b, int64_t le
 // `len` pixels of operand `op` from element offset `off` along x as 0/1 bytes: the operand's own
 // memory when it already is contiguous bytes, else binarised into `buf`.
 template <typename T>
-MSRT_SIMD_CLONES const uint8_t* segment_bytes(const MaskOperand& op, int64_t off, int64_t len, uint8_t* buf) {
+MSRT_SIMD_CLONES const uint8_t* segment_bytes(const MaskOperand& op, int64_t off, int64_t len,
+                                              uint8_t* buf) {
   const T* src = static_cast<const T*>(op.data) + off;
   const int64_t sx = op.stride_x;
   if constexpr (std::is_same_v<T, uint8_t>) {

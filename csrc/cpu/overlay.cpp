@@ -49,7 +49,8 @@ MSRT_SIMD_CLONES void blend_row(const OverlayArgs& a, int64_t y, const int64_t* 
 
 void render_overlay(const OverlayArgs& a) {
   std::vector<int64_t> mask_off(static_cast<size_t>(a.box_w));
-  for (int64_t x = 0; x < a.box_w; ++x) mask_off[x] = nearest_source(x, a.mask_w, a.box_w) * a.mask_sx;
+  for (int64_t x = 0; x < a.box_w; ++x)
+    mask_off[x] = nearest_source(x, a.mask_w, a.box_w) * a.mask_sx;
   std::vector<uint16_t> color_term(static_cast<size_t>(3 * a.box_w));  // c * a + 128, per byte
   for (int64_t i = 0; i < 3 * a.box_w; ++i)
     color_term[i] = static_cast<uint16_t>(a.color[i % 3] * a.alpha_weight + 128);

@@ -13,7 +13,8 @@ int64_t label_at(const PromptFusionArgs& a, int64_t s) {
 }
 
 // One token: PE(coord) + label row, or the not-a-point row for the pad label.
-MSRT_SIMD_CLONES void encode_token(const PromptFusionArgs& a, int64_t label, float x, float y, float* out) {
+MSRT_SIMD_CLONES void encode_token(const PromptFusionArgs& a, int64_t label, float x, float y,
+                                   float* out) {
   const int64_t half = a.embed_dim / 2;
   const float* emb = a.label_embed + (label + 1) * a.embed_dim;
   if (label < 0) {

@@ -9,6 +9,23 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// sum_k w_k * value(idx_k) over the non-zero slots, in slot order, with separately rounded
+// multiplies and adds (no FMA contraction): the same float64 arithmetic as the CPU kernel.
+template <typename F>
+__device__ __forceinline__ double tap_sum(const Taps& tap, F value) {
+  double acc = 0.0;
+  bool first = true;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    if (tap.w[k] != 0.0) {
+      const double term = __dmul_rn(tap.w[k], value(tap.idx[k]));
+      acc = first ? term : __dadd_rn(acc, term);
+      first = false;
+    }
+  }
+  return acc;
+}
+
 // t[n][j][X] = sum_k w(X)_k * logits[n][j0 + j][idx(X)_k]
 __global__ void __launch_bounds__(kThreads)
     horizontal_pass(PostprocessArgs a, int64_t j0, int64_t rows, double* __restrict__ t) {
@@ -20,9 +37,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t j = nj % rows, n = nj / rows;
     const Taps tap = composed_taps(a.w, a.in_w, a.crop_w, a.out_w, x);
     const float* src = a.logits + n * a.stride_n + (j0 + j) * a.stride_y;
-    double acc = tap.w[0] * static_cast<double>(src[tap.idx[0] * a.stride_x]);
-    for (int k = 1; k < tap.n; ++k) acc += tap.w[k] * static_cast<double>(src[tap.idx[k] * a.stride_x]);
-    t[i] = acc;
+    t[i] = tap_sum(tap, [&](int64_t idx) { return static_cast<double>(src[idx * a.stride_x]); });
   }
 }
 
@@ -37,8 +52,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t y = ny % a.out_h, n = ny / a.out_h;
     const Taps tap = composed_taps(a.h, a.in_h, a.crop_h, a.out_h, y);
     const double* tn = t + n * rows * a.out_w + x;
-    double v = tap.w[0] * tn[(tap.idx[0] - j0) * a.out_w];
-    for (int k = 1; k < tap.n; ++k) v += tap.w[k] * tn[(tap.idx[k] - j0) * a.out_w];
+    const double v = tap_sum(tap, [&](int64_t idx) { return tn[(idx - j0) * a.out_w]; });
     const float f = static_cast<float>(v);
     if (a.out_logits != nullptr) a.out_logits[i] = f;
     a.out_masks[i] = f > static_cast<float>(a.threshold);

@@ -64,7 +64,8 @@ void encode_sparse_prompts(const PromptFusionArgs& args, int32_t* error_flag, in
   MSRT_CUDA_CHECK(cudaMemsetAsync(error_flag, 0, sizeof(int32_t), stream),
                   "encode_sparse_prompts (cudaMemsetAsync of the error flag)");
   if (args.num_slots == 0 || args.embed_dim == 0) return;
-  with_label_type(args.labels_dtype, [&](auto l) { encode_impl<decltype(l)>(args, error_flag, stream); });
+  with_label_type(args.labels_dtype,
+                  [&](auto l) { encode_impl<decltype(l)>(args, error_flag, stream); });
 }
 
 }  // namespace msrt::cuda

@@ -48,51 +48,43 @@ MSRT_HD LinearTap linear_tap(int64_t in_size, int64_t out_size, int64_t o) {
 }
 
 // The composed taps of one output index along one axis: low -> mid (the padded model input) ->
-// crop [:crop] -> out. Up to 4 (index, weight) pairs sorted by index, equal indices merged and
-// zero weights dropped (so an output that lands on a source pixel reads just that pixel).
+// crop [:crop] -> out. Four (index, weight) slots sorted by index; equal indices are merged into
+// the first slot of their run and the merged-away slots get weight 0. Fixed-index code only
+// (a sorting network, no data-dependent array indexing), so it stays in registers on the GPU.
+// Kernels skip zero-weight slots, so an output that lands on a source pixel reads just that one.
 struct Taps {
   int64_t idx[4];
   double w[4];
-  int n;
 };
+
+MSRT_HD void sort_taps(Taps& t, int i, int j) {
+  const bool swap = t.idx[j] < t.idx[i];
+  const int64_t a = t.idx[i], b = t.idx[j];
+  const double wa = t.w[i], wb = t.w[j];
+  t.idx[i] = swap ? b : a;
+  t.idx[j] = swap ? a : b;
+  t.w[i] = swap ? wb : wa;
+  t.w[j] = swap ? wa : wb;
+}
 
 MSRT_HD Taps composed_taps(int64_t low, int64_t mid, int64_t crop, int64_t out, int64_t o) {
   const LinearTap t2 = linear_tap(crop, out, o);
   const LinearTap a = linear_tap(low, mid, t2.i0);
   const LinearTap b = linear_tap(low, mid, t2.i1);
-  int64_t idx[4] = {a.i0, a.i1, b.i0, b.i1};
-  double w[4] = {double(t2.w0) * a.w0, double(t2.w0) * a.w1, double(t2.w1) * b.w0,
-                 double(t2.w1) * b.w1};  // products of two floats: exact in double
-  for (int i = 1; i < 4; ++i) {  // insertion sort by index (4 elements, nearly sorted)
-    for (int j = i; j > 0 && idx[j - 1] > idx[j]; --j) {
-      const int64_t ti = idx[j];
-      idx[j] = idx[j - 1];
-      idx[j - 1] = ti;
-      const double tw = w[j];
-      w[j] = w[j - 1];
-      w[j - 1] = tw;
+  Taps t = {{a.i0, a.i1, b.i0, b.i1},
+            {double(t2.w0) * a.w0, double(t2.w0) * a.w1, double(t2.w1) * b.w0,
+             double(t2.w1) * b.w1}};  // products of two floats: exact in double
+  sort_taps(t, 0, 1);  // sorting network for 4 elements
+  sort_taps(t, 2, 3);
+  sort_taps(t, 0, 2);
+  sort_taps(t, 1, 3);
+  sort_taps(t, 1, 2);
+  for (int i = 3; i > 0; --i) {  // merge runs of equal indices into their first slot
+    if (t.idx[i] == t.idx[i - 1]) {
+      t.w[i - 1] += t.w[i];
+      t.w[i] = 0.0;
     }
   }
-  Taps t;
-  t.n = 0;
-  for (int i = 0; i < 4; ++i) {
-    if (t.n > 0 && t.idx[t.n - 1] == idx[i]) {
-      t.w[t.n - 1] += w[i];
-    } else {
-      t.idx[t.n] = idx[i];
-      t.w[t.n] = w[i];
-      ++t.n;
-    }
-  }
-  int kept = 0;
-  for (int i = 0; i < t.n; ++i) {
-    if (t.w[i] != 0.0) {
-      t.idx[kept] = t.idx[i];
-      t.w[kept] = t.w[i];
-      ++kept;
-    }
-  }
-  t.n = kept;  // >= 1: the weights sum to 1
   return t;
 }
 

@@ -4,8 +4,12 @@ The kernels evaluate the composition of SAM's two bilinear resizes directly (no 
 intermediate): torch's float32 source indices and weights, blended in float64. Logits match
 torch's ``F.interpolate`` chain to <= 1e-5 for |logits| <= 32 (torch's own float32 rounding;
 measured in tests/ops/test_postprocess.py) and the NumPy reference to float32 rounding; masks
-match exactly away from ties. Needs ``_C`` (no silent fallback: the reference is slower and not
-bit-identical); ``MSRT_OPS_BACKEND=reference`` selects the NumPy reference explicitly.
+match exactly away from ties, and always equal ``logits > threshold``. The CPU and CUDA kernels
+do the same float64 operations in the same order (no FMA contraction on the GPU), so they agree
+to the bit on x86-64 hosts. Logits must be finite: an inf next to a zero-weight tap gives NaN in
+torch in places where the kernels (which skip zero weights) give inf, and vice versa.
+Needs ``_C`` (no silent fallback: the reference is slower and not bit-identical);
+``MSRT_OPS_BACKEND=reference`` selects the NumPy reference explicitly.
 """
 
 from __future__ import annotations

@@ -259,7 +259,8 @@ def test_cuda_strided_broadcast_and_large():
     want = expected(pred.cpu().numpy(), target.cpu().numpy())
     np.testing.assert_array_equal(got.intersection, want[0])
     t = torch.from_numpy(rng.standard_normal((2, 64, 96))).cuda().transpose(1, 2)[:, ::2]
-    p = torch.from_numpy(rng.standard_normal((32, 64))).float().cuda()
+    assert t.shape == (2, 48, 64) and not t.is_contiguous()
+    p = torch.from_numpy(rng.standard_normal((48, 64))).float().cuda()  # one pred, two targets
     got = ops.mask_metrics(p, t, 0.1)
     want = expected(p.cpu().numpy(), t.cpu().numpy(), 0.1)
     np.testing.assert_array_equal(got.intersection, want[0])
