@@ -424,6 +424,7 @@ void postprocess_masks(const py::handle& logits, std::pair<int64_t, int64_t> inp
 #endif
     return;
   }
+  (void)workspace;  // CUDA only
   py::gil_scoped_release release;
   msrt::cpu::postprocess_masks(a);
 }
