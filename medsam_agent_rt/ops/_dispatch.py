@@ -11,7 +11,8 @@ Rules, applied per call:
 CUDA calls: inputs are handed to ``_C`` as DLPack capsules made on the producer's current stream
 (:func:`cuda_stream_of`, :func:`to_capsule`), outputs are allocated by the input's own framework
 (:func:`empty_like_framework`) and returned as that framework's tensors; kernels run
-asynchronously on that stream. Host arrays are read in place through their strides (no copies).
+asynchronously on that stream. Host arrays of the dtypes a kernel reads natively are read in
+place through their strides (any layout, no copies).
 """
 
 from __future__ import annotations
