@@ -71,7 +71,7 @@ MSRT_SIMD_CLONES const uint8_t* segment_bytes(const MaskOperand& op, int64_t off
   if constexpr (std::is_same_v<T, uint8_t>) {
     if (sx == 1) return src;
   }
-  const T thr = static_cast<T>(op.threshold);
+  const T thr = threshold_as<T>(op.threshold);
   if (sx == 1) {
     for (int64_t i = 0; i < len; ++i) buf[i] = mask_inside(src[i], thr);
   } else {

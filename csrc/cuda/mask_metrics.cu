@@ -25,8 +25,8 @@ __global__ void __launch_bounds__(kThreads)
                 MaskOperand target_op, MaskShape s, unsigned long long* __restrict__ counts) {
   const int64_t n = blockIdx.y;
   const int64_t pixels = s.h * s.w;
-  const TP thr_p = static_cast<TP>(pred_op.threshold);
-  const TR thr_t = static_cast<TR>(target_op.threshold);
+  const TP thr_p = threshold_as<TP>(pred_op.threshold);
+  const TR thr_t = threshold_as<TR>(target_op.threshold);
   const TP* p = pred + n * pred_op.stride_n;
   const TR* t = target + n * target_op.stride_n;
   Counts c = {0, 0, 0};

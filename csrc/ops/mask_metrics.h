@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/checks.h"
 #include "common/macros.h"
@@ -49,6 +50,16 @@ void with_mask_type(DType dtype, const char* name, F&& f) {
     case DType::Float32: f(float{}); break;
     case DType::Float64: f(double{}); break;
     default: fail(name, " must be bool, uint8, float32 or float64, got ", dtype_name(dtype));
+  }
+}
+
+// The threshold in an operand's storage type (unused for bytes: no out-of-range conversion).
+template <typename T>
+MSRT_HD T threshold_as(double threshold) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return static_cast<T>(threshold);
+  } else {
+    return T{0};
   }
 }
 
