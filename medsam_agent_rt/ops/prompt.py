@@ -149,7 +149,9 @@ def encode_sparse_prompts(
     labels: (S,) int in {-1 pad, 0 negative, 1 positive, 2 box corner 1, 3 box corner 2}. Build
     the official token list with :func:`sam_prompt_tokens` (points, a pad token when there is no
     box, box corners). Slots after S hold the not-a-point embedding. Host inputs give a NumPy
-    array; torch / CuPy CUDA inputs give a tensor of their framework on their device.
+    array; torch / CuPy CUDA inputs give a tensor of their framework on their device (the weights
+    are uploaded once per device and cached; labels are validated by the kernel, which costs one
+    synchronising 4-byte read per call).
     """
     backend = select("encode_sparse_prompts", coords, labels, exact_fallback=False)
     if backend == "cuda":
