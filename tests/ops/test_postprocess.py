@@ -80,6 +80,10 @@ def test_matches_torch_chain(low, input_size, resized_size, original_size):
     x = logits_like_sam(rng, (2, *low))
     check_vs_torch(x, input_size, resized_size, original_size)
     check_vs_reference(x, input_size, resized_size, original_size)
+    # the reference itself (the spec) follows torch too: float32 FMA source indices
+    rl, _ = ref.postprocess_masks(x, input_size, resized_size, original_size)
+    want = torch_chain(x, input_size, resized_size, original_size)
+    np.testing.assert_allclose(rl, want, rtol=0, atol=ATOL_TORCH)
 
 
 @settings(max_examples=60, deadline=None)
