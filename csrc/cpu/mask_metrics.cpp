@@ -13,7 +13,7 @@ namespace {
 
 constexpr int64_t kSegment = 4096;      // pixels binarised per step (two stack buffers)
 constexpr int64_t kItemPixels = 1 << 18;  // pixels per work item
-constexpr int64_t kGrainPixels = 1 << 22;  // pixels per thread (~0.1 ms)
+constexpr int64_t kGrainPixels = 1 << 19;  // pixels per thread (~15 us)
 
 struct Counts {
   int64_t inter = 0, a = 0, b = 0;

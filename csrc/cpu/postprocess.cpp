@@ -133,7 +133,7 @@ void postprocess_masks(const PostprocessArgs& a) {
   const int64_t rows = j1 - j0 + 1;
   const AxisTable cols = axis_table(a.w, a.in_w, a.crop_w, a.out_w, a.stride_x);
   std::vector<double> t(static_cast<size_t>(rows * a.out_w));
-  const int threads = threads_for(a.out_h * a.out_w, int64_t{1} << 18);  // ~0.2 ms per thread
+  const int threads = threads_for(a.out_h * a.out_w, int64_t{1} << 16);  // ~40 us per thread
   for (int64_t n = 0; n < a.n; ++n) {
     const float* src_mask = a.logits + n * a.stride_n;
     MSRT_OMP(parallel num_threads(threads) if (threads > 1))
