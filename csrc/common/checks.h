@@ -15,6 +15,12 @@ class ArgumentError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// Thrown when a CUDA call or kernel launch fails; pybind11 maps it to Python's RuntimeError.
+class CudaError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 template <typename... Parts>
 [[noreturn]] inline void fail(const Parts&... parts) {
   std::ostringstream os;

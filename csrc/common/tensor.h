@@ -35,6 +35,7 @@ struct TensorView {
   std::vector<int64_t> shape;    // elements
   std::vector<int64_t> strides;  // elements (not bytes)
   void* stream = nullptr;        // cudaStream_t the producer asked us to use (CUDA only)
+  bool writable = true;          // false for read-only NumPy buffers
 
   int64_t ndim() const { return static_cast<int64_t>(shape.size()); }
   int64_t numel() const {
@@ -71,6 +72,13 @@ inline void check_dtype(const TensorView& t, const char* name, DType want) {
 inline void check_contiguous(const TensorView& t, const char* name) {
   MSRT_CHECK(t.is_contiguous(), name, " must be C-contiguous, got strides that are not (",
              t.describe(), ")");
+}
+inline void check_shape(const TensorView& t, const char* name, std::vector<int64_t> want,
+                        const char* expected) {
+  MSRT_CHECK(t.shape == want, name, " must be ", expected, ", got ", t.describe());
+}
+inline void check_writable(const TensorView& t, const char* name) {
+  MSRT_CHECK(t.writable, name, " must be writable, got a read-only array");
 }
 inline void check_same_device(const TensorView& a, const char* an, const TensorView& b,
                               const char* bn) {

@@ -16,6 +16,7 @@ from medsam_agent_rt.ops.postprocess import postprocess_masks
 from medsam_agent_rt.ops.prompt import (
     PromptEncoderWeights,
     encode_sparse_prompts,
+    prompt_encoder_weights,
     sam_prompt_tokens,
 )
 from medsam_agent_rt.ops.render import render_overlay
@@ -39,6 +40,7 @@ __all__ = [
     "mask_metrics",
     "next_click",
     "postprocess_masks",
+    "prompt_encoder_weights",
     "render_overlay",
     "sam_prompt_tokens",
 ]

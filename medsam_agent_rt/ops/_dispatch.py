@@ -7,6 +7,12 @@ Rules, applied per call:
   for ops whose reference result is identical to the kernel's (``exact_fallback=True``), else an
   error that says how to rebuild.
 - ``MSRT_OPS_BACKEND=reference|cpu|cuda|auto`` (default auto) forces a backend for host inputs.
+
+CUDA calls: inputs are handed to ``_C`` as DLPack capsules made on the producer's current stream
+(:func:`cuda_stream_of`, :func:`to_capsule`), outputs are allocated by the input's own framework
+(:func:`empty_like_framework`) and returned as that framework's tensors; kernels run
+asynchronously on that stream. Host arrays of the dtypes a kernel reads natively are read in
+place through their strides (any layout, no copies).
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ def active_backend() -> str:
 
 def is_cuda_array(x: Any) -> bool:
     """True for DLPack-capable arrays living in CUDA memory (torch.cuda tensors, CuPy arrays)."""
+    if isinstance(x, np.ndarray):
+        return False
     dev = getattr(x, "__dlpack_device__", None)
-    if dev is None or isinstance(x, np.ndarray):
+    if dev is None:
         return False
     try:
         return int(dev()[0]) == _DLPACK_CUDA
@@ -54,7 +62,7 @@ def is_cuda_array(x: Any) -> bool:
 
 def select(op: str, *arrays: Any, exact_fallback: bool) -> str:
     """Pick the backend for one call of ``op`` on ``arrays`` (see the module docstring)."""
-    if any(is_cuda_array(a) for a in arrays if a is not None):
+    if any(is_cuda_array(a) for a in arrays):
         ext = require_ext()
         if not ext.build_info()["cuda"]:
             raise RuntimeError(
@@ -128,3 +136,48 @@ def empty_like_framework(x: Any, shape: tuple[int, ...], dtype: str) -> Any:
     raise TypeError(
         f"CUDA inputs must be torch tensors or CuPy arrays to allocate outputs, got {type(x)!r}"
     )
+
+
+def framework_of(x: Any) -> str:
+    """``torch`` or ``cupy`` for a CUDA array (the frameworks the CUDA path allocates with)."""
+    module = type(x).__module__.split(".")[0]
+    if module not in ("torch", "cupy"):
+        raise TypeError(f"CUDA inputs must be torch tensors or CuPy arrays, got {type(x)!r}")
+    return module
+
+
+def dtype_name(x: Any) -> str:
+    """The dtype of a NumPy / torch / CuPy array as a NumPy-style name ('float32', 'bool', ...)."""
+    return str(x.dtype).replace("torch.", "")
+
+
+def cast_framework(x: Any, dtype: str) -> Any:
+    """x converted to ``dtype`` ('float32', 'int64', ...) by its own framework, on its device."""
+    if framework_of(x) == "torch":
+        import torch
+
+        return x.to(getattr(torch, dtype))
+    return x.astype(dtype)
+
+
+def to_host(x: Any) -> np.ndarray:
+    """A NumPy copy of a CUDA array (synchronises with its stream)."""
+    if framework_of(x) == "torch":
+        return x.detach().cpu().numpy()
+    return x.get()
+
+
+def cuda_device_index(x: Any) -> int:
+    """The CUDA device ordinal of a torch / CuPy array."""
+    return int(x.__dlpack_device__()[1])
+
+
+def same_cuda_device(arrays: dict[str, Any]) -> None:
+    """Raise ValueError naming the first argument that is not on the first one's CUDA device."""
+    items = list(arrays.items())
+    first_name, first = items[0]
+    want = cuda_device_index(first)
+    for name, a in items[1:]:
+        if not is_cuda_array(a) or cuda_device_index(a) != want:
+            where = f"cuda:{cuda_device_index(a)}" if is_cuda_array(a) else "host memory"
+            raise ValueError(f"{name} must be on cuda:{want} like {first_name}, got {where}")

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 MASK_DTYPES = (np.bool_, np.uint8)
+_UINT8 = np.dtype(np.uint8)
 
 
 def describe(x: Any) -> str:
@@ -22,11 +23,20 @@ def check_ndim(x: Any, name: str, *allowed: int) -> None:
         raise ValueError(f"{name} must be {want}, got {describe(x)}")
 
 
+def is_float_name(name: str) -> bool:
+    try:
+        return bool(np.issubdtype(np.dtype(name), np.floating))
+    except TypeError:  # framework-only dtypes such as torch.bfloat16
+        return name.startswith(("float", "bfloat"))
+
+
 def check_mask_dtype(x: Any, name: str, allow_float: bool = False) -> None:
-    dt = np.dtype(str(x.dtype).replace("torch.", ""))
-    ok = dt in (np.dtype(np.bool_), np.dtype(np.uint8)) or (
-        allow_float and np.issubdtype(dt, np.floating)
-    )
+    if isinstance(x, np.ndarray):  # fast path: no string formatting
+        kind = x.dtype.kind
+        ok = kind == "b" or x.dtype == _UINT8 or (allow_float and kind == "f")
+    else:
+        dt = str(getattr(x, "dtype", type(x).__name__)).replace("torch.", "")
+        ok = dt in ("bool", "uint8") or (allow_float and is_float_name(dt))
     if not ok:
         want = "bool or uint8" + (" (or float logits with a threshold)" if allow_float else "")
         raise ValueError(f"{name} must be {want}, got {describe(x)}")

@@ -34,15 +34,17 @@ def mask_counts(
     """Per-mask pixel counts between N predictions and one (broadcast) or N references.
 
     pred: (N, H, W) or (H, W); ref: (H, W) or (N, H, W); each bool / uint8 / float (see
-    :func:`binarize`). Returns int64 arrays of shape (N,): intersection, pred_area, ref_area.
+    :func:`binarize`); a single mask (2-D or length 1) on either side is broadcast.
+    Returns int64 arrays of shape (N,): intersection, pred_area, ref_area.
     """
     p = binarize(pred, threshold)
     r = binarize(ref, threshold)
     p = p[None] if p.ndim == 2 else p
     r = r[None] if r.ndim == 2 else r
     inter = np.logical_and(p, r).sum(axis=(1, 2), dtype=np.int64)
-    pa = p.sum(axis=(1, 2), dtype=np.int64)
-    ra = np.broadcast_to(r.sum(axis=(1, 2), dtype=np.int64), pa.shape).copy()
+    n = inter.shape[0]  # a single mask on either side broadcasts
+    pa = np.broadcast_to(p.sum(axis=(1, 2), dtype=np.int64), (n,)).copy()
+    ra = np.broadcast_to(r.sum(axis=(1, 2), dtype=np.int64), (n,)).copy()
     return inter, pa, ra
 
 
@@ -301,24 +303,35 @@ def next_click(
 # ============================================================================ mask post-processing
 
 
-def _bilinear_axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """torch's align_corners=False source indices and weights along one axis (scale in/out)."""
-    scale = in_size / out_size
-    src = (np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5
-    src = np.maximum(src, 0.0)
+def _bilinear_axis(
+    in_size: int, out_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """torch's align_corners=False source indices and weights along one axis.
+
+    Computed as torch does, in float32: scale = in / out; src = scale * (o + 0.5) - 0.5 as ONE
+    rounding (torch's vectorised CPU kernels and its CUDA kernel contract it into an FMA; the
+    product is exact in float64, so float64 then one cast to float32 is that FMA); src < 0 -> 0;
+    i0 = min(floor(src), in - 1); lambda = clamp(src - i0, 0, 1); weights (1 - lambda, lambda) in
+    float32. (Float64 index math moves results by up to ~1e-3 for non-power-of-two sizes.)
+    Returns i0, i1 (int64) and w0, w1 (float64 holding the float32 weights)."""
+    scale = np.float64(np.float32(in_size) / np.float32(out_size))
+    o = np.arange(out_size, dtype=np.float64)
+    src = (scale * (o + 0.5) - 0.5).astype(np.float32)
+    src = np.maximum(src, np.float32(0.0))
     i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     i1 = np.minimum(i0 + 1, in_size - 1)
-    lam = src - i0
-    return i0, i1, lam
+    lam = np.clip(src - i0.astype(np.float32), np.float32(0.0), np.float32(1.0))
+    return i0, i1, (np.float32(1.0) - lam).astype(np.float64), lam.astype(np.float64)
 
 
 def resize_bilinear(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """(N, h, w) -> (N, H, W) float64, as ``F.interpolate(mode='bilinear', align_corners=False)``."""
+    """(N, h, w) -> (N, H, W) float64, as ``F.interpolate(mode='bilinear', align_corners=False)``
+    (torch's float32 indices and weights, blended in float64)."""
     x = np.asarray(x, np.float64)
-    y0, y1, ly = _bilinear_axis(x.shape[-2], out_hw[0])
-    x0, x1, lx = _bilinear_axis(x.shape[-1], out_hw[1])
-    rows = x[..., y0, :] * (1 - ly)[:, None] + x[..., y1, :] * ly[:, None]
-    return rows[..., x0] * (1 - lx) + rows[..., x1] * lx
+    y0, y1, wy0, wy1 = _bilinear_axis(x.shape[-2], out_hw[0])
+    x0, x1, wx0, wx1 = _bilinear_axis(x.shape[-1], out_hw[1])
+    rows = x[..., y0, :] * wy0[:, None] + x[..., y1, :] * wy1[:, None]
+    return rows[..., x0] * wx0 + rows[..., x1] * wx1
 
 
 def postprocess_masks(
@@ -333,12 +346,14 @@ def postprocess_masks(
     low_res_logits (N, h, w) float -> bilinear to input_size (the padded model input, e.g.
     (1024, 1024)) -> crop [:rh, :rw] (resized_size, the image inside the padding) -> bilinear to
     original_size (H, W). Returns (logits (N, H, W) float32, masks (N, H, W) bool = logits >
-    threshold); computed in float64.
+    threshold); computed in float64 and rounded once to float32; the mask compares that float32
+    logit with the threshold in float32, as torch and NumPy do for ``float32_array > float``,
+    so masks always equal ``logits > threshold``.
     """
     x = np.asarray(low_res_logits, np.float64)
     up = resize_bilinear(x, input_size)[..., : resized_size[0], : resized_size[1]]
-    out = resize_bilinear(up, original_size)
-    return out.astype(np.float32), out > threshold
+    out = resize_bilinear(up, original_size).astype(np.float32)
+    return out, out > np.float32(threshold)
 
 
 # ============================================================================ overlay rendering
