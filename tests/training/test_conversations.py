@@ -47,7 +47,7 @@ def test_torn_tail_ignored_and_bad_line_named(tmp_path):
     assert [c["id"] for c in iter_conversations(w.path)] == ["a#0"]
     with open(w.path, "a") as f:
         f.write('ages": []}\nnot json\n')
-    with pytest.raises(ValueError, match=r"conversations.jsonl:2"):
+    with pytest.raises(ValueError, match=r"conversations.jsonl:3"):
         list(iter_conversations(w.path))
 
 
