@@ -159,7 +159,7 @@ def _tinyvit_config(state: dict[str, Any]):
         depths.append(_count(state, f"{p}layers.{i}.blocks."))
         if i == 0:
             dims.append(state[f"{p}layers.0.blocks.0.conv1.c.weight"].shape[1])
-            heads.append(1)
+            heads.append(2)  # the MBConv stage has no attention; released configs say 2 and 7
             windows.append(7)
         else:
             bias = state[f"{p}layers.{i}.blocks.0.attn.attention_biases"]

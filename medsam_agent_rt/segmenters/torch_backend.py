@@ -22,7 +22,8 @@ from medsam_agent_rt.segmenters.preprocess import as_rgb_uint8, preprocess_image
 from medsam_agent_rt.segmenters.prompts import check_prompts
 
 
-def _torch():
+def require_torch():
+    """The torch module, or an ImportError naming the extra to install."""
     try:
         import torch
     except ImportError as e:  # pragma: no cover - exercised only without torch
@@ -55,6 +56,11 @@ def image_key(rgb: np.ndarray) -> str:
     return h.hexdigest()
 
 
+class NoImageError(RuntimeError, AttributeError):
+    """An image-dependent attribute or call before ``set_image`` (also an AttributeError, so
+    ``isinstance(seg, Segmenter)`` protocol checks work before an image is set)."""
+
+
 @dataclass
 class _Encoded:
     embedding: Any  # torch.Tensor (1, C, h, w) on the model's device
@@ -80,7 +86,7 @@ class TorchSegmenter:
         cache_size: int = 8,
         source: str = "",
     ) -> None:
-        torch = _torch()
+        torch = require_torch()
         if cache_size < 0:
             raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         spec = family_spec(family) if isinstance(family, str) else family
@@ -101,7 +107,7 @@ class TorchSegmenter:
     # ------------------------------------------------------------------ image
     def set_image(self, image: np.ndarray) -> None:
         """image: (H, W, 3) uint8 RGB ((H, W), (H, W, 1) grayscale and RGBA are converted)."""
-        torch = _torch()
+        torch = require_torch()
         rgb = as_rgb_uint8(image)
         key = image_key(rgb)
         hit = self._cache.get(key)
@@ -133,15 +139,15 @@ class TorchSegmenter:
 
     @property
     def original_size(self) -> tuple[int, int]:
-        if self._current is None:
-            raise RuntimeError("no image set: call set_image(image) first")
-        return self._current.original_size
+        """(H, W) of the current image; (0, 0) before set_image (a property that raised would
+        make ``isinstance(seg, Segmenter)`` false on a fresh segmenter)."""
+        return (0, 0) if self._current is None else self._current.original_size
 
     @property
     def image_embedding(self) -> np.ndarray:
         """(1, C, h, w) float32 embedding of the current image."""
         if self._current is None:
-            raise RuntimeError("no image set: call set_image(image) first")
+            raise NoImageError("no image set: call set_image(image) first")
         return self._current.embedding.detach().cpu().numpy()
 
     # ------------------------------------------------------------------ prompts
@@ -156,9 +162,9 @@ class TorchSegmenter:
         """point_coords (N, 2) (x, y) px and point_labels (N,) {0, 1}; box (4,) x1 y1 x2 y2 px;
         mask_input (1, 256, 256) low-res logits of an earlier prediction. Returns 3 masks
         (multimask_output) or 1, at the original size, with scores and low-res logits."""
-        torch = _torch()
+        torch = require_torch()
         if self._current is None:
-            raise RuntimeError("predict() called before set_image(): set an image first")
+            raise NoImageError("predict() called before set_image(): set an image first")
         enc = self._current
         pts, labels, bx, mask = check_prompts(
             point_coords, point_labels, box, mask_input, enc.original_size, self.mask_input_size

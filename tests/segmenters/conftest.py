@@ -156,14 +156,24 @@ def embedded_litemedsam():
 
 
 @pytest.fixture(scope="session")
+def litemedsam_seg(embedded_litemedsam):
+    """One TorchSegmenter over the embedded LiteMedSAM for the whole session (its embedding
+    cache lets several test modules share one encoding of the demo image)."""
+    from medsam_agent_rt.segmenters.torch_backend import TorchSegmenter
+
+    return TorchSegmenter(embedded_litemedsam, "litemedsam", cache_size=4)
+
+
+@pytest.fixture(scope="session")
 def demo_image(demo_dir):
-    """One real demo image (RGBA PNG -> RGB uint8) and its masks {name: bool (H, W)}."""
+    """One real demo image (RGBA PNG -> RGB uint8) and its masks {name: bool (H, W)} (the mask
+    PNGs are RGBA too: 0/255 in the colour channels, alpha 255)."""
     from PIL import Image
 
     name = "06_CT_abdomen"
     image = np.asarray(Image.open(demo_dir / "demo" / f"{name}.png").convert("RGB"))
     masks = {
-        p.stem[len(name) + 1 :]: np.asarray(Image.open(p)) > 0
+        p.stem[len(name) + 1 :]: np.asarray(Image.open(p).convert("L")) > 0
         for p in sorted((demo_dir / "demo_mask").glob(f"{name}_*.png"))
     }
     return image, masks

@@ -114,7 +114,8 @@ def test_padded_prompt_slots_are_exact_with_prompt_mask(sam_oracle, tiny_configs
     cfg = tiny_configs.vit
     _, ours = paired(sam_oracle, cfg, seed=3)
     weights = prompt_encoder_weights(ours.prompt_encoder)
-    emb = torch.randn(1, cfg.prompt_embed_dim, cfg.embedding_size, cfg.embedding_size)
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(1, cfg.prompt_embed_dim, cfg.embedding_size, cfg.embedding_size, generator=g)
     coords, labs = ops.sam_prompt_tokens(
         np.array([[10.0, 20.0], [30.0, 5.0]]), np.array([1, 0]), np.array([4.0, 6.0, 50.0, 40.0])
     )
@@ -129,9 +130,9 @@ def test_padded_prompt_slots_are_exact_with_prompt_mask(sam_oracle, tiny_configs
         lo, iou = ours.decode(emb, plain, m, has)
         lo_p, iou_p = ours.decode(emb, padded, m, has, prompt_mask=mask)
         lo_u, _ = ours.decode(emb, padded, m, has)
-    torch.testing.assert_close(lo_p, lo, atol=1e-5, rtol=0)
-    torch.testing.assert_close(iou_p, iou, atol=1e-5, rtol=0)
-    assert (lo_u - lo).abs().max() > 1e-3
+    torch.testing.assert_close(lo_p, lo, atol=1e-6, rtol=0)  # float32 rounding only
+    torch.testing.assert_close(iou_p, iou, atol=1e-6, rtol=0)
+    assert (lo_u - lo).abs().max() > 1e-4  # ~1% of these random-weight logits (|lo| ~ 0.14)
 
 
 def test_mobilesam_tinyvit_variant_structure():
