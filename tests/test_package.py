@@ -113,4 +113,7 @@ def test_wheel_layout(tmp_path):
     assert "medsam_agent_rt/export/__init__.py" in names
     assert "medsam_agent_rt/training/__init__.py" in names
     assert any(n.startswith("medsam_agent_rt/_C") and n.endswith(".so") for n in names)
+    # the embedded LiteMedSAM weights ship with their licence notice
+    for asset in ("lite_medsam.safetensors", "LICENSE-lite_medsam", "NOTICE-lite_medsam"):
+        assert f"medsam_agent_rt/assets/{asset}" in names
     assert not any(n.startswith(("benchmarks/", "tests/", "export/", "training/")) for n in names)

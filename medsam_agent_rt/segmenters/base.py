@@ -20,6 +20,11 @@ class Preprocessing:
     resize: "longest_side" (scale so max(H, W) == input_size, keep aspect, pad bottom/right) or
     "square" (resize to input_size x input_size, aspect not kept); normalize: "mean_std" (SAM's
     pixel mean/std in 0..255 units) or "minmax" ((x - min) / max(max - min, 1e-8) per image).
+    interpolation: how the official code resizes the uint8 image — "bilinear" (PIL bilinear,
+    SAM's ResizeLongestSide), "area" (cv2 INTER_AREA, LiteMedSAM), "cubic_spline" (skimage
+    order-3 resize with anti-aliasing, then truncation to uint8, MedSAM); coord_rounding: "none"
+    (prompts scaled per axis, SAM/MedSAM) or "floor" (``int(v * input_size / max(H, W))``, the
+    official LiteMedSAM box mapping). See ``segmenters.preprocess``.
     """
 
     family: str  # "sam" | "medsam" | "litemedsam" | "mobilesam"
@@ -28,6 +33,8 @@ class Preprocessing:
     normalize: Literal["mean_std", "minmax"]
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    interpolation: Literal["bilinear", "area", "cubic_spline"] = "bilinear"
+    coord_rounding: Literal["none", "floor"] = "none"
 
     def resized_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
         """(rows, cols) of the image inside the model input frame."""

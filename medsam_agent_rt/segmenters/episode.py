@@ -1,0 +1,264 @@
+"""The tool side of one episode (PROTOCOL.md): one chained prompt state over one Segmenter.
+
+The image is encoded once (``set_image`` at construction; later turns only run the decoder).
+Each action (a box or a click) builds the prompts the carrying STRATEGY prescribes, runs the
+segmenter, keeps one mask and becomes the new state:
+
+- ``"newest_click+prev_logits"`` (the MedSAM-Agent authors): only the newest prompt plus the
+  previous turn's low-res logits as ``mask_input`` — the box is kept only until a mask exists
+  (a box action sends that box; a click sends just that click);
+- ``"box+newest_click+prev_logits"``: the current box, the newest click (the last one made, also
+  when the action is a new box), the previous logits;
+- ``"box+all_clicks+prev_logits"``: the current box, every click so far, the previous logits;
+- ``"box+all_clicks"``: the current box and every click so far, no mask input.
+
+A new box replaces the old one (clicks are kept). The first prompt of an episode asks for
+multimask output when the family's ``multimask_first`` says so and keeps the highest-scoring
+mask; later prompts ask for a single mask. Masks are the logits binarised at > 0.
+
+``preview_box`` / ``preview_point`` run a step WITHOUT changing the state (the expert policy's
+ΔIoU acceptance tries candidates); ``commit(step)`` adopts a preview; ``add_box`` / ``add_point``
+do both. Bad prompts raise ValueError from the segmenter and leave the state unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medsam_agent_rt.segmenters.base import Segmenter
+from medsam_agent_rt.segmenters.families import FAMILIES
+
+STRATEGIES = (
+    "newest_click+prev_logits",
+    "box+newest_click+prev_logits",
+    "box+all_clicks+prev_logits",
+    "box+all_clicks",
+)
+
+
+@dataclass(frozen=True)
+class SentPrompts:
+    """Exactly what one step sent: point_coords (N, 2) float px and point_labels (N,) int or
+    None, box (4,) float px or None, whether the previous low-res logits went in as mask_input,
+    and the multimask flag."""
+
+    point_coords: np.ndarray | None
+    point_labels: np.ndarray | None
+    box: np.ndarray | None
+    used_mask_input: bool
+    multimask_output: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "point_coords": None if self.point_coords is None else self.point_coords.tolist(),
+            "point_labels": None if self.point_labels is None else self.point_labels.tolist(),
+            "box": None if self.box is None else self.box.tolist(),
+            "used_mask_input": self.used_mask_input,
+            "multimask_output": self.multimask_output,
+        }
+
+
+@dataclass(frozen=True)
+class _State:
+    box: np.ndarray | None = None
+    clicks: tuple[tuple[float, float, int], ...] = ()
+    logits: np.ndarray | None = None  # (h, w) float32 low-res logits of the kept mask
+    mask: np.ndarray | None = None
+    steps: int = 0
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step: action "box" | "point"; mask (H, W) bool; score (the kept mask's predicted
+    IoU); low_res_logits (h, w) float32; prompts sent; mask_index among the returned masks;
+    the strategy used; committed tells whether it became the episode state."""
+
+    action: str
+    mask: np.ndarray
+    score: float
+    low_res_logits: np.ndarray
+    prompts: SentPrompts
+    mask_index: int
+    strategy: str
+    committed: bool = False
+    _base: _State = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    _next: _State = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+
+class Episode:
+    """Chained prompt state of one episode over ``segmenter`` for ``image`` (H, W, 3) uint8.
+
+    strategy: one of STRATEGIES (default: the segmenter family's measured default);
+    multimask_first: multimask output on the first prompt (default: the family's setting).
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        image: np.ndarray,
+        strategy: str | None = None,
+        multimask_first: bool | None = None,
+    ) -> None:
+        spec = FAMILIES.get(getattr(segmenter, "family", ""), None)
+        if strategy is None:
+            strategy = spec.default_strategy if spec else "box+all_clicks+prev_logits"
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+        if multimask_first is None:
+            multimask_first = spec.multimask_first if spec else True
+        self.segmenter = segmenter
+        self.strategy = strategy
+        self.multimask_first = bool(multimask_first)
+        segmenter.set_image(image)
+        self.image_size: tuple[int, int] = tuple(segmenter.original_size)
+        self._state = _State()
+        self.history: list[StepResult] = []
+
+    # ------------------------------------------------------------------ state
+    @property
+    def box(self) -> np.ndarray | None:
+        return None if self._state.box is None else self._state.box.copy()
+
+    @property
+    def clicks(self) -> list[tuple[float, float, bool]]:
+        """[(x, y, positive), ...] in order."""
+        return [(x, y, bool(lab)) for x, y, lab in self._state.clicks]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(H, W) bool: the current mask (empty before the first step)."""
+        if self._state.mask is None:
+            return np.zeros(self.image_size, np.bool_)
+        return self._state.mask
+
+    @property
+    def low_res_logits(self) -> np.ndarray | None:
+        return self._state.logits
+
+    @property
+    def num_steps(self) -> int:
+        return self._state.steps
+
+    # ------------------------------------------------------------------ steps
+    def _prompts(self, base: _State, action: str, nxt: _State):
+        """(points, labels, box, mask_input) for the step from ``base`` to ``nxt``."""
+        has_mask = base.logits is not None
+        clicks = list(nxt.clicks)
+        if self.strategy == "newest_click+prev_logits":
+            box = nxt.box if action == "box" else None
+            sent = clicks[-1:] if action == "point" else []
+            use_logits = has_mask
+        elif self.strategy == "box+newest_click+prev_logits":
+            box, sent, use_logits = nxt.box, clicks[-1:], has_mask
+        elif self.strategy == "box+all_clicks+prev_logits":
+            box, sent, use_logits = nxt.box, clicks, has_mask
+        else:  # "box+all_clicks"
+            box, sent, use_logits = nxt.box, clicks, False
+        pts = np.array([[x, y] for x, y, _ in sent], np.float64).reshape(-1, 2) if sent else None
+        labs = np.array([lab for _, _, lab in sent], np.int32) if sent else None
+        mask_input = base.logits[None] if use_logits else None
+        return pts, labs, box, mask_input
+
+    def _step(self, action: str, nxt: _State) -> StepResult:
+        base = self._state
+        pts, labs, box, mask_input = self._prompts(base, action, nxt)
+        multimask = self.multimask_first and base.steps == 0
+        pred = self.segmenter.predict(
+            point_coords=pts,
+            point_labels=labs,
+            box=box,
+            mask_input=mask_input,
+            multimask_output=multimask,
+        )
+        idx = int(np.argmax(pred.scores)) if multimask else 0
+        logits = np.asarray(pred.low_res_logits[idx], np.float32)
+        mask = np.asarray(pred.masks[idx], np.bool_)
+        done = _State(nxt.box, nxt.clicks, logits, mask, base.steps + 1)
+        sent = SentPrompts(
+            None if pts is None else pts.copy(),
+            None if labs is None else labs.copy(),
+            None if box is None else np.asarray(box, np.float64).copy(),
+            mask_input is not None,
+            multimask,
+        )
+        return StepResult(
+            action,
+            mask,
+            float(pred.scores[idx]),
+            logits,
+            sent,
+            idx,
+            self.strategy,
+            False,
+            base,
+            done,
+        )
+
+    def preview_box(self, xyxy_px: Any) -> StepResult:
+        """The step a box (x1, y1, x2, y2) px would give, without changing the state."""
+        box = np.asarray(xyxy_px, np.float64).reshape(-1)
+        if box.shape != (4,):
+            raise ValueError(f"box must be 4 numbers x1, y1, x2, y2 (px), got {np.shape(xyxy_px)}")
+        s = self._state
+        return self._step("box", _State(box, s.clicks, s.logits, s.mask, s.steps))
+
+    def preview_point(self, xy_px: Any, positive: bool) -> StepResult:
+        """The step a click at (x, y) px would give, without changing the state."""
+        xy = np.asarray(xy_px, np.float64).reshape(-1)
+        if xy.shape != (2,):
+            raise ValueError(f"point must be 2 numbers x, y (px), got {np.shape(xy_px)}")
+        s = self._state
+        click = (float(xy[0]), float(xy[1]), 1 if positive else 0)
+        return self._step("point", _State(s.box, (*s.clicks, click), s.logits, s.mask, s.steps))
+
+    def commit(self, step: StepResult) -> StepResult:
+        """Adopt a preview of the CURRENT state as the new state; returns it marked committed."""
+        if step._base is not self._state:
+            raise ValueError("commit(step): the step was not previewed from the current state")
+        self._state = step._next
+        done = StepResult(
+            step.action,
+            step.mask,
+            step.score,
+            step.low_res_logits,
+            step.prompts,
+            step.mask_index,
+            step.strategy,
+            True,
+            step._base,
+            step._next,
+        )
+        self.history.append(done)
+        return done
+
+    def add_box(self, xyxy_px: Any) -> StepResult:
+        """Run and commit a box step (a new box replaces the old one)."""
+        return self.commit(self.preview_box(xyxy_px))
+
+    def add_point(self, xy_px: Any, positive: bool) -> StepResult:
+        """Run and commit a click step."""
+        return self.commit(self.preview_point(xy_px, positive))
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-able summary for the trajectory: strategy, multimask rule and each step."""
+        return {
+            "strategy": self.strategy,
+            "multimask_first": self.multimask_first,
+            "segmenter": {
+                "family": getattr(self.segmenter, "family", None),
+                "backend": getattr(self.segmenter, "backend", None),
+            },
+            "steps": [
+                {
+                    "action": s.action,
+                    "score": s.score,
+                    "mask_index": s.mask_index,
+                    "mask_area": int(s.mask.sum()),
+                    "prompts": s.prompts.to_dict(),
+                }
+                for s in self.history
+            ],
+        }

@@ -1,0 +1,55 @@
+"""build_segmenter: the embedded default, checkpoint paths, and the not-yet-built backends."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from medsam_agent_rt.segmenters import Segmenter, build_segmenter  # noqa: E402
+
+
+def test_embedded_default_needs_no_download(monkeypatch):
+    import socket
+
+    def no_network(*a, **k):
+        raise AssertionError("build_segmenter tried to open a socket")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    seg = build_segmenter()
+    assert isinstance(seg, Segmenter)
+    assert (seg.family, seg.backend) == ("litemedsam", "torch")
+    assert seg.preprocessing.input_size == 256 and seg.source.endswith("lite_medsam.safetensors")
+
+
+def test_checkpoint_path_spec(tmp_path, tiny_configs):
+    from medsam_agent_rt.segmenters.modeling.sam import SamModel
+
+    cfg = dataclasses.replace(tiny_configs.vit, decoder_heads=8)
+    path = tmp_path / "medsam_vit_tiny.pth"
+    torch.save(SamModel(cfg).state_dict(), path)
+    seg = build_segmenter(str(path), cache_size=1)
+    assert seg.family == "medsam" and seg.preprocessing.input_size == 64
+    seg = build_segmenter(str(path), family="sam")
+    assert seg.family == "sam"
+    seg.set_image(np.zeros((30, 40, 3), np.uint8))
+    assert seg.predict(box=np.array([1.0, 2.0, 20.0, 25.0])).masks.shape == (3, 30, 40)
+
+
+def test_hooks_and_errors(tmp_path):
+    with pytest.raises(NotImplementedError, match="'onnx' is not built yet"):
+        build_segmenter("litemedsam", backend="onnx")
+    with pytest.raises(NotImplementedError, match="'trt' is not built yet"):
+        build_segmenter("litemedsam", backend="trt")
+    with pytest.raises(NotImplementedError, match="not built yet"):
+        build_segmenter(str(tmp_path))  # an exported model directory
+    with pytest.raises(ValueError, match="backend must be one of"):
+        build_segmenter(backend="tflite")
+    with pytest.raises(FileNotFoundError, match="neither 'litemedsam' nor an existing"):
+        build_segmenter(str(tmp_path / "nope.pth"))
+    with pytest.raises(ValueError, match="LiteMedSAM family"):
+        build_segmenter("litemedsam", family="sam")
