@@ -13,11 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_data_dir() -> Path | None:
     """../shared/data next to the checkout (or MSRT_SHARED_DATA), None if absent."""
-    candidates = [
-        os.environ.get("MSRT_SHARED_DATA"),
-        REPO.parent / "shared" / "data",
-        REPO / "shared" / "data",
-    ]
+    candidates = [os.environ.get("MSRT_SHARED_DATA"), REPO / "shared" / "data"]
+    candidates += [p / "shared" / "data" for p in REPO.parents]  # ../shared beside the checkout
     for c in candidates:
         if c and Path(c, "biomedparse-demo").is_dir():
             return Path(c)
