@@ -9,16 +9,23 @@ a model only performs as published on the inputs it was trained on:
 - ``mobilesam`` (MobileSAM): identical to SAM (its predictor is SAM's).
 - ``medsam`` (MedSAM ViT-B, MedSAM_Inference.py): skimage ``resize(order=3, anti_aliasing=True,
   preserve_range=True)`` to 1024 x 1024 (aspect not kept), truncation to uint8, min-max to [0, 1];
-  prompts scaled by 1024 / W, 1024 / H.
+  prompts scaled by 1024 / W, 1024 / H. skimage is not needed: the same scipy.ndimage calls give
+  bit-identical images (tested against skimage where it is installed). One known difference:
+  MedSAM upsamples sigmoid probabilities 256 -> (H, W) in one bilinear step and thresholds at
+  0.5, we upsample logits 256 -> 1024 -> (H, W) (SAM's post-processing, ``ops``) and threshold
+  at 0; masks can differ by boundary pixels only.
 - ``litemedsam`` (LiteMedSAM, CVPR24_LiteMedSAM_infer.py): cv2 INTER_AREA resize of the longest
   side to 256, min-max to [0, 1], zero-pad to 256 x 256; boxes mapped with
   ``int(v * 256 / max(H, W))`` (floor).
 
 Episode defaults (how prompts are carried between turns; see ``segmenters.episode``):
 
-- ``litemedsam``: "box+all_clicks" — MEASURED best on the 71 demo masks
-  (benchmarks/accuracy.py; LiteMedSAM was trained with boxes only, mask inputs and stale click
-  context hurt it). Multimask output on the first prompt: measured too (see README).
+- ``litemedsam``: "box+all_clicks" — MEASURED best on the 71 demo masks (benchmarks/accuracy.py,
+  GT box then simulator clicks kept only when IoU rises by >= 0.01: Dice 0.808 -> 0.822, the
+  other strategies 0.809-0.815; LiteMedSAM was trained with boxes only, so mask inputs and
+  stale clicks hurt it). ``multimask_first`` False, measured too: with the GT box the single-mask
+  output (token 0, the one LiteMedSAM was trained on) gives Dice 0.808, the best-scoring of the
+  3 multimask outputs 0.780.
 - ``medsam``: "box+all_clicks" — not measured (no weights on this machine); MedSAM was trained
   like LiteMedSAM (box prompts, no mask input), so LiteMedSAM's measured behaviour is the best
   available evidence.
