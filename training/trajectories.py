@@ -316,6 +316,7 @@ def generate(
     runner = TrajectoryRunner(config, segmenter)
     bar = progress(len(refs), "trajectories", show_progress)
     bar.update(len(refs) - len(todo))
+    fresh = not ledger_path.is_file()
     try:
         for results in map_groups(runner, group_by_image(todo), workers, threads):
             for episodes in results:
@@ -336,6 +337,10 @@ def generate(
                         )
                     append_jsonl(ledger_path, led)
                 bar.update(1)
+    except BaseException:
+        if fresh and not ledger_path.is_file() and not conv_path.is_file():  # nothing done
+            (out / "config.json").unlink(missing_ok=True)
+        raise
     finally:
         bar.close()
     stats = trajectory_stats(read_jsonl(ledger_path), run_cfg)

@@ -95,8 +95,8 @@ def gallery(rows: list[dict[str, Any]], folder: Path, n: int = 3) -> tuple[list[
     if not ev:
         return [], ["no episode records in the shards (run with records kept)"]
     order = sorted(ev, key=lambda r: (r["dice"], r["index"]))
-    worst = order[:n]
-    best = [r for r in reversed(order[-n:]) if r not in worst]
+    best = list(reversed(order[-n:]))
+    worst = [r for r in order[:n] if r not in best]
     folder.mkdir(parents=True, exist_ok=True)
     made, notes = [], []
     for kind, chosen in (("best", best), ("worst", worst)):

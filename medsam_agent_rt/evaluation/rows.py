@@ -76,6 +76,7 @@ class EpisodeRunner:
         from medsam_agent_rt.policies import build_policy
         from medsam_agent_rt.session import Session, SessionConfig
 
+        policy = build_policy(self.policy)  # first: a bad spec fails before a model loads
         seg = self.segmenter
         spec = seg if isinstance(seg, str) else None
         if isinstance(seg, str):
@@ -85,7 +86,7 @@ class EpisodeRunner:
         cfg = SessionConfig(
             max_actions=self.max_turns, strategy=self.strategy, record_masks=self.keep_records
         )
-        self._session = Session(seg, build_policy(self.policy), cfg, tool_spec=spec)
+        self._session = Session(seg, policy, cfg, tool_spec=spec)
 
     def __getstate__(self) -> dict[str, Any]:
         if not isinstance(self.segmenter, str) or not isinstance(self.policy, str):

@@ -30,6 +30,7 @@ from medsam_agent_rt.evaluation.metrics import summarise, timing
 from medsam_agent_rt.evaluation.rows import EpisodeRunner
 from medsam_agent_rt.evaluation.shards import (
     append_jsonl,
+    discard_if_empty,
     load_shards,
     open_shard,
     write_json_atomic,
@@ -197,6 +198,9 @@ def evaluate(
             for row in rows:
                 append_jsonl(rows_path, row)
             bar.update(len(rows))
+    except BaseException:
+        discard_if_empty(rows_path)  # e.g. a bad segmenter / policy spec: leave nothing behind
+        raise
     finally:
         bar.close()
     if w > 1:

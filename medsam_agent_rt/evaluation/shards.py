@@ -101,7 +101,8 @@ def comparable(meta: dict[str, Any]) -> dict[str, Any]:
 def open_shard(out: Path, meta: dict[str, Any], overwrite: bool = False) -> tuple[Path, set[int]]:
     """Create or resume the shard of ``meta`` (rank, world_size) under ``out``; returns the row
     file and the sample indices it already holds. A shard of a different run raises ValueError
-    (nothing is changed) unless ``overwrite``."""
+    (nothing is changed) unless ``overwrite``. ``discard_if_empty(rows_path)`` undoes a fresh
+    shard that never got a row (a run that failed at start leaves nothing behind)."""
     stem = shard_stem(meta["rank"], meta["world_size"])
     folder = out / SHARD_DIR
     rows_path, meta_path = folder / f"{stem}.jsonl", folder / f"{stem}.json"
@@ -128,6 +129,19 @@ def open_shard(out: Path, meta: dict[str, Any], overwrite: bool = False) -> tupl
     return rows_path, done
 
 
+def discard_if_empty(rows_path: Path) -> None:
+    """Remove a shard (meta + rows) that holds no row, and the shard folder when empty."""
+    if rows_path.is_file() and rows_path.stat().st_size > 0:
+        return
+    for p in (rows_path, rows_path.with_suffix(".json")):
+        if p.exists():
+            p.unlink()
+    try:
+        rows_path.parent.rmdir()  # only when empty
+    except OSError:
+        pass
+
+
 def load_shards(dirs: Iterable[str | os.PathLike]) -> tuple[list[dict[str, Any]], list[dict]]:
     """(metas, rows sorted by index) of every shard under ``DIR/shards/`` for each DIR.
 
@@ -142,15 +156,13 @@ def load_shards(dirs: Iterable[str | os.PathLike]) -> tuple[list[dict[str, Any]]
         for mp in metas_here:
             meta = json.loads(mp.read_text(encoding="utf-8"))
             key = (meta["rank"], meta["world_size"])
-            if key in seen:
-                if comparable(seen[key]) == comparable(meta):
-                    continue  # the same shard reached through two paths
-                raise ValueError(f"{mp}: shard {shard_stem(*key)} appears twice with other runs")
             if metas and comparable(metas[0]) != comparable(meta):
                 raise ValueError(
                     f"{mp} belongs to a different run than {metas[0]['_path']} (config, world "
                     "size or sample list differ)"
                 )
+            if key in seen:
+                continue  # the same shard reached through two paths (or copied): rows agree
             seen[key] = meta
             metas.append({**meta, "_path": str(mp)})
             rp = mp.with_suffix(".jsonl")

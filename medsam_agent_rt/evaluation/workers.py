@@ -11,6 +11,7 @@ threads, torch and CUDA) and pin their CPU thread count (``threads``) before loa
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -18,23 +19,27 @@ _RUNNER: Any = None
 
 
 def set_threads(threads: int | None) -> None:
-    """Pin CPU threads of torch and (when not started yet) the C++ kernels' pool. On a busy
+    """Pin CPU threads: OMP_NUM_THREADS (read by the C++ kernels' pool when it starts) and
+    torch's thread count when torch is loaded (call again after loading a model). On a busy
     machine one thread per process avoids oversubscription stalls: measured here under load,
     a LiteMedSAM decoder call took 0.16 s with 1 torch thread and 2-3 s with 2."""
     if not threads:
         return
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the C++ pool when it starts
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch = sys.modules.get("torch")  # never import torch just for this (onnx/trt backends)
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _setup(runner: Any, threads: int | None) -> None:
+    set_threads(threads)
+    runner.setup()
+    set_threads(threads)
 
 
 def _init(runner: Any, threads: int | None) -> None:
     global _RUNNER
-    set_threads(threads)
-    runner.setup()
+    _setup(runner, threads)
     _RUNNER = runner
 
 
@@ -66,8 +71,7 @@ def map_groups(
     if not groups:
         return
     if workers == 1:
-        set_threads(threads)
-        runner.setup()
+        _setup(runner, threads)
         for group in groups:
             yield [runner.run(ref) for ref in group]
         return
