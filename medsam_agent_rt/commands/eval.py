@@ -3,6 +3,7 @@
 medsam-agent eval --dataset PATH|demo|phantoms:... --policy SPEC [--segmenter SPEC]
                   [--backend torch|onnx|trt] [--limit N] [--workers W] [--max-turns N] --out DIR
 medsam-agent eval merge DIR... [--out DIR]
+medsam-agent eval table DIR... [--metric dice|iou]     (one Markdown table comparing runs)
 
 Under torchrun (RANK / WORLD_SIZE set) each rank writes its shard to DIR; merge them afterwards.
 """
@@ -32,7 +33,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         "curves, actions, end reasons, NoC/mIoU@k for click policies, timings, config), "
         "results.md and plots. 'eval merge DIR...' merges the shards of a multi-rank run."
     )
-    p.add_argument("merge", nargs="*", metavar="merge DIR", help="merge the shards under DIR...")
+    p.add_argument(
+        "merge",
+        nargs="*",
+        metavar="merge|table DIR",
+        help="'merge DIR...': merge the shards under DIR...; 'table DIR...': compare the "
+        "results.json of several runs in one Markdown table (per modality)",
+    )
+    p.add_argument("--metric", default="dice", choices=("dice", "iou"), help="for 'table'")
     p.add_argument("--dataset", help="dataset folder, 'demo' or 'phantoms:n=8,size=256,...'")
     p.add_argument(
         "--policy",
@@ -79,13 +87,38 @@ def _print_summary(results: dict, out: str) -> None:
     print(f"results: {out}/results.json")
 
 
+def _table(dirs: list[str], metric: str) -> int:
+    import json
+    from pathlib import Path
+
+    from medsam_agent_rt.evaluation.report import comparison_markdown
+
+    runs = []
+    for d in dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            print(
+                f"eval table: {path} not found (run or merge the evaluation first)", file=sys.stderr
+            )
+            return 1
+        results = json.loads(path.read_text(encoding="utf-8"))
+        runs.append((f"`{results['config']['policy']}`", results))
+    print(comparison_markdown(runs, metric), end="")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from medsam_agent_rt.evaluation import EvalConfig, evaluate, merge
 
     words = list(args.merge)
+    if words and words[0] == "table" and len(words) > 1:
+        return _table(words[1:], args.metric)
     if words:
         if words[0] != "merge" or len(words) < 2:
-            print("usage: medsam-agent eval merge DIR... [--out DIR]", file=sys.stderr)
+            print(
+                "usage: medsam-agent eval merge DIR... [--out DIR] | eval table DIR...",
+                file=sys.stderr,
+            )
             return 2
         try:
             results = merge(

@@ -46,7 +46,7 @@ def dice_vs_turn(metrics: dict[str, Any], path: Path) -> Path:
         ax.set_xticks(xs)
         ax.set_ylim(0.0, 1.0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right", ncol=2)
+        ax.legend(fontsize=7, loc="best", ncol=2)
         ax.set_title("Dice versus turn (carried forward after stop)")
         fig.tight_layout()
         buf = io.BytesIO()

@@ -77,7 +77,15 @@ def results_markdown(results: dict[str, Any], extra: list[str] | None = None) ->
     ]
     if m.get("click"):
         ck = m["click"]
-        lines += ["## Click metrics", "", "| metric | value |", "|---|---:|"]
+        lines += [
+            "## Click metrics",
+            "",
+            f"Clicks count up to the episode budget ({c['max_turns']} turns, and the policy's own"
+            f" click count): a threshold not reached within them counts as {ck['cap']} (NoF).",
+            "",
+            "| metric | value |",
+            "|---|---:|",
+        ]
         for thr, v in ck["noc"].items():
             lines.append(f"| NoC@{thr} (cap {ck['cap']}) | {_f(v, 2)} |")
             lines.append(f"| NoF@{thr} (never reached) | {ck['nof'][thr]} |")
@@ -98,6 +106,36 @@ def results_markdown(results: dict[str, Any], extra: list[str] | None = None) ->
     if isinstance(v, dict):
         lines += ["Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()), ""]
     return "\n".join(lines + (extra or [])) + "\n"
+
+
+def comparison_markdown(runs: list[tuple[str, dict[str, Any]]], metric: str = "dice") -> str:
+    """One table comparing runs (name, results) per modality and overall: mean ``metric``
+    ("dice" or "iou"), with n, mean actions and, for click policies, NoC@85 / NoC@90."""
+    if metric not in ("dice", "iou"):
+        raise ValueError(f"metric must be 'dice' or 'iou', got {metric!r}")
+    mods = sorted({m for _, r in runs for m in r["metrics"]["per_modality"]})
+    head = f"| {metric.capitalize()} | n | " + " | ".join(name for name, _ in runs) + " |"
+    lines = [head, "|---|---:|" + "---:|" * len(runs)]
+    for mod in mods:
+        ns = {r["metrics"]["per_modality"].get(mod, {}).get("n") for _, r in runs} - {None}
+        vals = [r["metrics"]["per_modality"].get(mod, {}).get(metric) for _, r in runs]
+        n = ns.pop() if len(ns) == 1 else "/".join(str(x) for x in sorted(ns))
+        lines.append(f"| {mod} | {n} | " + " | ".join(_f(v) for v in vals) + " |")
+    n_all = {r["metrics"]["n_evaluated"] for _, r in runs}
+    n = n_all.pop() if len(n_all) == 1 else "-"
+    rows = [
+        ("**all** (per sample)", n, [r["metrics"]["mean"][metric] for _, r in runs]),
+        ("per modality (macro)", "", [r["metrics"]["macro"]["modality"][metric] for _, r in runs]),
+    ]
+    for label, count, vals in rows:
+        lines.append(f"| {label} | {count} | " + " | ".join(_f(v) for v in vals) + " |")
+    acts = [r["metrics"]["actions"]["mean"] for _, r in runs]
+    lines.append("| mean actions | | " + " | ".join(_f(v, 2) for v in acts) + " |")
+    for thr in ("85", "90"):
+        vals = [(r["metrics"].get("click") or {}).get("noc", {}).get(thr) for _, r in runs]
+        if any(v is not None for v in vals):
+            lines.append(f"| NoC@{thr} | | " + " | ".join(_f(v, 2) for v in vals) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def write_report(
