@@ -75,6 +75,7 @@ class TrajectoryConfig:
     min_final_iou: float = field(default=0.75, metadata=_h("keep episodes with final IoU >= it"))
     limit: int | None = field(default=None, metadata=_h("use the first N samples only"))
     splits: tuple[str, ...] | None = field(default=None, metadata=_h("splits to use (all)"))
+    datasets: tuple[str, ...] | None = field(default=None, metadata=_h("datasets to use (all)"))
     modalities: tuple[str, ...] | None = field(default=None, metadata=_h("modalities (all)"))
 
     def __post_init__(self) -> None:
@@ -295,7 +296,11 @@ def generate(
 
     out = Path(out)
     refs = resolve_dataset(
-        config.dataset, splits=config.splits, modalities=config.modalities, limit=config.limit
+        config.dataset,
+        splits=config.splits,
+        datasets=config.datasets,
+        modalities=config.modalities,
+        limit=config.limit,
     )
     if not refs:
         raise ValueError(f"dataset {config.dataset!r}: no samples (after filters)")

@@ -154,3 +154,17 @@ def test_two_workers_byte_identical_and_final_iou_filter(generated, tmp_path):
             for p in m["content"]:
                 if p["type"] == "image":
                     assert (out / p["image"]).read_bytes() == (src / p["image"]).read_bytes()
+
+
+def test_command_line_validates_parameters(tmp_path, capsys):
+    from medsam_agent_rt.training.trajectories import main
+
+    out = tmp_path / "t"
+    assert main(["--dataset", "phantoms:1", "--out", str(out), "--tau", "1.5"]) == 1
+    assert "tau must be in [0, 1)" in capsys.readouterr().err
+    assert main(["--dataset", "phantoms:1", "--out", str(out), "--per-sample", "0"]) == 1
+    assert "per_sample must be an integer >= 1" in capsys.readouterr().err
+    args = ["--dataset", "phantoms:n=1,size=64", "--modalities", "sonar", "--out", str(out)]
+    assert main(args) == 1
+    assert "sonar" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
