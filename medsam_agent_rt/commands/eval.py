@@ -3,7 +3,7 @@
 medsam-agent eval --dataset PATH|demo|phantoms:... --policy SPEC [--segmenter SPEC]
                   [--backend torch|onnx|trt] [--limit N] [--workers W] [--max-turns N] --out DIR
 medsam-agent eval merge DIR... [--out DIR]
-medsam-agent eval table DIR... [--metric dice|iou]     (one Markdown table comparing runs)
+medsam-agent eval table [LABEL=]DIR... [--metric dice|iou]   (one table comparing runs)
 
 Under torchrun (RANK / WORLD_SIZE set) each rank writes its shard to DIR; merge them afterwards.
 """
@@ -37,7 +37,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "merge",
         nargs="*",
         metavar="merge|table DIR",
-        help="'merge DIR...': merge the shards under DIR...; 'table DIR...': compare the "
+        help="'merge DIR...': merge the shards under DIR...; 'table [LABEL=]DIR...': compare the "
         "results.json of several runs in one Markdown table (per modality)",
     )
     p.add_argument("--metric", default="dice", choices=("dice", "iou"), help="for 'table'")
@@ -94,7 +94,10 @@ def _table(dirs: list[str], metric: str) -> int:
     from medsam_agent_rt.evaluation.report import comparison_markdown
 
     runs = []
-    for d in dirs:
+    for arg in dirs:
+        label, sep, d = arg.partition("=")
+        if not sep or Path(arg).exists():  # LABEL=DIR names the column
+            label, d = "", arg
         path = Path(d) / "results.json"
         if not path.is_file():
             print(
@@ -102,7 +105,7 @@ def _table(dirs: list[str], metric: str) -> int:
             )
             return 1
         results = json.loads(path.read_text(encoding="utf-8"))
-        runs.append((f"`{results['config']['policy']}`", results))
+        runs.append((label or f"`{results['config']['policy']}`", results))
     print(comparison_markdown(runs, metric), end="")
     return 0
 

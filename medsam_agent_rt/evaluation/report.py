@@ -114,7 +114,11 @@ def comparison_markdown(runs: list[tuple[str, dict[str, Any]]], metric: str = "d
     if metric not in ("dice", "iou"):
         raise ValueError(f"metric must be 'dice' or 'iou', got {metric!r}")
     mods = sorted({m for _, r in runs for m in r["metrics"]["per_modality"]})
-    head = f"| {metric.capitalize()} | n | " + " | ".join(name for name, _ in runs) + " |"
+    head = (
+        f"| {dict(dice='Dice', iou='IoU')[metric]} | n | "
+        + " | ".join(name for name, _ in runs)
+        + " |"
+    )
     lines = [head, "|---|---:|" + "---:|" * len(runs)]
     for mod in mods:
         ns = {r["metrics"]["per_modality"].get(mod, {}).get("n") for _, r in runs} - {None}

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from medsam_agent_rt.evaluation import EvalConfig, evaluate, merge
+from medsam_agent_rt.evaluation.datasets import _phantom
 from medsam_agent_rt.evaluation.shards import SHARD_DIR
 
 DATA = "phantoms:n=1,size=128,modalities=endoscopy+fundus"
@@ -43,7 +44,7 @@ def shard_rows(out):
     return path, [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_sharded_equals_unsharded_and_cli_merge(segmenter, tmp_path, monkeypatch):
+def test_sharded_equals_unsharded_and_cli_merge(segmenter, tmp_path, monkeypatch, capsys):
     from medsam_agent_rt.cli import main
 
     cfg = EvalConfig(DATA, "clicker:2", max_turns=2)
@@ -70,12 +71,18 @@ def test_sharded_equals_unsharded_and_cli_merge(segmenter, tmp_path, monkeypatch
     assert main([*argv, "--out", str(tmp_path / "cli"), "--no-report"]) == 0
     cli = json.loads((tmp_path / "cli" / "results.json").read_text())
     assert strip_timing(cli) == strip_timing(merged)
+    capsys.readouterr()
+    assert main(["eval", "table", f"two={tmp_path / 'cli'}", str(tmp_path / "whole")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| Dice | n | two | `clicker:2` |"
+    assert f"| **all** (per sample) | {n} |" in table[-5]
     assert main(["eval", "--policy", "oracle-box"]) == 2  # --dataset / --out missing
 
 
 def test_deterministic_and_resume_skips_finished_samples(segmenter, tmp_path):
     cfg = EvalConfig(DATA, "expert:seed=7,retries=1", max_turns=2)
     first = evaluate(cfg, tmp_path / "a", segmenter=segmenter, report=False)
+    _phantom.cache_clear()  # the phantoms are generated again from their seeds
     again = evaluate(cfg, tmp_path / "b", segmenter=segmenter, report=False)
     assert strip_timing(again) == strip_timing(first)
     _, rows_a = shard_rows(tmp_path / "a")
@@ -155,3 +162,5 @@ def test_cli_errors_leave_nothing_behind(tmp_path, capsys):
     assert main(["eval", "merge", str(tmp_path / "none")]) == 1
     assert "no shards found" in capsys.readouterr().err
     assert main(["eval", "merged", "x"]) == 2
+    assert main(["eval", "table", f"run={tmp_path}"]) == 1
+    assert "results.json not found" in capsys.readouterr().err
