@@ -6,7 +6,8 @@ A spec is one of:
 - a folder the data readers read: a BiomedParse-style root (``<dataset>/<split>.json``) or a
   demo-style folder (``demo/`` + ``demo_mask/``);
 - ``demo``: the shared BiomedParse demo set, found at ``$MSRT_SHARED_DATA/biomedparse-demo`` or
-  ``shared/data/biomedparse-demo`` in the current folder or one of its parents;
+  ``shared/data/biomedparse-demo`` in the current folder, the package's checkout or one of
+  their parents;
 - ``phantoms:KEY=VALUE,...``: procedural phantoms generated on the fly (nothing on disk) with
   keys ``n`` (images per modality, default 8), ``seed`` (first seed, default 0), ``size``
   (N or HxW, default 256), ``modalities`` (``+``-separated aliases, default all) and ``split``
@@ -139,7 +140,8 @@ def find_demo() -> Path:
     if env:
         tried.append(Path(env) / DEMO_NAME)
     here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
+    checkout = Path(__file__).resolve().parents[2]  # a source checkout (editable install)
+    for folder in dict.fromkeys((here, *here.parents, checkout, *checkout.parents)):
         tried.append(folder / "shared" / "data" / DEMO_NAME)
     for cand in tried:
         if (cand / "demo").is_dir():

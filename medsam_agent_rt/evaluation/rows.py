@@ -8,9 +8,6 @@ from typing import Any
 
 from medsam_agent_rt.evaluation.datasets import SampleRef
 
-#: Row keys that hold wall-clock measurements (differ between otherwise identical runs).
-TIMING_KEYS = ("seconds",)
-
 
 def action_labels(record: Any) -> list[str]:
     """Labels of the executed actions of an EpisodeRecord: "box", "+point", "-point"."""

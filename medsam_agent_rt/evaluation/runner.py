@@ -224,7 +224,7 @@ def click_policy_of(spec: str) -> bool | None:
 
 
 def _sample_entry(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in ("record", "source")}
+    return {k: v for k, v in row.items() if k != "record"}
 
 
 def merge(

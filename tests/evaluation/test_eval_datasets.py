@@ -47,6 +47,9 @@ def test_demo_lookup_filters_and_limit(demo_dir, monkeypatch, tmp_path):
     ct = resolve_dataset("demo", modalities=["ct"], limit=3)
     assert [r.modality for r in ct] == ["CT"] * 3 and [r.index for r in ct] == [0, 1, 2]
     monkeypatch.setenv("MSRT_SHARED_DATA", str(tmp_path / "nowhere"))
+    from medsam_agent_rt.evaluation import datasets
+
+    monkeypatch.setattr(datasets, "__file__", str(tmp_path / "pkg" / "evaluation" / "x.py"))
     with pytest.raises(FileNotFoundError, match="MSRT_SHARED_DATA"):
         find_demo()
 
