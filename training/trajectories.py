@@ -22,6 +22,11 @@ Resumable (finished episodes are skipped; a torn last line is cut off), multi-pr
 workers, each building its segmenter once) and deterministic: conversations.jsonl and the
 images are byte-identical for a seed whatever the worker count.
 
+Measured with the embedded LiteMedSAM (trained on boxes only) on the 71 demo masks, defaults:
+18 of 71 episodes kept, all 18 from the 28 box openings (mean final IoU 0.73) and none from
+the 43 click openings (0.19): with this segmenter raise ``box_prob`` for more data, or keep
+0.5 to train the click opening anyway.
+
     python -m medsam_agent_rt.training.trajectories --dataset demo --out runs/traj
     python -m medsam_agent_rt.training.trajectories --dataset phantoms:n=500,size=512 \\
         --out runs/traj-phantoms --workers 8 --per-sample 2 --box-prob 0.7
@@ -30,16 +35,14 @@ images are byte-identical for a seed whatever the worker count.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from medsam_agent_rt.training.conversations import ConversationWriter, iter_conversations
-from medsam_agent_rt.training.trajectory_stats import trajectory_stats
+from medsam_agent_rt.training.trajectory_stats import trajectory_stats, turn_summaries
 
 from medsam_agent_rt.evaluation.datasets import SampleRef, dataset_digest, resolve_dataset
 from medsam_agent_rt.evaluation.shards import append_jsonl, read_jsonl, repair_tail
@@ -105,38 +108,6 @@ class TrajectoryConfig:
 
 
 # ----------------------------------------------------------------------------- one episode
-
-
-def mask_digest(mask: np.ndarray) -> str:
-    """SHA-1 (16 hex) of an (H, W) bool mask's shape and packed bits."""
-    m = np.ascontiguousarray(mask, bool)
-    return hashlib.sha1(f"{m.shape}".encode() + np.packbits(m).tobytes()).hexdigest()[:16]
-
-
-def turn_summaries(record: Any) -> list[dict[str, Any]]:
-    """Per policy call: action label, grid, IoU / Dice after it, the expert's gain / tries /
-    reason, and the tool mask digest (executed actions)."""
-    from medsam_agent_rt.io.strip import action_label
-    from medsam_agent_rt.trajectory import rle_decode
-
-    out = []
-    for t in record.turns:
-        a = t.action or {}
-        pol = None if "positive" not in a else ("positive" if a["positive"] else "negative")
-        out.append(
-            {
-                "action": action_label(a.get("name", "?"), pol),
-                "grid": a.get("grid"),
-                "outcome": t.outcome,
-                "iou": t.iou,
-                "dice": t.dice,
-                "gain": t.info.get("gain"),
-                "tried": t.info.get("tried"),
-                "reason": t.info.get("reason"),
-                "mask": None if t.mask is None else mask_digest(rle_decode(t.mask)),
-            }
-        )
-    return out
 
 
 @dataclass

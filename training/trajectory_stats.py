@@ -1,4 +1,5 @@
-"""Statistics of an expert-trajectory run (stats.json), computed from its episode ledger.
+"""Statistics of an expert-trajectory run (stats.json), computed from its episode ledger, and
+the per-episode turn summaries the ledger and the conversation meta hold.
 
 acceptance: corrections the expert accepted / candidate clicks it previewed (ΔIoU >= tau), and
 the share accepted on the first candidate; turns: histograms of executed actions and of
@@ -9,11 +10,46 @@ per-modality counts. Timings sit in their own section (the rest is deterministic
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 IOU_BINS = 20
+
+
+def mask_digest(mask: np.ndarray) -> str:
+    """SHA-1 (16 hex) of an (H, W) bool mask's shape and packed bits."""
+    m = np.ascontiguousarray(mask, bool)
+    return hashlib.sha1(f"{m.shape}".encode() + np.packbits(m).tobytes()).hexdigest()[:16]
+
+
+def turn_summaries(record: Any) -> list[dict[str, Any]]:
+    """Per policy call: action label, grid, IoU / Dice after it, the expert's gain / tries /
+    reason, and the tool mask digest (executed actions)."""
+    from medsam_agent_rt.io.strip import action_label
+    from medsam_agent_rt.trajectory import rle_decode
+
+    out = []
+    for t in record.turns:
+        a = t.action or {}
+        pol = None if "positive" not in a else ("positive" if a["positive"] else "negative")
+        out.append(
+            {
+                "action": action_label(a.get("name", "?"), pol),
+                "grid": a.get("grid"),
+                "outcome": t.outcome,
+                "iou": t.iou,
+                "dice": t.dice,
+                "gain": t.info.get("gain"),
+                "tried": t.info.get("tried"),
+                "reason": t.info.get("reason"),
+                "mask": None if t.mask is None else mask_digest(rle_decode(t.mask)),
+            }
+        )
+    return out
 
 
 def distribution(values: Sequence[float]) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from medsam_agent_rt.training.trajectories import (
     LEDGER,
     TrajectoryConfig,
     generate,
-    mask_digest,
 )
+from medsam_agent_rt.training.trajectory_stats import mask_digest
 
 from medsam_agent_rt.evaluation import resolve_dataset
 from medsam_agent_rt.protocol import AddBox, AddPoint, Stop, parse_turn
