@@ -1,0 +1,173 @@
+"""``medsam-agent eval``: evaluate a policy + segmenter on a dataset; merge shards.
+
+medsam-agent eval --dataset PATH|demo|phantoms:... --policy SPEC [--segmenter SPEC]
+                  [--backend torch|onnx|trt] [--limit N] [--workers W] [--max-turns N] --out DIR
+medsam-agent eval merge DIR... [--out DIR]
+medsam-agent eval table [LABEL=]DIR... [--metric dice|iou]   (one table comparing runs)
+
+Under torchrun (RANK / WORLD_SIZE set) each rank writes its shard to DIR; merge them afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "eval"
+HELP = "Evaluate a policy with a segmenter on a dataset (results.json, results.md, plots)."
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return names
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Evaluate a policy driving a segmenter on every sample of a dataset and write "
+        "OUT/results.json (per-sample, per-class, per-dataset, per-modality Dice/IoU, per-round "
+        "curves, actions, end reasons, NoC/mIoU@k for click policies, timings, config), "
+        "results.md and plots. 'eval merge DIR...' merges the shards of a multi-rank run."
+    )
+    p.add_argument(
+        "merge",
+        nargs="*",
+        metavar="merge|table DIR",
+        help="'merge DIR...': merge the shards under DIR...; 'table [LABEL=]DIR...': compare the "
+        "results.json of several runs in one Markdown table (per modality)",
+    )
+    p.add_argument("--metric", default="dice", choices=("dice", "iou"), help="for 'table'")
+    p.add_argument("--dataset", help="dataset folder, 'demo' or 'phantoms:n=8,size=256,...'")
+    p.add_argument(
+        "--policy",
+        help="policy spec: oracle-box, clicker:K, expert[:k=v,...], a model dir, an http URL",
+    )
+    p.add_argument("--segmenter", default="litemedsam", help="segmenter spec (default litemedsam)")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "trt"))
+    p.add_argument("--device", default="cpu", help="cpu | cuda (cuda:LOCAL_RANK under torchrun)")
+    p.add_argument("--strategy", default=None, help="prompt carrying strategy (default: family's)")
+    p.add_argument("--max-turns", type=int, default=5, help="executed actions per episode (5)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
+    p.add_argument("--splits", type=_names, default=None, help="comma-separated splits to keep")
+    p.add_argument("--datasets", type=_names, default=None, help="comma-separated datasets")
+    p.add_argument("--modalities", type=_names, default=None, help="comma-separated modalities")
+    p.add_argument("--workers", type=int, default=1, help="processes for this rank (default 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads per process (default 1: no oversubscription; 0: torch default)",
+    )
+    p.add_argument("--rank", type=int, default=None, help="shard rank (default $RANK or 0)")
+    p.add_argument("--world-size", type=int, default=None, help="shards (default $WORLD_SIZE)")
+    p.add_argument("--out", help="output folder (results, shards); for merge: default first DIR")
+    p.add_argument("--overwrite", action="store_true", help="discard this rank's earlier shard")
+    p.add_argument("--no-records", action="store_true", help="do not store episode records")
+    p.add_argument("--gallery", type=int, default=3, help="best/worst strips to draw (3; 0: none)")
+    p.add_argument("--no-report", action="store_true", help="results.json only (no md, no plots)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _print_summary(results: dict, out: str) -> None:
+    m = results["metrics"]
+    print(
+        f"{m['n_evaluated']} samples evaluated ({sum(m['skipped'].values())} skipped): "
+        f"mean Dice {m['mean']['dice']:.4f}, IoU {m['mean']['iou']:.4f}, "
+        f"mean actions {m['actions']['mean']:.2f}"
+    )
+    for name, g in m["per_modality"].items():
+        print(f"  {name:<14} n={g['n']:<4} Dice {g['dice']:.4f}  IoU {g['iou']:.4f}")
+    if m.get("click"):
+        c = m["click"]
+        print("  " + ", ".join(f"NoC@{k} {v:.2f}" for k, v in c["noc"].items()))
+    print(f"results: {out}/results.json")
+
+
+def _table(dirs: list[str], metric: str) -> int:
+    import json
+    from pathlib import Path
+
+    from medsam_agent_rt.evaluation.report import comparison_markdown
+
+    runs = []
+    for arg in dirs:
+        label, sep, d = arg.partition("=")
+        if not sep or Path(arg).exists():  # LABEL=DIR names the column
+            label, d = "", arg
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            print(
+                f"eval table: {path} not found (run or merge the evaluation first)", file=sys.stderr
+            )
+            return 1
+        results = json.loads(path.read_text(encoding="utf-8"))
+        runs.append((label or f"`{results['config']['policy']}`", results))
+    print(comparison_markdown(runs, metric), end="")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from medsam_agent_rt.evaluation import EvalConfig, evaluate, merge
+
+    words = list(args.merge)
+    if words and words[0] == "table" and len(words) > 1:
+        return _table(words[1:], args.metric)
+    if words:
+        if words[0] != "merge" or len(words) < 2:
+            print(
+                "usage: medsam-agent eval merge DIR... [--out DIR] | eval table DIR...",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            results = merge(
+                words[1:], args.out, report=not args.no_report, gallery=max(0, args.gallery)
+            )
+        except ValueError as exc:
+            print(f"eval merge: {exc}", file=sys.stderr)
+            return 1
+        _print_summary(results, args.out or words[1])
+        return 0
+    missing = [f"--{n}" for n in ("dataset", "policy", "out") if not getattr(args, n)]
+    if missing:
+        print(f"eval: {', '.join(missing)} required", file=sys.stderr)
+        return 2
+    try:
+        config = EvalConfig(
+            dataset=args.dataset,
+            policy=args.policy,
+            segmenter=args.segmenter,
+            backend=args.backend,
+            device=args.device,
+            strategy=args.strategy,
+            max_turns=args.max_turns,
+            limit=args.limit,
+            splits=args.splits,
+            datasets=args.datasets,
+            modalities=args.modalities,
+            keep_records=not args.no_records,
+        )
+        results = evaluate(
+            config,
+            args.out,
+            workers=args.workers,
+            threads=args.threads,
+            rank=args.rank,
+            world_size=args.world_size,
+            overwrite=args.overwrite,
+            show_progress=not args.no_progress,
+            report=not args.no_report,
+            gallery=max(0, args.gallery),
+        )
+    except (ValueError, FileNotFoundError, NotImplementedError) as exc:
+        print(f"eval: {exc}", file=sys.stderr)
+        return 1
+    if results is None:
+        print(f"shard written under {args.out}/shards; merge with: medsam-agent eval merge DIR...")
+        return 0
+    _print_summary(results, args.out)
+    return 0
