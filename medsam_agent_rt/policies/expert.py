@@ -15,8 +15,11 @@ clicked. When every candidate fails, or the mask equals the GT, the expert emits
 Texts are exactly what a trained policy emits (protocol phrases + tool call). Deterministic: the
 random draws come from ``seed`` and the episode's image + GT content.
 
-Defaults (the paper publishes none): tau 0.01, 3 retries, jitter 5-10 % of the box side,
-near_max 0.8, box_prob 0.5.
+Defaults (the paper publishes none): tau 0.01, 3 retries, near_max 0.8, and the tight GT box
+as the opening (box_prob 1, no jitter), so that plain ``expert`` is the evaluation upper bound
+of an agent with GT access. The hybrid-prompting mix of PROTOCOL.md for training data (box_prob
+0.5, jitter 5-10 % of the box side) is set explicitly by ``training.trajectories`` or by a spec
+such as ``expert:box_prob=0.5,jitter_min=0.05,jitter_max=0.1``.
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ class ExpertConfig:
     """Parameters of the expert (see the module docstring); spec form ``expert:seed=3,tau=0.02``."""
 
     seed: int = 0  # random draws (opening choice, jitter, resampling)
-    box_prob: float = 0.5  # probability of the box-to-point opening (else sequential-click)
-    jitter_min: float = 0.05  # box edge jitter, fraction of the box side (lower bound)
-    jitter_max: float = 0.10  # ... (upper bound)
+    box_prob: float = 1.0  # probability of the box-to-point opening (else sequential-click)
+    jitter_min: float = 0.0  # box edge jitter, fraction of the box side (lower bound)
+    jitter_max: float = 0.0  # ... (upper bound)
     tau: float = 0.01  # minimum IoU gain to accept a correction
     retries: int = 3  # resamples after a rejected candidate before stopping
     near_max: float = 0.8  # resampling pool: distance >= near_max * max distance

@@ -28,9 +28,18 @@ def fingerprint(rec):
     return [(t.text, t.outcome, t.mask) for t in rec.turns]
 
 
+# The hybrid-prompting mix of PROTOCOL.md (training data); plain ExpertConfig() is the tight box.
+HYBRID = dict(box_prob=0.5, jitter_min=0.05, jitter_max=0.10)
+
+
+def test_defaults_are_the_tight_box_upper_bound():
+    c = ExpertConfig()
+    assert (c.box_prob, c.jitter_min, c.jitter_max) == (1.0, 0.0, 0.0)
+
+
 def test_deterministic_for_a_seed_and_seeds_matter():
-    a = [fingerprint(episode(ExpertConfig(seed=s))[1]) for s in range(6)]
-    b = [fingerprint(episode(ExpertConfig(seed=s))[1]) for s in range(6)]
+    a = [fingerprint(episode(ExpertConfig(seed=s, **HYBRID))[1]) for s in range(6)]
+    b = [fingerprint(episode(ExpertConfig(seed=s, **HYBRID))[1]) for s in range(6)]
     assert a == b
     assert len({str(x) for x in a}) > 1  # different seeds give different episodes
     openings = {parse_action(x[0][0]).name for x in a}
@@ -43,7 +52,7 @@ def test_box_opening_is_the_gt_box_jittered_by_5_to_10_percent():
     tight = np.array([xs.min(), ys.min(), xs.max(), ys.max()], float)
     side = np.array([np.ptp(xs) + 1, np.ptp(ys) + 1] * 2, float)
     for seed in range(8):
-        _, rec = episode(ExpertConfig(seed=seed, box_prob=1.0))
+        _, rec = episode(ExpertConfig(seed=seed, box_prob=1.0, jitter_min=0.05, jitter_max=0.10))
         first = rec.turns[0]
         assert (
             isinstance(parse_action(first.text), AddBox)
@@ -109,7 +118,7 @@ class DeadZoneTool(FakeTool):
 def test_rejected_candidates_are_resampled_among_near_max_pixels():
     image, gt = make_image(64, 96), blob_gt(64, 96)
     # where would the first correction after the box go? (run once, read the click)
-    cfg = ExpertConfig(seed=1, box_prob=1.0)
+    cfg = ExpertConfig(seed=1, box_prob=1.0, jitter_min=0.05, jitter_max=0.10)
     _, rec = episode(cfg, image, gt)
     assert rec.turns[1].outcome == "executed" and rec.turns[1].info["tried"] == 1
     first = tuple(rec.turns[1].info["click_px"])
@@ -131,14 +140,19 @@ def test_rejected_candidates_are_resampled_among_near_max_pixels():
     x, y = t.info["click_px"]
     assert d[y, x] >= 0.8 * d.max() - 1e-6
     # with no retries the expert gives up instead
-    _, rec3 = episode(ExpertConfig(seed=1, box_prob=1.0, retries=0), image, gt, factory)
+    _, rec3 = episode(
+        ExpertConfig(seed=1, box_prob=1.0, jitter_min=0.05, jitter_max=0.10, retries=0),
+        image,
+        gt,
+        factory,
+    )
     assert rec3.turns[1].outcome == "stop" and rec3.turns[1].info["reason"] == "no_gain"
     assert rec3.turns[1].info["tried"] == 1
     DeadZoneTool.dead = set()
 
 
 def test_texts_are_the_trained_policy_format_and_gt_is_required():
-    _, rec = episode(ExpertConfig(seed=2))
+    _, rec = episode(ExpertConfig(seed=2, **HYBRID))
     for t in rec.turns:
         turn = parse_turn(t.text)
         assert turn.ok and turn.repairs == () and "\n<tool_call>\n" in t.text

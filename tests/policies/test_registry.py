@@ -20,9 +20,9 @@ from medsam_agent_rt.policies import (
 def test_builtin_specs(tmp_path):
     e = build_policy("expert")
     assert isinstance(e, ExpertPolicy) and e.name == "expert" and e.config.seed == 0
-    e = build_policy("expert:seed=7,tau=0.02,retries=1,box_prob=1")
-    assert (e.config.seed, e.config.tau, e.config.retries, e.config.box_prob) == (7, 0.02, 1, 1.0)
-    assert e.name == "expert:seed=7,box_prob=1.0,tau=0.02,retries=1"
+    e = build_policy("expert:seed=7,tau=0.02,retries=1,box_prob=0.5")
+    assert (e.config.seed, e.config.tau, e.config.retries, e.config.box_prob) == (7, 0.02, 1, 0.5)
+    assert e.name == "expert:seed=7,box_prob=0.5,tau=0.02,retries=1"
     assert build_policy(e.name).config == e.config  # the recorded name rebuilds the same policy
     c = build_policy("clicker:3")
     assert isinstance(c, ClickerPolicy) and c.clicks == 3 and c.name == "clicker:3"

@@ -86,7 +86,9 @@ def test_expert_beats_or_equals_oracle_box_on_demo_masks(segmenter, demo_dir):
 
 def test_a_replayed_record_reproduces_the_masks(segmenter, demo_dir):
     image, gt = load(demo_dir, CASES[0])
-    policy = ExpertPolicy(ExpertConfig(seed=3, retries=1))
+    policy = ExpertPolicy(
+        ExpertConfig(seed=3, retries=1, box_prob=0.5, jitter_min=0.05, jitter_max=0.10)
+    )
     mask, rec = Session(segmenter, policy, SessionConfig(max_actions=3)).run(image, "t", gt)
     texts = [t.text for t in rec.turns]
     mask2, rec2 = Session(segmenter, ReplayPolicy(texts), SessionConfig(max_actions=3)).run(
