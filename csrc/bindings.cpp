@@ -17,6 +17,7 @@
 #include "common/device.h"
 #include "common/dlpack.h"
 #include "common/tensor.h"
+#include "cpu/parallel.h"
 #include "ops/components.h"
 #include "ops/distance.h"
 #include "ops/mask_metrics.h"
@@ -209,11 +210,7 @@ py::dict build_info() {
   d["cuda_version"] = py::none();
   d["cuda_archs"] = py::none();
 #endif
-#ifdef MSRT_WITH_OPENMP
-  d["openmp"] = true;
-#else
-  d["openmp"] = false;
-#endif
+  d["cpu_threads"] = msrt::cpu::default_threads();
   return d;
 }
 
@@ -238,7 +235,7 @@ msrt::MaskOperand mask_operand(const Arg& a, int64_t n, double threshold) {
 }
 
 void mask_counts(const py::handle& pred, const py::handle& target, const py::handle& out,
-                 double threshold, std::uintptr_t stream) {
+                 double threshold, std::uintptr_t stream, int threads) {
   Arg p(pred, "pred", stream), t(target, "target", stream), o(out, "out", stream);
   msrt::check_ndim(p.v, "pred", 2, 3);
   msrt::check_ndim(t.v, "target", 2, 3);
@@ -261,7 +258,7 @@ void mask_counts(const py::handle& pred, const py::handle& target, const py::han
     return;
   }
   py::gil_scoped_release release;
-  msrt::cpu::mask_counts(po, to, s, o.v.ptr<int64_t>());
+  msrt::cpu::mask_counts(po, to, s, o.v.ptr<int64_t>(), threads);
 }
 
 // iou_dice(counts, out): host (N, 3) int64 counts -> out (N, 2) float64 IoU, Dice with the
@@ -286,7 +283,7 @@ void iou_dice(const py::handle& counts, const py::handle& out) {
 
 void register_mask_metrics(py::module_& m) {
   m.def("mask_counts", &mask_counts, py::arg("pred"), py::arg("target"), py::arg("out"),
-        py::arg("threshold") = 0.0, py::arg("stream") = 0,
+        py::arg("threshold") = 0.0, py::arg("stream") = 0, py::arg("threads") = 0,
         "Per-mask (intersection, pred area, target area) into out (N, 3) int64.");
   m.def("iou_dice", &iou_dice, py::arg("counts"), py::arg("out"),
         "IoU and Dice (N, 2) float64 from (N, 3) int64 counts.");
@@ -754,7 +751,7 @@ void postprocess_masks(const py::handle& logits, std::pair<int64_t, int64_t> inp
                        std::pair<int64_t, int64_t> crop_size,
                        std::pair<int64_t, int64_t> output_size, double threshold,
                        const py::handle& out_logits, const py::handle& out_masks,
-                       const py::handle& workspace, std::uintptr_t stream) {
+                       const py::handle& workspace, std::uintptr_t stream, int threads) {
   Arg x(logits, "low_res_logits", stream), om(out_masks, "out_masks", stream);
   msrt::check_ndim(x.v, "low_res_logits", 3, 3);
   msrt::check_dtype(x.v, "low_res_logits", DType::Float32);
@@ -804,14 +801,14 @@ void postprocess_masks(const py::handle& logits, std::pair<int64_t, int64_t> inp
   }
   (void)workspace;  // CUDA only
   py::gil_scoped_release release;
-  msrt::cpu::postprocess_masks(a);
+  msrt::cpu::postprocess_masks(a, threads);
 }
 
 void register_postprocess(py::module_& m) {
   m.def("postprocess_masks", &postprocess_masks, py::arg("logits"), py::arg("input_size"),
         py::arg("crop_size"), py::arg("output_size"), py::arg("threshold"),
         py::arg("out_logits"), py::arg("out_masks"), py::arg("workspace") = py::none(),
-        py::arg("stream") = 0,
+        py::arg("stream") = 0, py::arg("threads") = 0,
         "Low-res logits -> bilinear x2 with crop -> logits (optional) and thresholded masks.");
 }
 
@@ -821,7 +818,7 @@ void register_postprocess(py::module_& m) {
 // the view; color 0..255 each; alpha_weight = round(256 alpha) in 0..256.
 void render_overlay(const py::handle& view, const py::handle& mask, const py::handle& out,
                     std::array<int64_t, 4> box, std::array<int32_t, 3> color,
-                    int32_t alpha_weight, std::uintptr_t stream) {
+                    int32_t alpha_weight, std::uintptr_t stream, int threads) {
   Arg v(view, "view", stream), mk(mask, "mask", stream), o(out, "out", stream);
   MSRT_CHECK(v.v.ndim() == 3 && v.v.shape[2] == 3, "view must be (V, V, 3), got ",
              v.v.describe());
@@ -868,12 +865,13 @@ void render_overlay(const py::handle& view, const py::handle& mask, const py::ha
     return;
   }
   py::gil_scoped_release release;
-  msrt::cpu::render_overlay(a);
+  msrt::cpu::render_overlay(a, threads);
 }
 
 void register_overlay(py::module_& m) {
   m.def("render_overlay", &render_overlay, py::arg("view"), py::arg("mask"), py::arg("out"),
         py::arg("content_box"), py::arg("color"), py::arg("alpha_weight"), py::arg("stream") = 0,
+        py::arg("threads") = 0,
         "Nearest-neighbour mask into content_box of the view, blended with color; into out.");
 }
 
@@ -882,7 +880,7 @@ void register_overlay(py::module_& m) {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "medsam_agent_rt native kernels (CPU, and CUDA when compiled with it)";
   py::register_exception<msrt::ArgumentError>(m, "ArgumentError", PyExc_ValueError);
-  m.def("build_info", &build_info, "Compile-time facts: version, compiler, CUDA, archs, OpenMP.");
+  m.def("build_info", &build_info, "Build facts: version, compiler, CUDA, archs; the CPU kernels' default thread count.");
   m.def("cuda_device_count", &msrt::cuda_device_count,
         "Number of visible CUDA devices (0 without a driver or a CUDA build).");
   m.def("cuda_runtime_version", &msrt::cuda_runtime_version);

@@ -24,7 +24,7 @@ struct ComponentStats {
 };
 
 namespace cpu {
-// num_threads <= 0: OpenMP's default. Results never depend on the thread count.
+// num_threads <= 0: cpu/parallel.h's default. Results never depend on the thread count.
 
 // labels: (H, W) int32, C-contiguous, fully written. Returns K.
 int64_t label_components(const Mask2D& mask, int connectivity, int32_t* labels,

@@ -18,7 +18,8 @@ struct ClickResult {
 };
 
 namespace cpu {
-// num_threads <= 0: OpenMP's default. Outputs are (H, W) C-contiguous float32.
+// num_threads <= 0: cpu/parallel.h's default (results never depend on it). Outputs are (H, W)
+// C-contiguous float32.
 
 // Distance of every set pixel to the nearest zero pixel; all +inf when the mask has no zero.
 void distance_transform(const Mask2D& mask, float* out, int num_threads);

@@ -108,7 +108,8 @@ struct PostprocessArgs {
 };
 
 namespace cpu {
-void postprocess_masks(const PostprocessArgs& args);
+// num_threads <= 0: cpu/parallel.h's default. Identical results for any count.
+void postprocess_masks(const PostprocessArgs& args, int num_threads);
 }  // namespace cpu
 
 #ifdef MSRT_WITH_CUDA

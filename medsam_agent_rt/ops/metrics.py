@@ -1,6 +1,6 @@
 """Batched mask metrics: intersection, union, areas, IoU and Dice (PROTOCOL.md conventions).
 
-Backends: ``_C`` CPU (one pass, SIMD, OpenMP), ``_C`` CUDA (torch / CuPy tensors, zero-copy), and
+Backends: ``_C`` CPU (one pass, SIMD, csrc/cpu/parallel.h threads), ``_C`` CUDA (torch / CuPy tensors, zero-copy), and
 the NumPy reference, which gives identical counts and is used when ``_C`` is missing.
 """
 
