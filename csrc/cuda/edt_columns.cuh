@@ -4,11 +4,9 @@
 
 #include <climits>
 
-#include "cuda/mask_kernels.cuh"
+#include "ops/components.h"  // Mask2D, mask_at
 
 namespace msrt::cuda::edt {
-
-using detail::mask_at;
 
 constexpr int kCols = 32, kSegs = 32;  // edt_columns: blockDim (32 columns, 32 row segments)
 

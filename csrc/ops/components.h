@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/macros.h"
+
 namespace msrt {
 
 // A borrowed (H, W) mask of bytes (bool or uint8; non-zero = set). Strides are in bytes and may
@@ -15,6 +17,11 @@ struct Mask2D {
   int64_t height = 0, width = 0;
   int64_t stride_y = 0, stride_x = 1;
 };
+
+// Whether pixel (y, x) is set, read through the strides (the CUDA kernels' strided access).
+MSRT_HD bool mask_at(const Mask2D& m, int64_t y, int64_t x) {
+  return m.data[y * m.stride_y + x * m.stride_x] != 0;
+}
 
 // Per-component statistics: areas[k] and boxes[4k .. 4k+3] = (x0, y0, x1, y1) inclusive of
 // label k + 1.
