@@ -17,6 +17,8 @@ from benchmarks import _timing, kernel_cases
 def collect(sizes: list[int]) -> list[kernel_cases.Case]:
     cases: list[kernel_cases.Case] = []
     for mod in sorted(pkgutil.iter_modules(kernel_cases.__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):  # shared helpers (_data, _cuda), not kernel families
+            continue
         module = importlib.import_module(f"{kernel_cases.__name__}.{mod.name}")
         cases.extend(module.cases(sizes))
     return cases

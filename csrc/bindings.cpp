@@ -296,10 +296,6 @@ msrt::Mask2D host_label_mask(const Arg& a, int connectivity) {
   return label_mask(a, true);
 }
 
-py::array bool_array(int64_t h, int64_t w) {
-  return py::array(py::dtype("?"), std::vector<py::ssize_t>{py::ssize_t(h), py::ssize_t(w)});
-}
-
 py::tuple label_components_cpu(const py::handle& mask, int connectivity, int threads) {
   const Arg a(mask, "mask");
   const msrt::Mask2D m = host_label_mask(a, connectivity);
@@ -325,29 +321,31 @@ int64_t count_components_cpu(const py::handle& mask, int connectivity, int threa
   return msrt::cpu::count_components(m, connectivity, threads);
 }
 
-py::array keep_largest_component_cpu(const py::handle& mask, int connectivity, int threads) {
+// A new (H, W) bool array written by kernel(mask, out) without the GIL.
+template <typename Kernel>
+py::array bool_image_cpu(const py::handle& mask, int connectivity, Kernel&& kernel) {
   const Arg a(mask, "mask");
   const msrt::Mask2D m = host_label_mask(a, connectivity);
-  py::array out = bool_array(m.height, m.width);
+  py::array out(py::dtype("?"), std::vector<py::ssize_t>{py::ssize_t(m.height), py::ssize_t(m.width)});
   auto* o = static_cast<uint8_t*>(out.mutable_data());
   {
     py::gil_scoped_release nogil;
-    msrt::cpu::keep_largest_component(m, connectivity, o, threads);
+    kernel(m, o);
   }
   return out;
 }
 
+py::array keep_largest_component_cpu(const py::handle& mask, int connectivity, int threads) {
+  return bool_image_cpu(mask, connectivity, [&](const msrt::Mask2D& m, uint8_t* o) {
+    msrt::cpu::keep_largest_component(m, connectivity, o, threads);
+  });
+}
+
 py::array fill_holes_cpu(const py::handle& mask, int connectivity, int64_t max_area,
                          int threads) {
-  const Arg a(mask, "mask");
-  const msrt::Mask2D m = host_label_mask(a, connectivity);
-  py::array out = bool_array(m.height, m.width);
-  auto* o = static_cast<uint8_t*>(out.mutable_data());
-  {
-    py::gil_scoped_release nogil;
+  return bool_image_cpu(mask, connectivity, [&](const msrt::Mask2D& m, uint8_t* o) {
     msrt::cpu::fill_holes(m, connectivity, max_area, o, threads);
-  }
-  return out;
+  });
 }
 
 #ifdef MSRT_WITH_CUDA

@@ -56,6 +56,28 @@ inline unsigned int grid_blocks(int64_t work, int threads, int64_t cap = 4096) {
 
 inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }
 
+// An argmax as one 64-bit max: key = value << 32 | (2^32 - 1 - index), so the larger value wins
+// and ties go to the smaller index (value and index < 2^32). An empty max is key 0.
+__host__ __device__ __forceinline__ unsigned long long argmax_key(uint64_t value, int64_t index) {
+  return (value << 32) | (0xffffffffull - static_cast<unsigned long long>(index));
+}
+__host__ __device__ __forceinline__ int64_t argmax_value(unsigned long long key) {
+  return static_cast<int64_t>(key >> 32);
+}
+__host__ __device__ __forceinline__ int64_t argmax_index(unsigned long long key) {
+  return static_cast<int64_t>(0xffffffffull - (key & 0xffffffffull));
+}
+
+// Folds every lane's key into *best: a warp reduction, then one atomicMax per warp. Every lane of
+// the warp must call it (blockDim.x a multiple of 32).
+__device__ __forceinline__ void warp_atomic_max(unsigned long long key, unsigned long long* best) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const unsigned long long other = __shfl_down_sync(0xffffffffu, key, offset);
+    key = other > key ? other : key;
+  }
+  if ((threadIdx.x & 31) == 0) atomicMax(best, key);
+}
+
 }  // namespace msrt::cuda::detail
 
 // Checks a CUDA runtime call; `what` names it in the exception message.

@@ -19,10 +19,13 @@
 namespace msrt::cuda {
 namespace {
 
+using detail::argmax_index;
+using detail::argmax_key;
 using detail::block_exclusive_scan;
 using detail::find_root;
 using detail::grid_blocks;
 using detail::unite;
+using detail::warp_atomic_max;
 
 constexpr int kTile = 32;      // tile side in pixels
 constexpr int kTileRows = 8;   // blockDim (32, 8): each thread covers 4 rows of its tile
@@ -180,24 +183,19 @@ __global__ void cc_stats(const int* labels, int64_t h, int64_t w, int64_t* areas
   }
 }
 
-// best = max over labels of (area << 32 | ~index): the largest area, ties to the lowest label.
+// *best = argmax_key of the largest area: ties to the lowest label.
 __global__ void cc_argmax_area(int64_t k, const int64_t* areas, unsigned long long* best) {
   unsigned long long key = 0;
   MSRT_GRID_STRIDE_LOOP(j, k) {
-    const unsigned long long kj = (static_cast<unsigned long long>(areas[j]) << 32) |
-                                  (0xffffffffull - static_cast<unsigned long long>(j));
+    const unsigned long long kj = argmax_key(uint64_t(areas[j]), j);
     key = kj > key ? kj : key;
   }
-  for (int o = 16; o > 0; o >>= 1) {
-    const unsigned long long other = __shfl_down_sync(kFull, key, o);
-    key = other > key ? other : key;
-  }
-  if ((threadIdx.x & 31) == 0) atomicMax(best, key);
+  warp_atomic_max(key, best);
 }
 
 __global__ void cc_select(int64_t n, const int* labels, const unsigned long long* best,
                           uint8_t* out) {
-  const int label = int(0xffffffffull - (*best & 0xffffffffull)) + 1;
+  const int label = int(argmax_index(*best)) + 1;
   MSRT_GRID_STRIDE_LOOP(i, n)
     out[i] = labels[i] == label;
 }

@@ -35,7 +35,6 @@ using edt::kSet;
 enum Output : int { kDistance = 0, kSquared = 1 };
 
 constexpr int kThreads = 256;          // edt_rows and the 1-D kernels
-constexpr unsigned kFull = 0xffffffffu;
 
 // Sites k = 0 .. n_sites - 1 sit at column k - off (off = 1 with a zero border: sites -1 and W
 // with g = 0). Shared memory: g of the sites, the envelope's sites and its start columns.
@@ -116,21 +115,16 @@ __global__ void edt_exclude(int64_t n, const int* index, T* a, T* b) {
   }
 }
 
-// keys[m] = max over pixels i of map m of (d2 << 32 | (2^32 - 1 - i)).
+// keys[m] = argmax_key of map m (m = blockIdx.y): the largest d2, ties to the first pixel.
 __global__ void edt_argmax(int64_t n, const int* d_fn, const int* d_fp,
                            unsigned long long* keys) {
   const int* d = blockIdx.y ? d_fp : d_fn;
   unsigned long long key = 0;
   MSRT_GRID_STRIDE_LOOP(i, n) {
-    const unsigned long long ki = (static_cast<unsigned long long>(d[i]) << 32) |
-                                  (0xffffffffull - static_cast<unsigned long long>(i));
+    const unsigned long long ki = detail::argmax_key(uint64_t(d[i]), i);
     key = ki > key ? ki : key;
   }
-  for (int o = 16; o > 0; o >>= 1) {
-    const unsigned long long other = __shfl_down_sync(kFull, key, o);
-    key = other > key ? other : key;
-  }
-  if ((threadIdx.x & 31) == 0) atomicMax(keys + blockIdx.y, key);
+  detail::warp_atomic_max(key, keys + blockIdx.y);
 }
 
 __global__ void edt_first_at_least(int64_t n, const int* d, int t, unsigned* first) {
@@ -276,13 +270,14 @@ ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* excl
   MSRT_CUDA_CHECK(cudaStreamSynchronize(s), "next_click kernels");
 
   ClickResult r;
-  const int64_t m_fn = int64_t(host_keys[0] >> 32), m_fp = int64_t(host_keys[1] >> 32);
+  const int64_t m_fn = detail::argmax_value(host_keys[0]);
+  const int64_t m_fp = detail::argmax_value(host_keys[1]);
   const float fn_max = root(m_fn), fp_max = root(m_fp);
   if (fn_max == 0.0f && fp_max == 0.0f) return r;
   r.found = true;
   r.positive = fn_max > fp_max;  // ties -> negative
   const int64_t m = r.positive ? m_fn : m_fp;
-  int64_t idx = int64_t(0xffffffffull - (host_keys[r.positive ? 0 : 1] & 0xffffffffull));
+  int64_t idx = detail::argmax_index(host_keys[r.positive ? 0 : 1]);
   int64_t t = m;  // smallest squared distance with the same float32 root as the maximum
   while (t > 1 && root(t - 1) == root(m)) --t;
   if (t < m) {  // rare (distances beyond ~2048 px): the first pixel at or above t
