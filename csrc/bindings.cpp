@@ -64,7 +64,9 @@ DType dtype_from_numpy(const py::buffer_info& info) {
     case 'e': return DType::Float16;
     case 'f': return DType::Float32;
     case 'd': return DType::Float64;
-    case 'i': case 'l': case 'q':
+    case 'i':
+    case 'l':
+    case 'q':
       return info.itemsize == 4 ? DType::Int32 : info.itemsize == 8 ? DType::Int64 : DType::Other;
     default: return DType::Other;
   }
@@ -106,8 +108,8 @@ TensorView view_numpy(const py::array& arr, const char* name) {
              info.format, "'");
   for (py::ssize_t i = 0; i < info.ndim; ++i) {
     v.shape.push_back(info.shape[i]);
-    MSRT_CHECK(info.strides[i] % info.itemsize == 0, name, " has strides that are not a multiple "
-               "of its item size");
+    MSRT_CHECK(info.strides[i] % info.itemsize == 0, name,
+               " has strides that are not a multiple of its item size");
     v.strides.push_back(info.strides[i] / info.itemsize);
   }
   return v;
@@ -139,8 +141,8 @@ TensorView view_dlpack(const py::capsule& cap, const char* name, std::uintptr_t 
   TensorView v;
   v.data = static_cast<char*>(t.data) + t.byte_offset;
   MSRT_CHECK(t.device.device_type == kDLCUDA || t.device.device_type == kDLCPU, name,
-             " must live in CPU or CUDA device memory (DLPack device type ",
-             t.device.device_type, ")");
+             " must live in CPU or CUDA device memory (DLPack device type ", t.device.device_type,
+             ")");
   v.device = t.device.device_type == kDLCUDA ? msrt::Device::CUDA : msrt::Device::CPU;
   v.device_id = t.device.device_id;
   v.dtype = dtype_from_dlpack(t.dtype);
@@ -326,7 +328,8 @@ template <typename Kernel>
 py::array bool_image_cpu(const py::handle& mask, int connectivity, Kernel&& kernel) {
   const Arg a(mask, "mask");
   const msrt::Mask2D m = host_label_mask(a, connectivity);
-  py::array out(py::dtype("?"), std::vector<py::ssize_t>{py::ssize_t(m.height), py::ssize_t(m.width)});
+  py::array out(py::dtype("?"),
+                std::vector<py::ssize_t>{py::ssize_t(m.height), py::ssize_t(m.width)});
   auto* o = static_cast<uint8_t*>(out.mutable_data());
   {
     py::gil_scoped_release nogil;
@@ -341,8 +344,7 @@ py::array keep_largest_component_cpu(const py::handle& mask, int connectivity, i
   });
 }
 
-py::array fill_holes_cpu(const py::handle& mask, int connectivity, int64_t max_area,
-                         int threads) {
+py::array fill_holes_cpu(const py::handle& mask, int connectivity, int64_t max_area, int threads) {
   return bool_image_cpu(mask, connectivity, [&](const msrt::Mask2D& m, uint8_t* o) {
     msrt::cpu::fill_holes(m, connectivity, max_area, o, threads);
   });
@@ -374,8 +376,8 @@ void component_stats_cuda(const py::handle& labels, const py::handle& areas,
   check_output(a, {k}, DType::Int64);
   check_output(b, {k, 4}, DType::Int64);
   py::gil_scoped_release nogil;
-  msrt::cuda::component_stats(l.v.ptr<int32_t>(), l.v.shape[0], l.v.shape[1], k,
-                              a.v.ptr<int64_t>(), b.v.ptr<int64_t>(), l.v.device_id, l.v.stream);
+  msrt::cuda::component_stats(l.v.ptr<int32_t>(), l.v.shape[0], l.v.shape[1], k, a.v.ptr<int64_t>(),
+                              b.v.ptr<int64_t>(), l.v.device_id, l.v.stream);
 }
 
 void keep_largest_component_cuda(const py::handle& labels, const py::handle& areas,
@@ -417,11 +419,11 @@ void fill_holes_cuda(const py::handle& mask, const py::handle& bg_labels, const 
 #endif
 
 void register_components(py::module_& m) {
-  m.def("label_components_cpu", &label_components_cpu, py::arg("mask"),
-        py::arg("connectivity") = 8, py::arg("threads") = 0,
+  m.def("label_components_cpu", &label_components_cpu, py::arg("mask"), py::arg("connectivity") = 8,
+        py::arg("threads") = 0,
         "(H, W) bool/uint8 -> (labels (H, W) int32, areas (K,) int64, boxes (K, 4) int64).");
-  m.def("count_components_cpu", &count_components_cpu, py::arg("mask"),
-        py::arg("connectivity") = 8, py::arg("threads") = 0);
+  m.def("count_components_cpu", &count_components_cpu, py::arg("mask"), py::arg("connectivity") = 8,
+        py::arg("threads") = 0);
   m.def("keep_largest_component_cpu", &keep_largest_component_cpu, py::arg("mask"),
         py::arg("connectivity") = 8, py::arg("threads") = 0);
   m.def("fill_holes_cpu", &fill_holes_cpu, py::arg("mask"), py::arg("connectivity") = 8,
@@ -437,8 +439,7 @@ void register_components(py::module_& m) {
   m.def("keep_largest_component_cuda", &keep_largest_component_cuda, py::arg("labels"),
         py::arg("areas"), py::arg("scratch"), py::arg("out"), py::arg("stream"));
   m.def("fill_holes_cuda", &fill_holes_cuda, py::arg("mask"), py::arg("bg_labels"),
-        py::arg("areas"), py::arg("boxes"), py::arg("max_area"), py::arg("out"),
-        py::arg("stream"));
+        py::arg("areas"), py::arg("boxes"), py::arg("max_area"), py::arg("out"), py::arg("stream"));
 #endif
 }
 
@@ -495,8 +496,8 @@ py::array_t<float> distance_transform_cpu(const py::handle& mask, int threads) {
   return out;
 }
 
-py::tuple error_regions_cpu(const py::handle& pred, const py::handle& gt,
-                            const py::object& exclude, int threads) {
+py::tuple error_regions_cpu(const py::handle& pred, const py::handle& gt, const py::object& exclude,
+                            int threads) {
   const Arg p(pred, "pred"), g(gt, "gt");
   require_host({&p, &g});
   const auto [pm, gm] = mask_pair(p, g, true);
@@ -556,9 +557,8 @@ void error_regions_cuda(const py::handle& pred, const py::handle& gt, const py::
                             s.v.ptr<int32_t>(), p.v.device_id, p.v.stream);
 }
 
-py::object next_click_cuda(const py::handle& pred, const py::handle& gt,
-                           const py::object& exclude, const py::handle& scratch,
-                           std::uintptr_t stream) {
+py::object next_click_cuda(const py::handle& pred, const py::handle& gt, const py::object& exclude,
+                           const py::handle& scratch, std::uintptr_t stream) {
   const Arg p(pred, "pred", stream), g(gt, "gt", stream), s(scratch, "scratch", stream);
   require_cuda({&p, &g, &s});
   const auto [pm, gm] = mask_pair(p, g, false);
@@ -576,8 +576,8 @@ py::object next_click_cuda(const py::handle& pred, const py::handle& gt,
 #endif
 
 void register_distance(py::module_& m) {
-  m.def("distance_transform_cpu", &distance_transform_cpu, py::arg("mask"),
-        py::arg("threads") = 0, "(H, W) bool/uint8 -> (H, W) float32 exact Euclidean distance.");
+  m.def("distance_transform_cpu", &distance_transform_cpu, py::arg("mask"), py::arg("threads") = 0,
+        "(H, W) bool/uint8 -> (H, W) float32 exact Euclidean distance.");
   m.def("error_regions_cpu", &error_regions_cpu, py::arg("pred"), py::arg("gt"),
         py::arg("exclude") = py::none(), py::arg("threads") = 0,
         "-> (dist_fn, dist_fp), each (H, W) float32 with a 1-px zero border.");
@@ -681,11 +681,10 @@ void register_mask_metrics(py::module_& m) {
 // (Vh, Vw, 3) uint8, mask (H, W) bool/uint8, out like view (contiguous); content_box
 // (x0, y0, w, h) inside the view; color 0..255 each; alpha_weight = round(256 alpha) in 0..256.
 void render_overlay(const py::handle& view, const py::handle& mask, const py::handle& out,
-                    std::array<int64_t, 4> box, std::array<int32_t, 3> color,
-                    int32_t alpha_weight, std::uintptr_t stream, int threads) {
+                    std::array<int64_t, 4> box, std::array<int32_t, 3> color, int32_t alpha_weight,
+                    std::uintptr_t stream, int threads) {
   const Arg v(view, "view", stream), mk(mask, "mask", stream), o(out, "out", stream);
-  MSRT_CHECK(v.v.ndim() == 3 && v.v.shape[2] == 3, "view must be (V, V, 3), got ",
-             v.v.describe());
+  MSRT_CHECK(v.v.ndim() == 3 && v.v.shape[2] == 3, "view must be (V, V, 3), got ", v.v.describe());
   msrt::check_dtype(v.v, "view", DType::UInt8);
   const msrt::Mask2D m = mask_view(mk, false);
   check_output(o, v.v.shape, DType::UInt8);
@@ -705,13 +704,13 @@ void render_overlay(const py::handle& view, const py::handle& mask, const py::ha
   a.y0 = box[1];
   a.box_w = box[2];
   a.box_h = box[3];
-  MSRT_CHECK(a.box_w >= 1 && a.box_h >= 1 && a.x0 >= 0 && a.y0 >= 0 &&
-                 a.x0 + a.box_w <= a.view_w && a.y0 + a.box_h <= a.view_h,
+  MSRT_CHECK(a.box_w >= 1 && a.box_h >= 1 && a.x0 >= 0 && a.y0 >= 0 && a.x0 + a.box_w <= a.view_w &&
+                 a.y0 + a.box_h <= a.view_h,
              "content_box (", a.x0, ", ", a.y0, ", ", a.box_w, ", ", a.box_h,
              ") must lie inside the view ", v.v.describe());
   for (int c = 0; c < 3; ++c) {
-    MSRT_CHECK(color[c] >= 0 && color[c] <= 255, "color must be 3 values in 0..255, got ",
-               color[0], ", ", color[1], ", ", color[2]);
+    MSRT_CHECK(color[c] >= 0 && color[c] <= 255, "color must be 3 values in 0..255, got ", color[0],
+               ", ", color[1], ", ", color[2]);
     a.color[c] = color[c];
   }
   MSRT_CHECK(alpha_weight >= 0 && alpha_weight <= 256, "alpha_weight must be in 0..256, got ",
@@ -786,8 +785,7 @@ void postprocess_masks(const py::handle& logits, std::pair<int64_t, int64_t> inp
     msrt::check_ndim(ws.v, "workspace", 1, 1);
     check_output(ws, ws.v.shape, DType::Float64);
     py::gil_scoped_release nogil;
-    msrt::cuda::postprocess_masks(a, ws.v.ptr<double>(), ws.v.shape[0], x.v.device_id,
-                                  x.v.stream);
+    msrt::cuda::postprocess_masks(a, ws.v.ptr<double>(), ws.v.shape[0], x.v.device_id, x.v.stream);
 #endif
     return;
   }
@@ -798,9 +796,9 @@ void postprocess_masks(const py::handle& logits, std::pair<int64_t, int64_t> inp
 
 void register_postprocess(py::module_& m) {
   m.def("postprocess_masks", &postprocess_masks, py::arg("logits"), py::arg("input_size"),
-        py::arg("crop_size"), py::arg("output_size"), py::arg("threshold"),
-        py::arg("out_logits"), py::arg("out_masks"), py::arg("workspace") = py::none(),
-        py::arg("stream") = 0, py::arg("threads") = 0,
+        py::arg("crop_size"), py::arg("output_size"), py::arg("threshold"), py::arg("out_logits"),
+        py::arg("out_masks"), py::arg("workspace") = py::none(), py::arg("stream") = 0,
+        py::arg("threads") = 0,
         "Low-res logits -> bilinear x2 with crop -> logits (optional) and thresholded masks.");
 }
 
@@ -815,8 +813,7 @@ void encode_sparse_prompts(const py::handle& coords, const py::handle& labels,
                            double input_h, double input_w, const py::handle& out,
                            const py::handle& error_flag, std::uintptr_t stream) {
   const Arg c(coords, "coords", stream), l(labels, "labels", stream),
-      g(gaussian, "gaussian", stream), e(label_embed, "label_embed", stream),
-      o(out, "out", stream);
+      g(gaussian, "gaussian", stream), e(label_embed, "label_embed", stream), o(out, "out", stream);
   MSRT_CHECK(c.v.ndim() == 2 && c.v.shape[1] == 2, "coords must be (S, 2), got ", c.v.describe());
   msrt::check_dtype(c.v, "coords", DType::Float32);
   const int64_t s = c.v.shape[0];
@@ -829,8 +826,8 @@ void encode_sparse_prompts(const py::handle& coords, const py::handle& labels,
              "label_embed must be (5, C) with C even, got ", e.v.describe());
   check_dense(e, {5, dim}, DType::Float32);
   check_dense(g, {2, dim / 2}, DType::Float32);
-  MSRT_CHECK(o.v.ndim() == 2 && o.v.shape[1] == dim && o.v.shape[0] >= s, "out must be (slots >= ",
-             s, ", ", dim, "), got ", o.v.describe());
+  MSRT_CHECK(o.v.ndim() == 2 && o.v.shape[1] == dim && o.v.shape[0] >= s,
+             "out must be (slots >= ", s, ", ", dim, "), got ", o.v.describe());
   check_output(o, o.v.shape, DType::Float32);
   MSRT_CHECK(input_h > 0 && input_w > 0, "input_size must be positive, got (", input_h, ", ",
              input_w, ")");

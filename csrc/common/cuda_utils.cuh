@@ -93,6 +93,6 @@ __device__ __forceinline__ void warp_atomic_max(unsigned long long key, unsigned
 
 // The grid-stride loop of every 1-D kernel: i = this thread's first item, then strides of the
 // whole grid, in int64 (N x H x W may exceed 2^31).
-#define MSRT_GRID_STRIDE_LOOP(i, n)                                               \
+#define MSRT_GRID_STRIDE_LOOP(i, n)                                                \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < int64_t(n); \
        i += int64_t(gridDim.x) * blockDim.x)

@@ -12,8 +12,8 @@
 namespace msrt::cpu {
 namespace {
 
-constexpr int64_t kSegment = 4096;      // pixels binarised per step (two stack buffers)
-constexpr int64_t kItemPixels = 1 << 18;  // pixels per work item
+constexpr int64_t kSegment = 4096;         // pixels binarised per step (two stack buffers)
+constexpr int64_t kItemPixels = 1 << 18;   // pixels per work item
 constexpr int64_t kGrainPixels = 1 << 19;  // pixels per thread (~15 us)
 
 struct Counts {

@@ -42,7 +42,7 @@ struct Job {
         std::lock_guard<std::mutex> lock(mu);
         if (!error) error = std::current_exception();
       }
-      if (finished.fetch_add(1) + 1 == n) {  // the last item: wake the caller (under mu, so the
+      if (finished.fetch_add(1) + 1 == n) {    // the last item: wake the caller (under mu, so the
         std::lock_guard<std::mutex> lock(mu);  // wake-up cannot fall between its check and wait)
         cv.notify_all();
       }

@@ -83,14 +83,12 @@ void horizontal_pass(const PostprocessArgs& a, const float* src_mask, const Axis
 // out[X] = sum_k w_k * T[row_k][X]; logits (optional) and mask = value > threshold.
 template <int K, bool kLogits>
 MSRT_SIMD_CLONES void vertical_row(const double* const* r, const double* w, int64_t out_w,
-                                   float thr, float* __restrict logits,
-                                   uint8_t* __restrict masks) {
+                                   float thr, float* __restrict logits, uint8_t* __restrict masks) {
   const double* __restrict r0 = r[0];
   const double* __restrict r1 = r[K > 1 ? 1 : 0];
   const double* __restrict r2 = r[K > 2 ? 2 : 0];
   const double* __restrict r3 = r[K > 3 ? 3 : 0];
-  const double w0 = w[0], w1 = K > 1 ? w[1] : 0.0, w2 = K > 2 ? w[2] : 0.0,
-               w3 = K > 3 ? w[3] : 0.0;
+  const double w0 = w[0], w1 = K > 1 ? w[1] : 0.0, w2 = K > 2 ? w[2] : 0.0, w3 = K > 3 ? w[3] : 0.0;
   for (int64_t x = 0; x < out_w; ++x) {
     double v = w0 * r0[x];
     if (K > 1) v += w1 * r1[x];

@@ -27,9 +27,9 @@ using detail::grid_blocks;
 using detail::unite;
 using detail::warp_atomic_max;
 
-constexpr int kTile = 32;      // tile side in pixels
-constexpr int kTileRows = 8;   // blockDim (32, 8): each thread covers 4 rows of its tile
-constexpr int kChunk = 1024;   // pixels per block when ranking roots
+constexpr int kTile = 32;     // tile side in pixels
+constexpr int kTileRows = 8;  // blockDim (32, 8): each thread covers 4 rows of its tile
+constexpr int kChunk = 1024;  // pixels per block when ranking roots
 constexpr int kThreads = detail::kScanThreads;  // 1-D kernels (the scan needs 256)
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -160,8 +160,7 @@ __global__ void cc_stats_init(int64_t k, int64_t* areas, int64_t* boxes) {
 }
 
 // Warp-uniform loop: warp `wid` takes pixels [32 s, 32 s + 32) of row y.
-__global__ void cc_stats(const int* labels, int64_t h, int64_t w, int64_t* areas,
-                         int64_t* boxes) {
+__global__ void cc_stats(const int* labels, int64_t h, int64_t w, int64_t* areas, int64_t* boxes) {
   const int lane = threadIdx.x & 31;
   const int64_t segs = (w + 31) / 32, n_warps = h * segs;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x / 32;
@@ -196,8 +195,9 @@ __global__ void cc_argmax_area(int64_t k, const int64_t* areas, unsigned long lo
 __global__ void cc_select(int64_t n, const int* labels, const unsigned long long* best,
                           uint8_t* out) {
   const int label = int(argmax_index(*best)) + 1;
-  MSRT_GRID_STRIDE_LOOP(i, n)
+  MSRT_GRID_STRIDE_LOOP(i, n) {
     out[i] = labels[i] == label;
+  }
 }
 
 __global__ void cc_fill(Mask2D m, const int* bg, const int64_t* areas, const int64_t* boxes,
@@ -243,7 +243,7 @@ int64_t label_components(const Mask2D& mask, int connectivity, bool invert, int3
   const unsigned chunk_grid = grid_blocks(n_chunks, 1);  // a block per chunk
 
   cc_local<<<grid_blocks(n_tiles, 1), dim3(kTile, kTileRows), 0, s>>>(mask, invert, conn8, labels,
-                                                                       tiles_x, n_tiles);
+                                                                      tiles_x, n_tiles);
   MSRT_CUDA_CHECK_LAUNCH("cc_local kernel");
   cc_merge<<<grid, kThreads, 0, s>>>(h, w, conn8, labels);
   MSRT_CUDA_CHECK_LAUNCH("cc_merge kernel");
@@ -260,7 +260,7 @@ int64_t label_components(const Mask2D& mask, int connectivity, bool invert, int3
 
   int k = 0;
   MSRT_CUDA_CHECK(cudaMemcpyAsync(&k, k_dev, sizeof(int), cudaMemcpyDeviceToHost, s),
-                             "cudaMemcpyAsync (component count)");
+                  "cudaMemcpyAsync (component count)");
   MSRT_CUDA_CHECK(cudaStreamSynchronize(s), "connected components kernels");
   return k;
 }
@@ -274,7 +274,7 @@ void component_stats(const int32_t* labels, int64_t height, int64_t width, int64
   MSRT_CUDA_CHECK_LAUNCH("cc_stats_init kernel");
   const int64_t warps = height * ((width + 31) / 32);
   cc_stats<<<grid_blocks(warps * 32, kThreads), kThreads, 0, s>>>(labels, height, width, areas,
-                                                               boxes);
+                                                                  boxes);
   MSRT_CUDA_CHECK_LAUNCH("cc_stats kernel");
 }
 
@@ -297,13 +297,12 @@ void keep_largest_component(const int32_t* labels, int64_t height, int64_t width
 }
 
 void fill_holes(const Mask2D& mask, const int32_t* bg_labels, const int64_t* areas,
-                const int64_t* boxes, int64_t max_area, uint8_t* out, int device,
-                void* stream) {
+                const int64_t* boxes, int64_t max_area, uint8_t* out, int device, void* stream) {
   detail::DeviceGuard guard(device);
   const cudaStream_t s = detail::as_stream(stream);
   const int64_t n = mask.height * mask.width;
   cc_fill<<<grid_blocks(n, kThreads), kThreads, 0, s>>>(mask, bg_labels, areas, boxes, max_area,
-                                                     out);
+                                                        out);
   MSRT_CUDA_CHECK_LAUNCH("cc_fill kernel");
 }
 

@@ -6,9 +6,9 @@
 //    g = vertical distance to the nearest zero (INF when the column has none).
 // 2. edt_rows: a block per row; thread 0 builds Meijster's lower envelope of the parabolas
 //    (x - i)^2 + g(i)^2 in dynamic shared memory (row_smem_ints(w) ints: g of the sites, the
-//    envelope's sites and start columns, its size; exact integers), then every thread finds its pixel's
-//    parabola by binary search. Output: float32 sqrt (float64, rounded once), or the integer
-//    squared distance in place for the click.
+//    envelope's sites and start columns, its size; exact integers), then every thread finds its
+//    pixel's parabola by binary search. Output: float32 sqrt (float64, rounded once), or the
+//    integer squared distance in place for the click.
 // 3. next click: exclusions set to 0, then the maximum of both maps as one packed 64-bit
 //    atomicMax per warp (squared distance << 32 | ~index: ties go to the first pixel in
 //    row-major order); the host compares the two maxima in float32 as the reference does.
@@ -34,7 +34,7 @@ using edt::kSet;
 
 enum Output : int { kDistance = 0, kSquared = 1 };
 
-constexpr int kThreads = 256;          // edt_rows and the 1-D kernels
+constexpr int kThreads = 256;  // edt_rows and the 1-D kernels
 
 // Sites k = 0 .. n_sites - 1 sit at column k - off (off = 1 with a zero border: sites -1 and W
 // with g = 0). Shared memory: g of the sites, the envelope's sites and its start columns.
@@ -70,9 +70,7 @@ __global__ void edt_rows(int64_t h, int64_t w, bool border_zero, int* g, float* 
       tv[0] = 0;
       for (int u = 1; u < n_sites; ++u) {
         const long long cu = u - off, gu = gs[u];
-        while (q >= 0 &&
-               parabola(tv[q], sv[q] - off, gs[sv[q]]) > parabola(tv[q], cu, gu))
-          --q;
+        while (q >= 0 && parabola(tv[q], sv[q] - off, gs[sv[q]]) > parabola(tv[q], cu, gu)) --q;
         if (q < 0) {
           q = 0;
           sv[0] = u;
@@ -96,12 +94,16 @@ __global__ void edt_rows(int64_t h, int64_t w, bool border_zero, int* g, float* 
       int lo = 0, hi = top;  // last envelope entry that starts at or before x
       while (lo < hi) {
         const int mid = (lo + hi + 1) >> 1;
-        if (tv[mid] <= x) lo = mid;
-        else hi = mid - 1;
+        if (tv[mid] <= x)
+          lo = mid;
+        else
+          hi = mid - 1;
       }
       const int d2 = int(parabola(x, sv[lo] - off, gs[sv[lo]]));
-      if (O == kDistance) out[y * w + x] = none ? INFINITY : __double2float_rn(sqrt(double(d2)));
-      else gy[x] = d2;
+      if (O == kDistance)
+        out[y * w + x] = none ? INFINITY : __double2float_rn(sqrt(double(d2)));
+      else
+        gy[x] = d2;
     }
     __syncthreads();  // shared memory is reused by the block's next row
   }
@@ -116,8 +118,7 @@ __global__ void edt_exclude(int64_t n, const int* index, T* a, T* b) {
 }
 
 // keys[m] = argmax_key of map m (m = blockIdx.y): the largest d2, ties to the first pixel.
-__global__ void edt_argmax(int64_t n, const int* d_fn, const int* d_fp,
-                           unsigned long long* keys) {
+__global__ void edt_argmax(int64_t n, const int* d_fn, const int* d_fp, unsigned long long* keys) {
   const int* d = blockIdx.y ? d_fp : d_fn;
   unsigned long long key = 0;
   MSRT_GRID_STRIDE_LOOP(i, n) {
@@ -173,7 +174,7 @@ void launch_columns(const Mask2D& a, const Mask2D& b, bool border_zero, int* g, 
                     cudaStream_t s) {
   const int64_t blocks = (a.width + kCols - 1) / kCols;  // a block per 32 columns
   edt_columns<R><<<grid_blocks(blocks, 1), dim3(kCols, kSegs), 0, s>>>(a, b, border_zero, inf_of(a),
-                                                                     g, any_zero);
+                                                                       g, any_zero);
   MSRT_CUDA_CHECK_LAUNCH("edt_columns kernel");
 }
 
@@ -188,9 +189,9 @@ int64_t upload_exclusions(const int64_t* exclude, int64_t n, int64_t h, int64_t 
   }
   if (idx.empty()) return 0;
   // Pageable source: the call returns once the data is staged, so idx may go out of scope.
-  MSRT_CUDA_CHECK(cudaMemcpyAsync(dst, idx.data(), idx.size() * sizeof(int),
-                                             cudaMemcpyHostToDevice, s),
-                             "cudaMemcpyAsync (exclusions)");
+  MSRT_CUDA_CHECK(
+      cudaMemcpyAsync(dst, idx.data(), idx.size() * sizeof(int), cudaMemcpyHostToDevice, s),
+      "cudaMemcpyAsync (exclusions)");
   return int64_t(idx.size());
 }
 
@@ -214,9 +215,8 @@ void distance_transform(const Mask2D& mask, float* out, int32_t* scratch, int de
   launch_rows<kDistance>(mask.height, mask.width, false, g, out, any_zero, device, s);
 }
 
-void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
-                   int64_t n_exclude, float* dist_fn, float* dist_fp, int32_t* scratch,
-                   int device, void* stream) {
+void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude, int64_t n_exclude,
+                   float* dist_fn, float* dist_fp, int32_t* scratch, int device, void* stream) {
   detail::DeviceGuard guard(device);
   const cudaStream_t s = detail::as_stream(stream);
   const int64_t h = pred.height, w = pred.width;
@@ -230,8 +230,8 @@ void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
   launch_rows<kDistance>(h, w, true, gfn, dist_fn, unused_flag, device, s);
   launch_rows<kDistance>(h, w, true, gfp, dist_fp, unused_flag, device, s);
   if (n_ex > 0) {
-    edt_exclude<float><<<grid_blocks(n_ex, kThreads), kThreads, 0, s>>>(n_ex, excl, dist_fn,
-                                                                    dist_fp);
+    edt_exclude<float>
+        <<<grid_blocks(n_ex, kThreads), kThreads, 0, s>>>(n_ex, excl, dist_fn, dist_fp);
     MSRT_CUDA_CHECK_LAUNCH("edt_exclude kernel");
   }
 }
@@ -264,9 +264,8 @@ ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* excl
   edt_argmax<<<dim3(grid_blocks(n, kThreads), 2), kThreads, 0, s>>>(n, dfn, dfp, keys);
   MSRT_CUDA_CHECK_LAUNCH("edt_argmax kernel");
   unsigned long long host_keys[2] = {0, 0};
-  MSRT_CUDA_CHECK(
-      cudaMemcpyAsync(host_keys, keys, sizeof(host_keys), cudaMemcpyDeviceToHost, s),
-      "cudaMemcpyAsync (click maxima)");
+  MSRT_CUDA_CHECK(cudaMemcpyAsync(host_keys, keys, sizeof(host_keys), cudaMemcpyDeviceToHost, s),
+                  "cudaMemcpyAsync (click maxima)");
   MSRT_CUDA_CHECK(cudaStreamSynchronize(s), "next_click kernels");
 
   ClickResult r;
@@ -281,10 +280,9 @@ ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* excl
   int64_t t = m;  // smallest squared distance with the same float32 root as the maximum
   while (t > 1 && root(t - 1) == root(m)) --t;
   if (t < m) {  // rare (distances beyond ~2048 px): the first pixel at or above t
-    MSRT_CUDA_CHECK(cudaMemsetAsync(first, 0xff, sizeof(unsigned), s),
-                               "cudaMemsetAsync");
+    MSRT_CUDA_CHECK(cudaMemsetAsync(first, 0xff, sizeof(unsigned), s), "cudaMemsetAsync");
     edt_first_at_least<<<grid_blocks(n, kThreads), kThreads, 0, s>>>(n, r.positive ? dfn : dfp,
-                                                                  int(t), first);
+                                                                     int(t), first);
     MSRT_CUDA_CHECK_LAUNCH("edt_first_at_least kernel");
     unsigned host_first = 0;
     MSRT_CUDA_CHECK(

@@ -70,9 +70,9 @@ void mask_counts_impl(const MaskOperand& pred, const MaskOperand& target, const 
   // Enough blocks to fill the GPU for one mask; more masks add blocks along y.
   const unsigned int bx = detail::grid_blocks(pixels, kThreads, 1024);
   const dim3 grid(bx, static_cast<unsigned int>(s.n));
-  count_range<TP, TR><<<grid, kThreads, 0, stream>>>(
-      static_cast<const TP*>(pred.data), pred, static_cast<const TR*>(target.data), target, s,
-      reinterpret_cast<unsigned long long*>(counts));
+  count_range<TP, TR><<<grid, kThreads, 0, stream>>>(static_cast<const TP*>(pred.data), pred,
+                                                     static_cast<const TR*>(target.data), target, s,
+                                                     reinterpret_cast<unsigned long long*>(counts));
   MSRT_CUDA_CHECK_LAUNCH("mask_counts (count_range kernel)");
 }
 

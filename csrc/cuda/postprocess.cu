@@ -70,12 +70,12 @@ void postprocess_masks(const PostprocessArgs& a, double* workspace, int64_t work
   detail::DeviceGuard guard(device);
   const cudaStream_t stream = detail::as_stream(stream_ptr);
   const int64_t work1 = a.n * rows * a.out_w;
-  horizontal_pass<<<detail::grid_blocks(work1, kThreads), kThreads, 0, stream>>>(
-      a, j0, rows, workspace);
+  horizontal_pass<<<detail::grid_blocks(work1, kThreads), kThreads, 0, stream>>>(a, j0, rows,
+                                                                                 workspace);
   MSRT_CUDA_CHECK_LAUNCH("postprocess_masks (horizontal_pass kernel)");
   const int64_t work2 = a.n * a.out_h * a.out_w;
-  vertical_pass<<<detail::grid_blocks(work2, kThreads), kThreads, 0, stream>>>(
-      a, j0, rows, workspace);
+  vertical_pass<<<detail::grid_blocks(work2, kThreads), kThreads, 0, stream>>>(a, j0, rows,
+                                                                               workspace);
   MSRT_CUDA_CHECK_LAUNCH("postprocess_masks (vertical_pass kernel)");
 }
 

@@ -49,8 +49,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename L>
 void encode_impl(const PromptFusionArgs& a, int32_t* error_flag, cudaStream_t stream) {
   const int64_t total = a.num_slots * (a.embed_dim / 2);
-  encode_token<L><<<detail::grid_blocks(total, kThreads), kThreads, 0, stream>>>(a,
-                                                                                 error_flag);
+  encode_token<L><<<detail::grid_blocks(total, kThreads), kThreads, 0, stream>>>(a, error_flag);
   MSRT_CUDA_CHECK_LAUNCH("encode_sparse_prompts (encode_token kernel)");
 }
 

@@ -38,8 +38,7 @@ int64_t label_components(const Mask2D& mask, int connectivity, int32_t* labels,
                          ComponentStats* stats, int num_threads);
 int64_t count_components(const Mask2D& mask, int connectivity, int num_threads);
 // out: (H, W) bytes, 1 on the largest component (ties: lowest label), 0 elsewhere.
-void keep_largest_component(const Mask2D& mask, int connectivity, uint8_t* out,
-                            int num_threads);
+void keep_largest_component(const Mask2D& mask, int connectivity, uint8_t* out, int num_threads);
 // out: (H, W) bytes = mask, plus background components (complementary connectivity) that do not
 // touch the border and have area <= max_area (max_area < 0: no limit).
 void fill_holes(const Mask2D& mask, int connectivity, int64_t max_area, uint8_t* out,
@@ -67,8 +66,7 @@ void keep_largest_component(const int32_t* labels, int64_t height, int64_t width
 // complementary connectivity, stats `areas`/`boxes`) that do not touch the border and have
 // area <= max_area (max_area < 0: no limit).
 void fill_holes(const Mask2D& mask, const int32_t* bg_labels, const int64_t* areas,
-                const int64_t* boxes, int64_t max_area, uint8_t* out, int device,
-                void* stream);
+                const int64_t* boxes, int64_t max_area, uint8_t* out, int device, void* stream);
 }  // namespace cuda
 #endif
 
