@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 
 from benchmarks import _timing, kernel_cases
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsam_agent_rt import build_info
 
     rows: list[_timing.Row] = []
+    load_start = os.getloadavg()  # other processes on the machine skew every ratio: record them
     cases = [c for c in collect(args.sizes) if args.only in c.name]
     for case in cases:
         for impl, fn in case.impls.items():
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 "benchmark": "kernels",
                 "build": build_info(),
                 "targets": {c.name: c.target for c in cases},
+                "load_average": {"start": load_start, "end": os.getloadavg()},
                 "rows": rows,
             },
         )
