@@ -202,10 +202,12 @@ void require_host(std::initializer_list<const Arg*> args) {
   MSRT_CHECK(!on_cuda(args), (*args.begin())->name, " must be in host memory for this call, got ",
              (*args.begin())->v.describe());
 }
+#ifdef MSRT_WITH_CUDA
 void require_cuda(std::initializer_list<const Arg*> args) {
   MSRT_CHECK(on_cuda(args), (*args.begin())->name, " must be a CUDA tensor for this call, got ",
              (*args.begin())->v.describe());
 }
+#endif
 
 std::string shape_str(const std::vector<int64_t>& dims) {
   std::string s = "(";
@@ -228,6 +230,7 @@ void check_output(const Arg& a, const std::vector<int64_t>& shape, DType dtype) 
   msrt::check_writable(a.v, a.name);
 }
 
+#ifdef MSRT_WITH_CUDA
 // A CUDA scratch buffer: (elems,) int32, contiguous, 8-byte aligned (kernels keep 64-bit
 // counters in it; a sliced tensor could start mid-word and fault on the atomics).
 void check_scratch(const Arg& a, int64_t elems) {
@@ -235,6 +238,7 @@ void check_scratch(const Arg& a, int64_t elems) {
   MSRT_CHECK(reinterpret_cast<std::uintptr_t>(a.v.data) % 8 == 0, a.name,
              " must start on an 8-byte boundary, got an offset view (", a.v.describe(), ")");
 }
+#endif
 
 // A (H, W) bool/uint8 mask as msrt::Mask2D (non-zero = set, strides in bytes). The CPU kernels
 // need unit column stride (the Python layer copies other layouts).

@@ -5,7 +5,7 @@
 //    below from the other segments (shared memory), and sweep their segment down and up:
 //    g = vertical distance to the nearest zero (INF when the column has none).
 // 2. edt_rows: a block per row; thread 0 builds Meijster's lower envelope of the parabolas
-//    (x - i)^2 + g(i)^2 in dynamic shared memory (row_smem_ints(w) ints: g of the sites, the
+//    (x - i)^2 + g(i)^2 in dynamic shared memory (row_smem bytes: g of the sites, the
 //    envelope's sites and start columns, its size; exact integers), then every thread finds its
 //    pixel's parabola by binary search. Output: float32 sqrt (float64, rounded once), or the
 //    integer squared distance in place for the click.
