@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 
 from benchmarks import _timing, kernel_cases
@@ -17,6 +18,8 @@ from benchmarks import _timing, kernel_cases
 def collect(sizes: list[int]) -> list[kernel_cases.Case]:
     cases: list[kernel_cases.Case] = []
     for mod in sorted(pkgutil.iter_modules(kernel_cases.__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):  # shared helpers (_data, _cuda), not kernel families
+            continue
         module = importlib.import_module(f"{kernel_cases.__name__}.{mod.name}")
         cases.extend(module.cases(sizes))
     return cases
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsam_agent_rt import build_info
 
     rows: list[_timing.Row] = []
+    load_start = os.getloadavg()  # other processes on the machine skew every ratio: record them
     cases = [c for c in collect(args.sizes) if args.only in c.name]
     for case in cases:
         for impl, fn in case.impls.items():
@@ -51,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 "benchmark": "kernels",
                 "build": build_info(),
                 "targets": {c.name: c.target for c in cases},
+                "load_average": {"start": load_start, "end": os.getloadavg()},
                 "rows": rows,
             },
         )

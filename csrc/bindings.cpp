@@ -1,6 +1,20 @@
-// The only pybind11 file: converts NumPy arrays and DLPack capsules into msrt::TensorView,
-// validates arguments, and calls msrt::cpu::<op> or msrt::cuda::<op>.
-// One section per op, in the same order as csrc/ops/*.h and medsam_agent_rt/ops/.
+// The only pybind11 file: turns NumPy arrays and DLPack capsules into msrt::TensorView, checks
+// the arguments, and calls msrt::cpu::<op> or msrt::cuda::<op>. One section per op, in the order
+// of csrc/ops/*.h; each ends with its register_<op>().
+//
+// Conventions (every section):
+// - An array argument is a NumPy array (host) or a DLPack capsule that the Python side made with
+//   `x.__dlpack__(stream=stream)` (CUDA; CPU tensors work too): `Arg`. `stream` is the cudaStream_t
+//   of the producer's current stream, as an integer (1 = legacy default stream, DLPack's value).
+// - Ops with fixed-size outputs take them from the caller (`out` arguments, checked by
+//   check_output) and run where their arguments live (on_cuda). Components and distance have
+//   `_cpu` entry points that return new NumPy arrays (a label count is known only after labelling)
+//   and `_cuda` entry points with caller-allocated outputs and scratch (require_cuda).
+// - CPU kernels take `threads` (0: csrc/cpu/parallel.h's default) and run without the GIL, which
+//   is released after the arguments are read and taken again before they are released (a DLPack
+//   deleter may call into Python).
+// - Bad arguments raise msrt::ArgumentError (Python ValueError) naming the argument, what was
+//   expected and what arrived, before any output is written.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -8,15 +22,17 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <memory>
-#include <tuple>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "common/checks.h"
 #include "common/device.h"
 #include "common/dlpack.h"
 #include "common/tensor.h"
+#include "cpu/parallel.h"
 #include "ops/components.h"
 #include "ops/distance.h"
 #include "ops/mask_metrics.h"
@@ -48,7 +64,9 @@ DType dtype_from_numpy(const py::buffer_info& info) {
     case 'e': return DType::Float16;
     case 'f': return DType::Float32;
     case 'd': return DType::Float64;
-    case 'i': case 'l': case 'q':
+    case 'i':
+    case 'l':
+    case 'q':
       return info.itemsize == 4 ? DType::Int32 : info.itemsize == 8 ? DType::Int64 : DType::Other;
     default: return DType::Other;
   }
@@ -90,8 +108,8 @@ TensorView view_numpy(const py::array& arr, const char* name) {
              info.format, "'");
   for (py::ssize_t i = 0; i < info.ndim; ++i) {
     v.shape.push_back(info.shape[i]);
-    MSRT_CHECK(info.strides[i] % info.itemsize == 0, name, " has strides that are not a multiple "
-               "of its item size");
+    MSRT_CHECK(info.strides[i] % info.itemsize == 0, name,
+               " has strides that are not a multiple of its item size");
     v.strides.push_back(info.strides[i] / info.itemsize);
   }
   return v;
@@ -123,8 +141,8 @@ TensorView view_dlpack(const py::capsule& cap, const char* name, std::uintptr_t 
   TensorView v;
   v.data = static_cast<char*>(t.data) + t.byte_offset;
   MSRT_CHECK(t.device.device_type == kDLCUDA || t.device.device_type == kDLCPU, name,
-             " must live in CPU or CUDA device memory (DLPack device type ",
-             t.device.device_type, ")");
+             " must live in CPU or CUDA device memory (DLPack device type ", t.device.device_type,
+             ")");
   v.device = t.device.device_type == kDLCUDA ? msrt::Device::CUDA : msrt::Device::CPU;
   v.device_id = t.device.device_id;
   v.dtype = dtype_from_dlpack(t.dtype);
@@ -143,11 +161,7 @@ TensorView view_dlpack(const py::capsule& cap, const char* name, std::uintptr_t 
   }
   return v;
 }
-
-
-// ---------------------------------------------------------------- generic argument helpers
-// Used by every op section: an array argument is a NumPy array (host) or a DLPack capsule made by
-// the Python side with `x.__dlpack__(stream=stream)` (CUDA; CPU tensors work too).
+// ---------------------------------------------------------------- argument helpers
 
 // One array argument as a borrowed TensorView; a consumed capsule is released when this dies.
 class Arg {
@@ -176,25 +190,74 @@ bool on_cuda(std::initializer_list<const Arg*> args) {
   for (const Arg* a : args) msrt::check_same_device(first->v, first->name, a->v, a->name);
   const bool cuda = first->v.device == msrt::Device::CUDA;
 #ifndef MSRT_WITH_CUDA
-  MSRT_CHECK(!cuda, first->name, " is a CUDA tensor but medsam_agent_rt._C was built without "
+  MSRT_CHECK(!cuda, first->name,
+             " is a CUDA tensor but medsam_agent_rt._C was built without "
              "CUDA; rebuild with a CUDA compiler on PATH (MSRT_CUDA=ON to insist)");
 #endif
   return cuda;
 }
 
-// An output argument: the exact shape and dtype, C-contiguous and writable.
-void check_output(const Arg& a, std::vector<int64_t> shape, DType dtype, const char* expected) {
-  msrt::check_shape(a.v, a.name, std::move(shape), expected);
+// For the `_cpu` / `_cuda` entry points: every argument in host memory / on one CUDA device.
+void require_host(std::initializer_list<const Arg*> args) {
+  MSRT_CHECK(!on_cuda(args), (*args.begin())->name, " must be in host memory for this call, got ",
+             (*args.begin())->v.describe());
+}
+#ifdef MSRT_WITH_CUDA
+void require_cuda(std::initializer_list<const Arg*> args) {
+  MSRT_CHECK(on_cuda(args), (*args.begin())->name, " must be a CUDA tensor for this call, got ",
+             (*args.begin())->v.describe());
+}
+#endif
+
+std::string shape_str(const std::vector<int64_t>& dims) {
+  std::string s = "(";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+// An array a kernel reads or writes whole through its pointer: exactly `shape` and `dtype`,
+// C-contiguous.
+void check_dense(const Arg& a, const std::vector<int64_t>& shape, DType dtype) {
+  const std::string expected = shape_str(shape) + " " + msrt::dtype_name(dtype);
+  msrt::check_shape(a.v, a.name, shape, expected.c_str());
   msrt::check_dtype(a.v, a.name, dtype);
   msrt::check_contiguous(a.v, a.name);
+}
+
+// An output argument: check_dense, and writable.
+void check_output(const Arg& a, const std::vector<int64_t>& shape, DType dtype) {
+  check_dense(a, shape, dtype);
   msrt::check_writable(a.v, a.name);
 }
 
-std::string shape_str(std::initializer_list<int64_t> dims) {
-  std::string s = "(";
-  size_t i = 0;
-  for (int64_t d : dims) s += (i++ ? ", " : "") + std::to_string(d);
-  return s + ")";
+#ifdef MSRT_WITH_CUDA
+// A CUDA scratch buffer: (elems,) int32, contiguous, 8-byte aligned (kernels keep 64-bit
+// counters in it; a sliced tensor could start mid-word and fault on the atomics).
+void check_scratch(const Arg& a, int64_t elems) {
+  check_output(a, {elems}, DType::Int32);
+  MSRT_CHECK(reinterpret_cast<std::uintptr_t>(a.v.data) % 8 == 0, a.name,
+             " must start on an 8-byte boundary, got an offset view (", a.v.describe(), ")");
+}
+#endif
+
+// A (H, W) bool/uint8 mask as msrt::Mask2D (non-zero = set, strides in bytes). The CPU kernels
+// need unit column stride (the Python layer copies other layouts).
+msrt::Mask2D mask_view(const Arg& a, bool unit_column_stride) {
+  const TensorView& v = a.v;
+  MSRT_CHECK(v.ndim() == 2, a.name, " must be 2-D, got ", v.describe());
+  MSRT_CHECK(v.dtype == DType::Bool || v.dtype == DType::UInt8, a.name,
+             " must be bool or uint8, got ", v.describe());
+  MSRT_CHECK(v.shape[0] > 0 && v.shape[1] > 0, a.name, " must not be empty, got ", v.describe());
+  msrt::Mask2D m;
+  m.data = v.ptr<const uint8_t>();
+  m.height = v.shape[0];
+  m.width = v.shape[1];
+  m.stride_y = v.strides[0];
+  m.stride_x = v.shape[1] == 1 ? 1 : v.strides[1];
+  MSRT_CHECK(!unit_column_stride || m.stride_x == 1, a.name,
+             " must have unit column stride on the CPU (copy it with np.ascontiguousarray), got ",
+             v.describe());
+  return m;
 }
 
 py::dict build_info() {
@@ -209,197 +272,39 @@ py::dict build_info() {
   d["cuda_version"] = py::none();
   d["cuda_archs"] = py::none();
 #endif
-#ifdef MSRT_WITH_OPENMP
-  d["openmp"] = true;
-#else
-  d["openmp"] = false;
-#endif
+  d["cpu_threads"] = msrt::cpu::default_threads();
   return d;
 }
 
-// ================================================================ op: mask metrics
-// mask_counts(pred, target, out, threshold, stream): pred (N, H, W) or (H, W), target (H, W) or
-// (N, H, W) (a 2-D or length-1 operand broadcasts), out (N, 3) int64 <- intersection, pred area,
-// target area. Float operands are binarised as value > threshold in their own precision.
-msrt::MaskOperand mask_operand(const Arg& a, int64_t n, double threshold) {
-  msrt::check_ndim(a.v, a.name, 2, 3);
-  const bool batched = a.v.ndim() == 3;
-  msrt::MaskOperand op;
-  op.data = a.v.data;
-  op.dtype = a.v.dtype;
-  op.stride_n = batched && a.v.shape[0] != 1 ? a.v.strides[0] : 0;
-  op.stride_y = a.v.strides[a.v.ndim() - 2];
-  op.stride_x = a.v.strides[a.v.ndim() - 1];
-  op.threshold = threshold;
-  MSRT_CHECK(!batched || a.v.shape[0] == n || a.v.shape[0] == 1, a.name, " must hold ", n,
-             " masks (or 1 to broadcast), got ", a.v.describe());
-  msrt::with_mask_type(a.v.dtype, a.name, [](auto) {});
-  return op;
-}
-
-void mask_counts(const py::handle& pred, const py::handle& target, const py::handle& out,
-                 double threshold, std::uintptr_t stream) {
-  Arg p(pred, "pred", stream), t(target, "target", stream), o(out, "out", stream);
-  msrt::check_ndim(p.v, "pred", 2, 3);
-  msrt::check_ndim(t.v, "target", 2, 3);
-  const int64_t np_ = p.v.ndim() == 3 ? p.v.shape[0] : 1;
-  const int64_t nt = t.v.ndim() == 3 ? t.v.shape[0] : 1;
-  msrt::MaskShape s;
-  s.n = std::max(np_, nt);
-  s.h = p.v.shape[p.v.ndim() - 2];
-  s.w = p.v.shape[p.v.ndim() - 1];
-  MSRT_CHECK(t.v.shape[t.v.ndim() - 2] == s.h && t.v.shape[t.v.ndim() - 1] == s.w,
-             "pred and target must have the same H x W, got ", p.v.describe(), " and ",
-             t.v.describe());
-  const msrt::MaskOperand po = mask_operand(p, s.n, threshold);
-  const msrt::MaskOperand to = mask_operand(t, s.n, threshold);
-  check_output(o, {s.n, 3}, DType::Int64, (shape_str({s.n, 3}) + " int64").c_str());
-  if (on_cuda({&p, &t, &o})) {
-#ifdef MSRT_WITH_CUDA
-    msrt::cuda::mask_counts(po, to, s, o.v.ptr<int64_t>(), p.v.device_id, p.v.stream);
-#endif
-    return;
-  }
-  py::gil_scoped_release release;
-  msrt::cpu::mask_counts(po, to, s, o.v.ptr<int64_t>());
-}
-
-// iou_dice(counts, out): host (N, 3) int64 counts -> out (N, 2) float64 IoU, Dice with the
-// float64 arithmetic of reference.iou_dice_from_counts (I / max(U, 1), 2I / max(|P| + |R|, 1);
-// both empty -> 1.0): bit-identical, without NumPy's per-ufunc overhead on tiny arrays.
-void iou_dice(const py::handle& counts, const py::handle& out) {
-  Arg c(counts, "counts"), o(out, "out");
-  MSRT_CHECK(c.v.device == msrt::Device::CPU && c.v.ndim() == 2 && c.v.shape[1] == 3,
-             "counts must be a host (N, 3) array, got ", c.v.describe());
-  msrt::check_dtype(c.v, "counts", DType::Int64);
-  msrt::check_contiguous(c.v, "counts");
-  const int64_t n = c.v.shape[0];
-  check_output(o, {n, 2}, DType::Float64, (shape_str({n, 2}) + " float64").c_str());
-  const int64_t* k = c.v.ptr<int64_t>();
-  double* s = o.v.ptr<double>();
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t inter = k[3 * i], total = k[3 * i + 1] + k[3 * i + 2], uni = total - inter;
-    s[2 * i] = uni == 0 ? 1.0 : double(inter) / double(std::max<int64_t>(uni, 1));
-    s[2 * i + 1] = total == 0 ? 1.0 : double(2 * inter) / double(std::max<int64_t>(total, 1));
-  }
-}
-
-void register_mask_metrics(py::module_& m) {
-  m.def("mask_counts", &mask_counts, py::arg("pred"), py::arg("target"), py::arg("out"),
-        py::arg("threshold") = 0.0, py::arg("stream") = 0,
-        "Per-mask (intersection, pred area, target area) into out (N, 3) int64.");
-  m.def("iou_dice", &iou_dice, py::arg("counts"), py::arg("out"),
-        "IoU and Dice (N, 2) float64 from (N, 3) int64 counts.");
-}
-
-// ================================================================ op: prompt-embedding fusion
-// encode_sparse_prompts(coords, labels, gaussian, label_embed, input_h, input_w, out, error_flag,
-// stream): coords (S, 2) float32, labels (S,) int32/int64, gaussian (2, C/2) and label_embed
-// (5, C) float32 contiguous, out (slots >= S, C) float32. error_flag: (1,) int32, required on
-// CUDA (a bad label sets it to 1 and NaNs its row), optional on the host (bad labels raise).
-void encode_sparse_prompts(const py::handle& coords, const py::handle& labels,
-                           const py::handle& gaussian, const py::handle& label_embed,
-                           double input_h, double input_w, const py::handle& out,
-                           const py::handle& error_flag, std::uintptr_t stream) {
-  Arg c(coords, "coords", stream), l(labels, "labels", stream), g(gaussian, "gaussian", stream),
-      e(label_embed, "label_embed", stream), o(out, "out", stream);
-  MSRT_CHECK(c.v.ndim() == 2 && c.v.shape[1] == 2, "coords must be (S, 2), got ", c.v.describe());
-  msrt::check_dtype(c.v, "coords", DType::Float32);
-  const int64_t s = c.v.shape[0];
-  MSRT_CHECK(l.v.ndim() == 1 && l.v.shape[0] == s, "labels must be (", s,
-             ",) to match coords, got ", l.v.describe());
-  msrt::check_ndim(e.v, "label_embed", 2, 2);
-  const int64_t dim = e.v.shape[1];
-  MSRT_CHECK(e.v.shape[0] == 5 && dim % 2 == 0 && dim > 0,
-             "label_embed must be (5, C) with C even, got ", e.v.describe());
-  msrt::check_dtype(e.v, "label_embed", DType::Float32);
-  msrt::check_contiguous(e.v, "label_embed");
-  const std::string g_shape = "(2, " + std::to_string(dim / 2) + ")";
-  msrt::check_shape(g.v, "gaussian", {2, dim / 2}, g_shape.c_str());
-  msrt::check_dtype(g.v, "gaussian", DType::Float32);
-  msrt::check_contiguous(g.v, "gaussian");
-  MSRT_CHECK(o.v.ndim() == 2 && o.v.shape[1] == dim && o.v.shape[0] >= s, "out must be (slots >= ",
-             s, ", ", dim, "), got ", o.v.describe());
-  check_output(o, o.v.shape, DType::Float32, "(slots, C) float32");
-  MSRT_CHECK(input_h > 0 && input_w > 0, "input_size must be positive, got (", input_h, ", ",
-             input_w, ")");
-  msrt::PromptFusionArgs a;
-  a.coords = c.v.ptr<float>();
-  a.coords_stride_s = c.v.strides[0];
-  a.coords_stride_c = c.v.strides[1];
-  a.labels = l.v.data;
-  a.labels_dtype = l.v.dtype;
-  a.labels_stride = l.v.strides[0];
-  a.gaussian = g.v.ptr<float>();
-  a.label_embed = e.v.ptr<float>();
-  a.num_tokens = s;
-  a.num_slots = o.v.shape[0];
-  a.embed_dim = dim;
-  a.input_h = input_h;
-  a.input_w = input_w;
-  a.out = o.v.ptr<float>();
-  if (on_cuda({&c, &l, &g, &e, &o})) {
-#ifdef MSRT_WITH_CUDA
-    Arg f(error_flag, "error_flag", stream);
-    msrt::check_same_device(c.v, "coords", f.v, "error_flag");
-    check_output(f, {1}, DType::Int32, "(1,) int32");
-    msrt::with_label_type(a.labels_dtype, [](auto) {});
-    msrt::cuda::encode_sparse_prompts(a, f.v.ptr<int32_t>(), c.v.device_id, c.v.stream);
-#endif
-    return;
-  }
-  msrt::cpu::encode_sparse_prompts(a);  // tiny: keeps the GIL (releasing costs more)
-  if (!error_flag.is_none()) {  // same contract on both devices: 0 after a successful call
-    Arg f(error_flag, "error_flag", stream);
-    check_output(f, {1}, DType::Int32, "(1,) int32");
-    MSRT_CHECK(f.v.device == msrt::Device::CPU, "error_flag must be on the host like coords");
-    *f.v.ptr<int32_t>() = 0;
-  }
-}
-
-void register_prompt_fusion(py::module_& m) {
-  m.def("encode_sparse_prompts", &encode_sparse_prompts, py::arg("coords"), py::arg("labels"),
-        py::arg("gaussian"), py::arg("label_embed"), py::arg("input_h"), py::arg("input_w"),
-        py::arg("out"), py::arg("error_flag") = py::none(), py::arg("stream") = 0,
-        "SAM sparse prompt embeddings of S tokens into out (slots, C) float32.");
-}
-
 // ================================================================ op: connected components
-// CPU: NumPy in, NumPy out (allocated here), the GIL released while the kernel runs.
-// CUDA: DLPack capsules in, outputs allocated by the caller with the input's framework.
+// Host: label_components_cpu(mask, connectivity, threads) -> (labels (H, W) int32, areas (K,)
+// int64, boxes (K, 4) int64); count / keep-largest / fill-holes likewise return new arrays.
+// CUDA: label_components_cuda writes labels and returns K (synchronises the stream);
+// component_stats_cuda, keep_largest_component_cuda and fill_holes_cuda then run on its labels.
 
-// A 2-D bool/uint8 view as msrt::Mask2D; CPU kernels need unit column stride.
-msrt::Mask2D cc_mask(const TensorView& v, const char* name, bool unit_column_stride) {
-  MSRT_CHECK(v.ndim() == 2, name, " must be 2-D, got ", v.describe());
-  MSRT_CHECK(v.dtype == DType::Bool || v.dtype == DType::UInt8, name,
-             " must be bool or uint8, got ", v.describe());
-  MSRT_CHECK(v.shape[0] > 0 && v.shape[1] > 0, name, " must not be empty, got ", v.describe());
-  MSRT_CHECK(v.numel() < (int64_t(1) << 31), name, " must have fewer than 2**31 pixels, got ",
-             v.describe());
-  msrt::Mask2D m;
-  m.data = static_cast<const uint8_t*>(v.data);
-  m.height = v.shape[0];
-  m.width = v.shape[1];
-  m.stride_y = v.strides[0];
-  m.stride_x = v.shape[1] == 1 ? 1 : v.strides[1];
-  MSRT_CHECK(!unit_column_stride || m.stride_x == 1, name,
-             " must have unit column stride on the CPU (copy it with np.ascontiguousarray), got ",
-             v.describe());
+// Masks of the labelling kernels: int32 pixel indices.
+msrt::Mask2D label_mask(const Arg& a, bool unit_column_stride) {
+  const msrt::Mask2D m = mask_view(a, unit_column_stride);
+  MSRT_CHECK(m.height * m.width < (int64_t(1) << 31), a.name,
+             " must have fewer than 2**31 pixels, got ", a.v.describe());
   return m;
 }
 
-void cc_check_connectivity(int connectivity) {
+void check_connectivity(int connectivity) {
   MSRT_CHECK(connectivity == 4 || connectivity == 8, "connectivity must be 4 or 8, got ",
              connectivity);
 }
 
-py::array cc_bool_array(int64_t h, int64_t w) {
-  return py::array(py::dtype("?"), std::vector<py::ssize_t>{py::ssize_t(h), py::ssize_t(w)});
+// The host mask of a `_cpu` entry point.
+msrt::Mask2D host_label_mask(const Arg& a, int connectivity) {
+  require_host({&a});
+  check_connectivity(connectivity);
+  return label_mask(a, true);
 }
 
-py::tuple label_components_cpu(const py::array& mask, int connectivity, int threads) {
-  const msrt::Mask2D m = cc_mask(view_numpy(mask, "mask"), "mask", true);
-  cc_check_connectivity(connectivity);
+py::tuple label_components_cpu(const py::handle& mask, int connectivity, int threads) {
+  const Arg a(mask, "mask");
+  const msrt::Mask2D m = host_label_mask(a, connectivity);
   py::array_t<int32_t> labels({py::ssize_t(m.height), py::ssize_t(m.width)});
   int32_t* out = labels.mutable_data();
   msrt::ComponentStats stats;
@@ -415,148 +320,118 @@ py::tuple label_components_cpu(const py::array& mask, int connectivity, int thre
   return py::make_tuple(labels, areas, boxes);
 }
 
-int64_t count_components_cpu(const py::array& mask, int connectivity, int threads) {
-  const msrt::Mask2D m = cc_mask(view_numpy(mask, "mask"), "mask", true);
-  cc_check_connectivity(connectivity);
+int64_t count_components_cpu(const py::handle& mask, int connectivity, int threads) {
+  const Arg a(mask, "mask");
+  const msrt::Mask2D m = host_label_mask(a, connectivity);
   py::gil_scoped_release nogil;
   return msrt::cpu::count_components(m, connectivity, threads);
 }
 
-py::array keep_largest_component_cpu(const py::array& mask, int connectivity, int threads) {
-  const msrt::Mask2D m = cc_mask(view_numpy(mask, "mask"), "mask", true);
-  cc_check_connectivity(connectivity);
-  py::array out = cc_bool_array(m.height, m.width);
+// A new (H, W) bool array written by kernel(mask, out) without the GIL.
+template <typename Kernel>
+py::array bool_image_cpu(const py::handle& mask, int connectivity, Kernel&& kernel) {
+  const Arg a(mask, "mask");
+  const msrt::Mask2D m = host_label_mask(a, connectivity);
+  py::array out(py::dtype("?"),
+                std::vector<py::ssize_t>{py::ssize_t(m.height), py::ssize_t(m.width)});
   auto* o = static_cast<uint8_t*>(out.mutable_data());
   {
     py::gil_scoped_release nogil;
-    msrt::cpu::keep_largest_component(m, connectivity, o, threads);
+    kernel(m, o);
   }
   return out;
 }
 
-py::array fill_holes_cpu(const py::array& mask, int connectivity, int64_t max_area,
-                         int threads) {
-  const msrt::Mask2D m = cc_mask(view_numpy(mask, "mask"), "mask", true);
-  cc_check_connectivity(connectivity);
-  py::array out = cc_bool_array(m.height, m.width);
-  auto* o = static_cast<uint8_t*>(out.mutable_data());
-  {
-    py::gil_scoped_release nogil;
+py::array keep_largest_component_cpu(const py::handle& mask, int connectivity, int threads) {
+  return bool_image_cpu(mask, connectivity, [&](const msrt::Mask2D& m, uint8_t* o) {
+    msrt::cpu::keep_largest_component(m, connectivity, o, threads);
+  });
+}
+
+py::array fill_holes_cpu(const py::handle& mask, int connectivity, int64_t max_area, int threads) {
+  return bool_image_cpu(mask, connectivity, [&](const msrt::Mask2D& m, uint8_t* o) {
     msrt::cpu::fill_holes(m, connectivity, max_area, o, threads);
-  }
-  return out;
+  });
 }
 
 #ifdef MSRT_WITH_CUDA
-// A DLPack capsule that must hold a CUDA tensor; `hold` owns it for the call.
-TensorView cc_cuda_view(const py::capsule& cap, const char* name, std::uintptr_t stream,
-                        DLPackHold& hold) {
-  TensorView v = view_dlpack(cap, name, stream, hold);
-  MSRT_CHECK(v.device == msrt::Device::CUDA, name, " must be a CUDA tensor, got ", v.describe());
-  return v;
-}
-
-// A caller-allocated CUDA output: dtype, shape and C-contiguity as the kernels expect.
-void cc_cuda_out(const TensorView& v, const char* name, DType dtype,
-                 const std::vector<int64_t>& shape) {
-  check_dtype(v, name, dtype);
-  MSRT_CHECK(v.shape == shape, name, " has the wrong shape: ", v.describe());
-  check_contiguous(v, name);
-}
-
-int64_t label_components_cuda(const py::capsule& mask, const py::capsule& labels,
-                              const py::capsule& scratch, int connectivity, bool invert,
+int64_t label_components_cuda(const py::handle& mask, const py::handle& labels,
+                              const py::handle& scratch, int connectivity, bool invert,
                               std::uintptr_t stream) {
-  DLPackHold hm, hl, hs;
-  const TensorView vm = cc_cuda_view(mask, "mask", stream, hm);
-  const TensorView vl = cc_cuda_view(labels, "labels", stream, hl);
-  const TensorView vs = cc_cuda_view(scratch, "scratch", stream, hs);
-  const msrt::Mask2D m = cc_mask(vm, "mask", false);
-  cc_check_connectivity(connectivity);
-  cc_cuda_out(vl, "labels", DType::Int32, {m.height, m.width});
-  cc_cuda_out(vs, "scratch", DType::Int32, {msrt::cuda::label_scratch_elems(m.height, m.width)});
-  check_same_device(vm, "mask", vl, "labels");
-  check_same_device(vm, "mask", vs, "scratch");
+  const Arg a(mask, "mask", stream), l(labels, "labels", stream), s(scratch, "scratch", stream);
+  require_cuda({&a, &l, &s});
+  const msrt::Mask2D m = label_mask(a, false);
+  check_connectivity(connectivity);
+  check_output(l, {m.height, m.width}, DType::Int32);
+  check_scratch(s, msrt::cuda::label_scratch_elems(m.height, m.width));
   py::gil_scoped_release nogil;
-  return msrt::cuda::label_components(m, connectivity, invert, vl.ptr<int32_t>(),
-                                      vs.ptr<int32_t>(), vm.device_id, vm.stream);
+  return msrt::cuda::label_components(m, connectivity, invert, l.v.ptr<int32_t>(),
+                                      s.v.ptr<int32_t>(), a.v.device_id, a.v.stream);
 }
 
-void component_stats_cuda(const py::capsule& labels, const py::capsule& areas,
-                          const py::capsule& boxes, std::uintptr_t stream) {
-  DLPackHold hl, ha, hb;
-  const TensorView vl = cc_cuda_view(labels, "labels", stream, hl);
-  const TensorView va = cc_cuda_view(areas, "areas", stream, ha);
-  const TensorView vb = cc_cuda_view(boxes, "boxes", stream, hb);
-  check_ndim(vl, "labels", 2, 2);
-  cc_cuda_out(vl, "labels", DType::Int32, vl.shape);
-  check_ndim(va, "areas", 1, 1);
-  const int64_t k = va.shape[0];
-  cc_cuda_out(va, "areas", DType::Int64, {k});
-  cc_cuda_out(vb, "boxes", DType::Int64, {k, 4});
-  check_same_device(vl, "labels", va, "areas");
-  check_same_device(vl, "labels", vb, "boxes");
+void component_stats_cuda(const py::handle& labels, const py::handle& areas,
+                          const py::handle& boxes, std::uintptr_t stream) {
+  const Arg l(labels, "labels", stream), a(areas, "areas", stream), b(boxes, "boxes", stream);
+  require_cuda({&l, &a, &b});
+  msrt::check_ndim(l.v, "labels", 2, 2);
+  check_dense(l, l.v.shape, DType::Int32);
+  msrt::check_ndim(a.v, "areas", 1, 1);
+  const int64_t k = a.v.shape[0];
+  check_output(a, {k}, DType::Int64);
+  check_output(b, {k, 4}, DType::Int64);
   py::gil_scoped_release nogil;
-  msrt::cuda::component_stats(vl.ptr<int32_t>(), vl.shape[0], vl.shape[1], k, va.ptr<int64_t>(),
-                              vb.ptr<int64_t>(), vl.device_id, vl.stream);
+  msrt::cuda::component_stats(l.v.ptr<int32_t>(), l.v.shape[0], l.v.shape[1], k, a.v.ptr<int64_t>(),
+                              b.v.ptr<int64_t>(), l.v.device_id, l.v.stream);
 }
 
-void keep_largest_component_cuda(const py::capsule& labels, const py::capsule& areas,
-                                 const py::capsule& scratch, const py::capsule& out,
+void keep_largest_component_cuda(const py::handle& labels, const py::handle& areas,
+                                 const py::handle& scratch, const py::handle& out,
                                  std::uintptr_t stream) {
-  DLPackHold hl, ha, hs, ho;
-  const TensorView vl = cc_cuda_view(labels, "labels", stream, hl);
-  const TensorView va = cc_cuda_view(areas, "areas", stream, ha);
-  const TensorView vs = cc_cuda_view(scratch, "scratch", stream, hs);
-  const TensorView vo = cc_cuda_view(out, "out", stream, ho);
-  check_ndim(vl, "labels", 2, 2);
-  check_ndim(va, "areas", 1, 1);
-  const int64_t h = vl.shape[0], w = vl.shape[1];
-  cc_cuda_out(vl, "labels", DType::Int32, {h, w});
-  cc_cuda_out(va, "areas", DType::Int64, va.shape);
-  cc_cuda_out(vs, "scratch", DType::Int32, {msrt::cuda::label_scratch_elems(h, w)});
-  cc_cuda_out(vo, "out", DType::Bool, {h, w});
-  for (const TensorView* t : {&va, &vs, &vo}) check_same_device(vl, "labels", *t, "outputs");
+  const Arg l(labels, "labels", stream), a(areas, "areas", stream), s(scratch, "scratch", stream),
+      o(out, "out", stream);
+  require_cuda({&l, &a, &s, &o});
+  msrt::check_ndim(l.v, "labels", 2, 2);
+  msrt::check_ndim(a.v, "areas", 1, 1);
+  const int64_t h = l.v.shape[0], w = l.v.shape[1];
+  check_dense(l, {h, w}, DType::Int32);
+  check_dense(a, a.v.shape, DType::Int64);
+  check_scratch(s, msrt::cuda::label_scratch_elems(h, w));
+  check_output(o, {h, w}, DType::Bool);
   py::gil_scoped_release nogil;
-  msrt::cuda::keep_largest_component(vl.ptr<int32_t>(), h, w, va.ptr<int64_t>(), va.shape[0],
-                                     vs.ptr<int32_t>(), vo.ptr<uint8_t>(), vl.device_id,
-                                     vl.stream);
+  msrt::cuda::keep_largest_component(l.v.ptr<int32_t>(), h, w, a.v.ptr<int64_t>(), a.v.shape[0],
+                                     s.v.ptr<int32_t>(), o.v.ptr<uint8_t>(), l.v.device_id,
+                                     l.v.stream);
 }
 
-void fill_holes_cuda(const py::capsule& mask, const py::capsule& bg_labels,
-                     const py::capsule& areas, const py::capsule& boxes, int64_t max_area,
-                     const py::capsule& out, std::uintptr_t stream) {
-  DLPackHold hm, hl, ha, hb, ho;
-  const TensorView vm = cc_cuda_view(mask, "mask", stream, hm);
-  const TensorView vl = cc_cuda_view(bg_labels, "bg_labels", stream, hl);
-  const TensorView va = cc_cuda_view(areas, "areas", stream, ha);
-  const TensorView vb = cc_cuda_view(boxes, "boxes", stream, hb);
-  const TensorView vo = cc_cuda_view(out, "out", stream, ho);
-  const msrt::Mask2D m = cc_mask(vm, "mask", false);
-  check_ndim(va, "areas", 1, 1);
-  const int64_t k = va.shape[0];
-  cc_cuda_out(vl, "bg_labels", DType::Int32, {m.height, m.width});
-  cc_cuda_out(va, "areas", DType::Int64, {k});
-  cc_cuda_out(vb, "boxes", DType::Int64, {k, 4});
-  cc_cuda_out(vo, "out", DType::Bool, {m.height, m.width});
-  for (const TensorView* t : {&vl, &va, &vb, &vo}) check_same_device(vm, "mask", *t, "outputs");
+void fill_holes_cuda(const py::handle& mask, const py::handle& bg_labels, const py::handle& areas,
+                     const py::handle& boxes, int64_t max_area, const py::handle& out,
+                     std::uintptr_t stream) {
+  const Arg m(mask, "mask", stream), l(bg_labels, "bg_labels", stream), a(areas, "areas", stream),
+      b(boxes, "boxes", stream), o(out, "out", stream);
+  require_cuda({&m, &l, &a, &b, &o});
+  const msrt::Mask2D mk = label_mask(m, false);
+  msrt::check_ndim(a.v, "areas", 1, 1);
+  const int64_t k = a.v.shape[0];
+  check_dense(l, {mk.height, mk.width}, DType::Int32);
+  check_dense(a, {k}, DType::Int64);
+  check_dense(b, {k, 4}, DType::Int64);
+  check_output(o, {mk.height, mk.width}, DType::Bool);
   py::gil_scoped_release nogil;
-  msrt::cuda::fill_holes(m, vl.ptr<int32_t>(), va.ptr<int64_t>(), vb.ptr<int64_t>(), max_area,
-                         vo.ptr<uint8_t>(), vm.device_id, vm.stream);
+  msrt::cuda::fill_holes(mk, l.v.ptr<int32_t>(), a.v.ptr<int64_t>(), b.v.ptr<int64_t>(), max_area,
+                         o.v.ptr<uint8_t>(), m.v.device_id, m.v.stream);
 }
 #endif
 
 void register_components(py::module_& m) {
-  m.def("label_components_cpu", &label_components_cpu, py::arg("mask"),
-        py::arg("connectivity") = 8, py::arg("threads") = 0,
+  m.def("label_components_cpu", &label_components_cpu, py::arg("mask"), py::arg("connectivity") = 8,
+        py::arg("threads") = 0,
         "(H, W) bool/uint8 -> (labels (H, W) int32, areas (K,) int64, boxes (K, 4) int64).");
-  m.def("count_components_cpu", &count_components_cpu, py::arg("mask"),
-        py::arg("connectivity") = 8, py::arg("threads") = 0);
+  m.def("count_components_cpu", &count_components_cpu, py::arg("mask"), py::arg("connectivity") = 8,
+        py::arg("threads") = 0);
   m.def("keep_largest_component_cpu", &keep_largest_component_cpu, py::arg("mask"),
         py::arg("connectivity") = 8, py::arg("threads") = 0);
   m.def("fill_holes_cpu", &fill_holes_cpu, py::arg("mask"), py::arg("connectivity") = 8,
-        py::arg("max_area") = -1, py::arg("threads") = 0,
-        "max_area < 0: fill every hole.");
+        py::arg("max_area") = -1, py::arg("threads") = 0, "max_area < 0: fill every hole.");
 #ifdef MSRT_WITH_CUDA
   m.def("label_scratch_elems", &msrt::cuda::label_scratch_elems, py::arg("height"),
         py::arg("width"), "int32 elements of scratch label_components_cuda needs.");
@@ -568,35 +443,38 @@ void register_components(py::module_& m) {
   m.def("keep_largest_component_cuda", &keep_largest_component_cuda, py::arg("labels"),
         py::arg("areas"), py::arg("scratch"), py::arg("out"), py::arg("stream"));
   m.def("fill_holes_cuda", &fill_holes_cuda, py::arg("mask"), py::arg("bg_labels"),
-        py::arg("areas"), py::arg("boxes"), py::arg("max_area"), py::arg("out"),
-        py::arg("stream"));
+        py::arg("areas"), py::arg("boxes"), py::arg("max_area"), py::arg("out"), py::arg("stream"));
 #endif
 }
 
 // ================================================================ op: distance transform + click
-// Masks are checked by cc_mask (section above). Exclusions arrive as a host (K, 2) int64 array of
-// (x, y) pixels; out-of-image entries are ignored.
+// Host: distance_transform_cpu / error_regions_cpu return new float32 arrays, next_click_cpu a
+// tuple or None. CUDA: caller-allocated outputs and scratch (sizes from dt_scratch_elems /
+// click_scratch_elems). Exclusions are a host (K, 2) int64 array of (x, y) pixels; entries
+// outside the image are ignored.
 
-void dt_check_size(const msrt::Mask2D& m, const char* name) {
-  // INF = H + W + 2 squared, plus W^2, must stay below 2^31 (int32 squared distances).
+// Masks of the distance kernels: int32 squared distances, INF = H + W + 2 with INF^2 + W^2 < 2^31.
+msrt::Mask2D distance_mask(const Arg& a, bool unit_column_stride) {
+  const msrt::Mask2D m = label_mask(a, unit_column_stride);
   const int64_t inf = m.height + m.width + 2;
-  MSRT_CHECK(inf * inf + m.width * m.width < (int64_t(1) << 31), name,
+  MSRT_CHECK(inf * inf + m.width * m.width < (int64_t(1) << 31), a.name,
              " is too large for the distance transform (H + W must stay below ~30000), got ",
-             m.height, "x", m.width);
+             a.v.describe());
+  return m;
 }
 
-std::pair<const msrt::Mask2D, const msrt::Mask2D> dt_pair(const py::array& pred,
-                                                          const py::array& gt) {
-  const msrt::Mask2D p = cc_mask(view_numpy(pred, "pred"), "pred", true);
-  const msrt::Mask2D g = cc_mask(view_numpy(gt, "gt"), "gt", true);
+// The (pred, gt) pair of the click simulator: same H x W.
+std::pair<msrt::Mask2D, msrt::Mask2D> mask_pair(const Arg& pred, const Arg& gt,
+                                                bool unit_column_stride) {
+  const msrt::Mask2D p = distance_mask(pred, unit_column_stride);
+  const msrt::Mask2D g = distance_mask(gt, unit_column_stride);
   MSRT_CHECK(p.height == g.height && p.width == g.width,
-             "pred and gt must have the same H x W, got ", p.height, "x", p.width, " and ",
-             g.height, "x", g.width);
-  dt_check_size(p, "pred");
+             "pred and gt must have the same H x W, got ", pred.v.describe(), " and ",
+             gt.v.describe());
   return {p, g};
 }
 
-py::array_t<int64_t> dt_exclude(const py::object& exclude) {
+py::array_t<int64_t> exclusions(const py::object& exclude) {
   if (exclude.is_none()) return py::array_t<int64_t>(std::vector<py::ssize_t>{0, 2});
   auto ex = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(exclude);
   MSRT_CHECK(ex && (ex.size() == 0 || (ex.ndim() == 2 && ex.shape(1) == 2)),
@@ -604,126 +482,106 @@ py::array_t<int64_t> dt_exclude(const py::object& exclude) {
   return ex;
 }
 
-py::array_t<float> distance_transform_cpu(const py::array& mask, int threads) {
-  const msrt::Mask2D m = cc_mask(view_numpy(mask, "mask"), "mask", true);
-  dt_check_size(m, "mask");
-  py::array_t<float> out({py::ssize_t(m.height), py::ssize_t(m.width)});
-  float* o = out.mutable_data();
-  py::gil_scoped_release nogil;
-  msrt::cpu::distance_transform(m, o, threads);
-  return out;
-}
-
-py::tuple error_regions_cpu(const py::array& pred, const py::array& gt,
-                            const py::object& exclude, int threads) {
-  const auto [p, g] = dt_pair(pred, gt);
-  const auto ex = dt_exclude(exclude);
-  const py::ssize_t h = py::ssize_t(p.height), w = py::ssize_t(p.width);
-  py::array_t<float> fn({h, w}), fp({h, w});
-  float* a = fn.mutable_data();
-  float* b = fp.mutable_data();
-  {
-    py::gil_scoped_release nogil;
-    msrt::cpu::error_regions(p, g, ex.data(), ex.size() / 2, a, b, threads);
-  }
-  return py::make_tuple(fn, fp);
-}
-
 py::object click_result(const msrt::ClickResult& r) {
   if (!r.found) return py::none();
   return py::make_tuple(r.x, r.y, r.positive, double(r.distance));
 }
 
-py::object next_click_cpu(const py::array& pred, const py::array& gt, const py::object& exclude,
+py::array_t<float> distance_transform_cpu(const py::handle& mask, int threads) {
+  const Arg a(mask, "mask");
+  require_host({&a});
+  const msrt::Mask2D m = distance_mask(a, true);
+  py::array_t<float> out({py::ssize_t(m.height), py::ssize_t(m.width)});
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    msrt::cpu::distance_transform(m, o, threads);
+  }
+  return out;
+}
+
+py::tuple error_regions_cpu(const py::handle& pred, const py::handle& gt, const py::object& exclude,
+                            int threads) {
+  const Arg p(pred, "pred"), g(gt, "gt");
+  require_host({&p, &g});
+  const auto [pm, gm] = mask_pair(p, g, true);
+  const auto ex = exclusions(exclude);
+  const py::ssize_t h = py::ssize_t(pm.height), w = py::ssize_t(pm.width);
+  py::array_t<float> fn({h, w}), fp({h, w});
+  float* a = fn.mutable_data();
+  float* b = fp.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    msrt::cpu::error_regions(pm, gm, ex.data(), ex.size() / 2, a, b, threads);
+  }
+  return py::make_tuple(fn, fp);
+}
+
+py::object next_click_cpu(const py::handle& pred, const py::handle& gt, const py::object& exclude,
                           int threads) {
-  const auto [p, g] = dt_pair(pred, gt);
-  const auto ex = dt_exclude(exclude);
+  const Arg p(pred, "pred"), g(gt, "gt");
+  require_host({&p, &g});
+  const auto [pm, gm] = mask_pair(p, g, true);
+  const auto ex = exclusions(exclude);
   msrt::ClickResult r;
   {
     py::gil_scoped_release nogil;
-    r = msrt::cpu::next_click(p, g, ex.data(), ex.size() / 2, threads);
+    r = msrt::cpu::next_click(pm, gm, ex.data(), ex.size() / 2, threads);
   }
   return click_result(r);
 }
 
 #ifdef MSRT_WITH_CUDA
-void distance_transform_cuda(const py::capsule& mask, const py::capsule& out,
-                             const py::capsule& scratch, std::uintptr_t stream) {
-  DLPackHold hm, ho, hs;
-  const TensorView vm = cc_cuda_view(mask, "mask", stream, hm);
-  const TensorView vo = cc_cuda_view(out, "out", stream, ho);
-  const TensorView vs = cc_cuda_view(scratch, "scratch", stream, hs);
-  const msrt::Mask2D m = cc_mask(vm, "mask", false);
-  dt_check_size(m, "mask");
-  cc_cuda_out(vo, "out", DType::Float32, {m.height, m.width});
-  cc_cuda_out(vs, "scratch", DType::Int32, {msrt::cuda::dt_scratch_elems(0)});
-  check_same_device(vm, "mask", vo, "out");
-  check_same_device(vm, "mask", vs, "scratch");
+void distance_transform_cuda(const py::handle& mask, const py::handle& out,
+                             const py::handle& scratch, std::uintptr_t stream) {
+  const Arg a(mask, "mask", stream), o(out, "out", stream), s(scratch, "scratch", stream);
+  require_cuda({&a, &o, &s});
+  const msrt::Mask2D m = distance_mask(a, false);
+  check_output(o, {m.height, m.width}, DType::Float32);
+  check_scratch(s, msrt::cuda::dt_scratch_elems(0));
   py::gil_scoped_release nogil;
-  msrt::cuda::distance_transform(m, vo.ptr<float>(), vs.ptr<int32_t>(), vm.device_id, vm.stream);
+  msrt::cuda::distance_transform(m, o.v.ptr<float>(), s.v.ptr<int32_t>(), a.v.device_id,
+                                 a.v.stream);
 }
 
-struct DtCudaPair {
-  DLPackHold hp, hg;
-  TensorView vp, vg;
-  msrt::Mask2D p, g;
-  DtCudaPair(const py::capsule& pred, const py::capsule& gt, std::uintptr_t stream) {
-    vp = cc_cuda_view(pred, "pred", stream, hp);
-    vg = cc_cuda_view(gt, "gt", stream, hg);
-    p = cc_mask(vp, "pred", false);
-    g = cc_mask(vg, "gt", false);
-    MSRT_CHECK(p.height == g.height && p.width == g.width,
-               "pred and gt must have the same H x W, got ", vp.describe(), " and ",
-               vg.describe());
-    check_same_device(vp, "pred", vg, "gt");
-    dt_check_size(p, "pred");
-  }
-};
-
-void error_regions_cuda(const py::capsule& pred, const py::capsule& gt,
-                        const py::object& exclude, const py::capsule& dist_fn,
-                        const py::capsule& dist_fp, const py::capsule& scratch,
-                        std::uintptr_t stream) {
-  DtCudaPair in(pred, gt, stream);
-  const auto ex = dt_exclude(exclude);
-  DLPackHold ha, hb, hs;
-  const TensorView va = cc_cuda_view(dist_fn, "dist_fn", stream, ha);
-  const TensorView vb = cc_cuda_view(dist_fp, "dist_fp", stream, hb);
-  const TensorView vs = cc_cuda_view(scratch, "scratch", stream, hs);
+void error_regions_cuda(const py::handle& pred, const py::handle& gt, const py::object& exclude,
+                        const py::handle& dist_fn, const py::handle& dist_fp,
+                        const py::handle& scratch, std::uintptr_t stream) {
+  const Arg p(pred, "pred", stream), g(gt, "gt", stream), fn(dist_fn, "dist_fn", stream),
+      fp(dist_fp, "dist_fp", stream), s(scratch, "scratch", stream);
+  require_cuda({&p, &g, &fn, &fp, &s});
+  const auto [pm, gm] = mask_pair(p, g, false);
+  const auto ex = exclusions(exclude);
   const int64_t n_ex = ex.size() / 2;
-  cc_cuda_out(va, "dist_fn", DType::Float32, {in.p.height, in.p.width});
-  cc_cuda_out(vb, "dist_fp", DType::Float32, {in.p.height, in.p.width});
-  cc_cuda_out(vs, "scratch", DType::Int32, {msrt::cuda::dt_scratch_elems(n_ex)});
-  for (const TensorView* t : {&va, &vb, &vs}) check_same_device(in.vp, "pred", *t, "outputs");
+  check_output(fn, {pm.height, pm.width}, DType::Float32);
+  check_output(fp, {pm.height, pm.width}, DType::Float32);
+  check_scratch(s, msrt::cuda::dt_scratch_elems(n_ex));
   py::gil_scoped_release nogil;
-  msrt::cuda::error_regions(in.p, in.g, ex.data(), n_ex, va.ptr<float>(), vb.ptr<float>(),
-                            vs.ptr<int32_t>(), in.vp.device_id, in.vp.stream);
+  msrt::cuda::error_regions(pm, gm, ex.data(), n_ex, fn.v.ptr<float>(), fp.v.ptr<float>(),
+                            s.v.ptr<int32_t>(), p.v.device_id, p.v.stream);
 }
 
-py::object next_click_cuda(const py::capsule& pred, const py::capsule& gt,
-                           const py::object& exclude, const py::capsule& scratch,
-                           std::uintptr_t stream) {
-  DtCudaPair in(pred, gt, stream);
-  const auto ex = dt_exclude(exclude);
-  DLPackHold hs;
-  const TensorView vs = cc_cuda_view(scratch, "scratch", stream, hs);
+py::object next_click_cuda(const py::handle& pred, const py::handle& gt, const py::object& exclude,
+                           const py::handle& scratch, std::uintptr_t stream) {
+  const Arg p(pred, "pred", stream), g(gt, "gt", stream), s(scratch, "scratch", stream);
+  require_cuda({&p, &g, &s});
+  const auto [pm, gm] = mask_pair(p, g, false);
+  const auto ex = exclusions(exclude);
   const int64_t n_ex = ex.size() / 2;
-  cc_cuda_out(vs, "scratch", DType::Int32,
-              {msrt::cuda::click_scratch_elems(in.p.height, in.p.width, n_ex)});
-  check_same_device(in.vp, "pred", vs, "scratch");
+  check_scratch(s, msrt::cuda::click_scratch_elems(pm.height, pm.width, n_ex));
   msrt::ClickResult r;
   {
     py::gil_scoped_release nogil;
-    r = msrt::cuda::next_click(in.p, in.g, ex.data(), n_ex, vs.ptr<int32_t>(), in.vp.device_id,
-                               in.vp.stream);
+    r = msrt::cuda::next_click(pm, gm, ex.data(), n_ex, s.v.ptr<int32_t>(), p.v.device_id,
+                               p.v.stream);
   }
   return click_result(r);
 }
 #endif
 
 void register_distance(py::module_& m) {
-  m.def("distance_transform_cpu", &distance_transform_cpu, py::arg("mask"),
-        py::arg("threads") = 0, "(H, W) bool/uint8 -> (H, W) float32 exact Euclidean distance.");
+  m.def("distance_transform_cpu", &distance_transform_cpu, py::arg("mask"), py::arg("threads") = 0,
+        "(H, W) bool/uint8 -> (H, W) float32 exact Euclidean distance.");
   m.def("error_regions_cpu", &error_regions_cpu, py::arg("pred"), py::arg("gt"),
         py::arg("exclude") = py::none(), py::arg("threads") = 0,
         "-> (dist_fn, dist_fp), each (H, W) float32 with a 1-px zero border.");
@@ -746,16 +604,151 @@ void register_distance(py::module_& m) {
 #endif
 }
 
+// ================================================================ op: mask metrics
+// mask_counts(pred, target, out, threshold, stream, threads): pred (N, H, W) or (H, W), target
+// (H, W) or (N, H, W) (a 2-D or length-1 operand broadcasts), out (N, 3) int64 <- intersection,
+// pred area, target area. Float operands are binarised as value > threshold in their own
+// precision.
+msrt::MaskOperand mask_operand(const Arg& a, int64_t n, double threshold) {
+  msrt::check_ndim(a.v, a.name, 2, 3);
+  const bool batched = a.v.ndim() == 3;
+  msrt::MaskOperand op;
+  op.data = a.v.data;
+  op.dtype = a.v.dtype;
+  op.stride_n = batched && a.v.shape[0] != 1 ? a.v.strides[0] : 0;
+  op.stride_y = a.v.strides[a.v.ndim() - 2];
+  op.stride_x = a.v.strides[a.v.ndim() - 1];
+  op.threshold = threshold;
+  MSRT_CHECK(!batched || a.v.shape[0] == n || a.v.shape[0] == 1, a.name, " must hold ", n,
+             " masks (or 1 to broadcast), got ", a.v.describe());
+  msrt::with_mask_type(a.v.dtype, a.name, [](auto) {});
+  return op;
+}
+
+void mask_counts(const py::handle& pred, const py::handle& target, const py::handle& out,
+                 double threshold, std::uintptr_t stream, int threads) {
+  const Arg p(pred, "pred", stream), t(target, "target", stream), o(out, "out", stream);
+  msrt::check_ndim(p.v, "pred", 2, 3);
+  msrt::check_ndim(t.v, "target", 2, 3);
+  const int64_t np_ = p.v.ndim() == 3 ? p.v.shape[0] : 1;
+  const int64_t nt = t.v.ndim() == 3 ? t.v.shape[0] : 1;
+  msrt::MaskShape s;
+  s.n = std::max(np_, nt);
+  s.h = p.v.shape[p.v.ndim() - 2];
+  s.w = p.v.shape[p.v.ndim() - 1];
+  MSRT_CHECK(t.v.shape[t.v.ndim() - 2] == s.h && t.v.shape[t.v.ndim() - 1] == s.w,
+             "pred and target must have the same H x W, got ", p.v.describe(), " and ",
+             t.v.describe());
+  const msrt::MaskOperand po = mask_operand(p, s.n, threshold);
+  const msrt::MaskOperand to = mask_operand(t, s.n, threshold);
+  check_output(o, {s.n, 3}, DType::Int64);
+  const bool cuda = on_cuda({&p, &t, &o});
+  py::gil_scoped_release nogil;
+  if (cuda) {
+#ifdef MSRT_WITH_CUDA
+    msrt::cuda::mask_counts(po, to, s, o.v.ptr<int64_t>(), p.v.device_id, p.v.stream);
+#endif
+  } else {
+    msrt::cpu::mask_counts(po, to, s, o.v.ptr<int64_t>(), threads);
+  }
+}
+
+// iou_dice(counts, out): host (N, 3) int64 counts -> out (N, 2) float64 IoU, Dice with the
+// float64 arithmetic of reference.iou_dice_from_counts (I / max(U, 1), 2I / max(|P| + |R|, 1);
+// both empty -> 1.0): bit-identical, without NumPy's per-ufunc overhead on tiny arrays.
+void iou_dice(const py::handle& counts, const py::handle& out) {
+  const Arg c(counts, "counts"), o(out, "out");
+  require_host({&c, &o});
+  MSRT_CHECK(c.v.ndim() == 2 && c.v.shape[1] == 3, "counts must be (N, 3), got ", c.v.describe());
+  const int64_t n = c.v.shape[0];
+  check_dense(c, {n, 3}, DType::Int64);
+  check_output(o, {n, 2}, DType::Float64);
+  const int64_t* k = c.v.ptr<int64_t>();
+  double* s = o.v.ptr<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t inter = k[3 * i], total = k[3 * i + 1] + k[3 * i + 2], uni = total - inter;
+    s[2 * i] = uni == 0 ? 1.0 : double(inter) / double(std::max<int64_t>(uni, 1));
+    s[2 * i + 1] = total == 0 ? 1.0 : double(2 * inter) / double(std::max<int64_t>(total, 1));
+  }
+}
+
+void register_mask_metrics(py::module_& m) {
+  m.def("mask_counts", &mask_counts, py::arg("pred"), py::arg("target"), py::arg("out"),
+        py::arg("threshold") = 0.0, py::arg("stream") = 0, py::arg("threads") = 0,
+        "Per-mask (intersection, pred area, target area) into out (N, 3) int64.");
+  m.def("iou_dice", &iou_dice, py::arg("counts"), py::arg("out"),
+        "IoU and Dice (N, 2) float64 from (N, 3) int64 counts.");
+}
+
+// ================================================================ op: overlay rendering
+// render_overlay(view, mask, out, content_box, color, alpha_weight, stream, threads): view
+// (Vh, Vw, 3) uint8, mask (H, W) bool/uint8, out like view (contiguous); content_box
+// (x0, y0, w, h) inside the view; color 0..255 each; alpha_weight = round(256 alpha) in 0..256.
+void render_overlay(const py::handle& view, const py::handle& mask, const py::handle& out,
+                    std::array<int64_t, 4> box, std::array<int32_t, 3> color, int32_t alpha_weight,
+                    std::uintptr_t stream, int threads) {
+  const Arg v(view, "view", stream), mk(mask, "mask", stream), o(out, "out", stream);
+  MSRT_CHECK(v.v.ndim() == 3 && v.v.shape[2] == 3, "view must be (V, V, 3), got ", v.v.describe());
+  msrt::check_dtype(v.v, "view", DType::UInt8);
+  const msrt::Mask2D m = mask_view(mk, false);
+  check_output(o, v.v.shape, DType::UInt8);
+  msrt::OverlayArgs a;
+  a.view = v.v.ptr<uint8_t>();
+  a.view_h = v.v.shape[0];
+  a.view_w = v.v.shape[1];
+  a.view_sy = v.v.strides[0];
+  a.view_sx = v.v.strides[1];
+  a.view_sc = v.v.strides[2];
+  a.mask = m.data;
+  a.mask_h = m.height;
+  a.mask_w = m.width;
+  a.mask_sy = m.stride_y;
+  a.mask_sx = m.stride_x;
+  a.x0 = box[0];
+  a.y0 = box[1];
+  a.box_w = box[2];
+  a.box_h = box[3];
+  MSRT_CHECK(a.box_w >= 1 && a.box_h >= 1 && a.x0 >= 0 && a.y0 >= 0 && a.x0 + a.box_w <= a.view_w &&
+                 a.y0 + a.box_h <= a.view_h,
+             "content_box (", a.x0, ", ", a.y0, ", ", a.box_w, ", ", a.box_h,
+             ") must lie inside the view ", v.v.describe());
+  for (int c = 0; c < 3; ++c) {
+    MSRT_CHECK(color[c] >= 0 && color[c] <= 255, "color must be 3 values in 0..255, got ", color[0],
+               ", ", color[1], ", ", color[2]);
+    a.color[c] = color[c];
+  }
+  MSRT_CHECK(alpha_weight >= 0 && alpha_weight <= 256, "alpha_weight must be in 0..256, got ",
+             alpha_weight);
+  a.alpha_weight = alpha_weight;
+  a.out = o.v.ptr<uint8_t>();
+  const bool cuda = on_cuda({&v, &mk, &o});
+  py::gil_scoped_release nogil;
+  if (cuda) {
+#ifdef MSRT_WITH_CUDA
+    msrt::cuda::render_overlay(a, v.v.device_id, v.v.stream);
+#endif
+  } else {
+    msrt::cpu::render_overlay(a, threads);
+  }
+}
+
+void register_overlay(py::module_& m) {
+  m.def("render_overlay", &render_overlay, py::arg("view"), py::arg("mask"), py::arg("out"),
+        py::arg("content_box"), py::arg("color"), py::arg("alpha_weight"), py::arg("stream") = 0,
+        py::arg("threads") = 0,
+        "Nearest-neighbour mask into content_box of the view, blended with color; into out.");
+}
+
 // ================================================================ op: mask post-processing
 // postprocess_masks(logits, input_size, crop_size, output_size, threshold, out_logits, out_masks,
-// workspace, stream): logits (N, h, w) float32; out_logits (N, H, W) float32 or None; out_masks
-// (N, H, W) bool; workspace (>= N*h*W,) float64, CUDA only.
+// workspace, stream, threads): logits (N, h, w) float32; out_logits (N, H, W) float32 or None;
+// out_masks (N, H, W) bool; workspace (>= N*h*W,) float64, CUDA only.
 void postprocess_masks(const py::handle& logits, std::pair<int64_t, int64_t> input_size,
                        std::pair<int64_t, int64_t> crop_size,
                        std::pair<int64_t, int64_t> output_size, double threshold,
                        const py::handle& out_logits, const py::handle& out_masks,
-                       const py::handle& workspace, std::uintptr_t stream) {
-  Arg x(logits, "low_res_logits", stream), om(out_masks, "out_masks", stream);
+                       const py::handle& workspace, std::uintptr_t stream, int threads) {
+  const Arg x(logits, "low_res_logits", stream), om(out_masks, "out_masks", stream);
   msrt::check_ndim(x.v, "low_res_logits", 3, 3);
   msrt::check_dtype(x.v, "low_res_logits", DType::Float32);
   msrt::PostprocessArgs a;
@@ -777,104 +770,110 @@ void postprocess_masks(const py::handle& logits, std::pair<int64_t, int64_t> inp
   MSRT_CHECK(a.out_h >= 1 && a.out_w >= 1, "original_size must be >= 1, got (", a.out_h, ", ",
              a.out_w, ")");
   a.threshold = threshold;
+  a.logits = x.v.ptr<float>();
   const std::vector<int64_t> shape = {a.n, a.out_h, a.out_w};
-  const std::string expected = shape_str({a.n, a.out_h, a.out_w});
   MSRT_CHECK(om.v.dtype == DType::Bool || om.v.dtype == DType::UInt8,
              "out_masks must be bool, got ", om.v.describe());
-  check_output(om, shape, om.v.dtype, (expected + " bool").c_str());
+  check_output(om, shape, om.v.dtype);
   a.out_masks = om.v.ptr<uint8_t>();
-  std::unique_ptr<Arg> ol;
+  std::optional<Arg> ol;
   if (!out_logits.is_none()) {
-    ol = std::make_unique<Arg>(out_logits, "out_logits", stream);
-    check_output(*ol, shape, DType::Float32, (expected + " float32").c_str());
+    ol.emplace(out_logits, "out_logits", stream);
+    check_output(*ol, shape, DType::Float32);
     a.out_logits = ol->v.ptr<float>();
   }
-  const bool cuda = ol ? on_cuda({&x, &om, ol.get()}) : on_cuda({&x, &om});
-  a.logits = x.v.ptr<float>();
-  if (cuda) {
+  if (ol ? on_cuda({&x, &om, &*ol}) : on_cuda({&x, &om})) {
 #ifdef MSRT_WITH_CUDA
-    Arg ws(workspace, "workspace", stream);
-    msrt::check_same_device(x.v, "low_res_logits", ws.v, "workspace");
+    const Arg ws(workspace, "workspace", stream);
+    require_cuda({&x, &ws});
     msrt::check_ndim(ws.v, "workspace", 1, 1);
-    check_output(ws, ws.v.shape, DType::Float64, "1-D float64");
-    msrt::cuda::postprocess_masks(a, ws.v.ptr<double>(), ws.v.shape[0], x.v.device_id,
-                                  x.v.stream);
+    check_output(ws, ws.v.shape, DType::Float64);
+    py::gil_scoped_release nogil;
+    msrt::cuda::postprocess_masks(a, ws.v.ptr<double>(), ws.v.shape[0], x.v.device_id, x.v.stream);
 #endif
     return;
   }
   (void)workspace;  // CUDA only
-  py::gil_scoped_release release;
-  msrt::cpu::postprocess_masks(a);
+  py::gil_scoped_release nogil;
+  msrt::cpu::postprocess_masks(a, threads);
 }
 
 void register_postprocess(py::module_& m) {
   m.def("postprocess_masks", &postprocess_masks, py::arg("logits"), py::arg("input_size"),
-        py::arg("crop_size"), py::arg("output_size"), py::arg("threshold"),
-        py::arg("out_logits"), py::arg("out_masks"), py::arg("workspace") = py::none(),
-        py::arg("stream") = 0,
+        py::arg("crop_size"), py::arg("output_size"), py::arg("threshold"), py::arg("out_logits"),
+        py::arg("out_masks"), py::arg("workspace") = py::none(), py::arg("stream") = 0,
+        py::arg("threads") = 0,
         "Low-res logits -> bilinear x2 with crop -> logits (optional) and thresholded masks.");
 }
 
-// ================================================================ op: overlay rendering
-// render_overlay(view, mask, out, content_box, color, alpha_weight, stream): view (Vh, Vw, 3)
-// uint8, mask (H, W) bool/uint8, out like view (contiguous); content_box (x0, y0, w, h) inside
-// the view; color 0..255 each; alpha_weight = round(256 alpha) in 0..256.
-void render_overlay(const py::handle& view, const py::handle& mask, const py::handle& out,
-                    std::array<int64_t, 4> box, std::array<int32_t, 3> color,
-                    int32_t alpha_weight, std::uintptr_t stream) {
-  Arg v(view, "view", stream), mk(mask, "mask", stream), o(out, "out", stream);
-  MSRT_CHECK(v.v.ndim() == 3 && v.v.shape[2] == 3, "view must be (V, V, 3), got ",
-             v.v.describe());
-  msrt::check_dtype(v.v, "view", DType::UInt8);
-  msrt::check_ndim(mk.v, "mask", 2, 2);
-  MSRT_CHECK(mk.v.dtype == DType::Bool || mk.v.dtype == DType::UInt8,
-             "mask must be bool or uint8, got ", mk.v.describe());
-  check_output(o, v.v.shape, DType::UInt8,
-               (shape_str({v.v.shape[0], v.v.shape[1], 3}) + " uint8").c_str());
-  msrt::OverlayArgs a;
-  a.view = v.v.ptr<uint8_t>();
-  a.view_h = v.v.shape[0];
-  a.view_w = v.v.shape[1];
-  a.view_sy = v.v.strides[0];
-  a.view_sx = v.v.strides[1];
-  a.view_sc = v.v.strides[2];
-  a.mask = mk.v.ptr<uint8_t>();
-  a.mask_h = mk.v.shape[0];
-  a.mask_w = mk.v.shape[1];
-  a.mask_sy = mk.v.strides[0];
-  a.mask_sx = mk.v.strides[1];
-  a.x0 = box[0];
-  a.y0 = box[1];
-  a.box_w = box[2];
-  a.box_h = box[3];
-  MSRT_CHECK(a.box_w >= 1 && a.box_h >= 1 && a.x0 >= 0 && a.y0 >= 0 &&
-                 a.x0 + a.box_w <= a.view_w && a.y0 + a.box_h <= a.view_h,
-             "content_box (", a.x0, ", ", a.y0, ", ", a.box_w, ", ", a.box_h,
-             ") must lie inside the view ", v.v.describe());
-  MSRT_CHECK(a.mask_h >= 1 && a.mask_w >= 1, "mask must not be empty, got ", mk.v.describe());
-  for (int c = 0; c < 3; ++c) {
-    MSRT_CHECK(color[c] >= 0 && color[c] <= 255, "color must be 3 values in 0..255, got ",
-               color[0], ", ", color[1], ", ", color[2]);
-    a.color[c] = color[c];
-  }
-  MSRT_CHECK(alpha_weight >= 0 && alpha_weight <= 256, "alpha_weight must be in 0..256, got ",
-             alpha_weight);
-  a.alpha_weight = alpha_weight;
-  a.out = o.v.ptr<uint8_t>();
-  if (on_cuda({&v, &mk, &o})) {
+// ================================================================ op: prompt-embedding fusion
+// encode_sparse_prompts(coords, labels, gaussian, label_embed, input_h, input_w, out, error_flag,
+// stream): coords (S, 2) float32, labels (S,) int32/int64, gaussian (2, C/2) and label_embed
+// (5, C) float32 contiguous, out (slots >= S, C) float32. error_flag: (1,) int32, required on
+// CUDA (a bad label sets it to 1 and NaNs its row), optional on the host (bad labels raise).
+// Single-threaded and run with the GIL held: a call is a few microseconds (releasing costs more).
+void encode_sparse_prompts(const py::handle& coords, const py::handle& labels,
+                           const py::handle& gaussian, const py::handle& label_embed,
+                           double input_h, double input_w, const py::handle& out,
+                           const py::handle& error_flag, std::uintptr_t stream) {
+  const Arg c(coords, "coords", stream), l(labels, "labels", stream),
+      g(gaussian, "gaussian", stream), e(label_embed, "label_embed", stream), o(out, "out", stream);
+  MSRT_CHECK(c.v.ndim() == 2 && c.v.shape[1] == 2, "coords must be (S, 2), got ", c.v.describe());
+  msrt::check_dtype(c.v, "coords", DType::Float32);
+  const int64_t s = c.v.shape[0];
+  MSRT_CHECK(l.v.ndim() == 1 && l.v.shape[0] == s, "labels must be (", s,
+             ",) to match coords, got ", l.v.describe());
+  msrt::with_label_type(l.v.dtype, [](auto) {});
+  msrt::check_ndim(e.v, "label_embed", 2, 2);
+  const int64_t dim = e.v.shape[1];
+  MSRT_CHECK(e.v.shape[0] == 5 && dim % 2 == 0 && dim > 0,
+             "label_embed must be (5, C) with C even, got ", e.v.describe());
+  check_dense(e, {5, dim}, DType::Float32);
+  check_dense(g, {2, dim / 2}, DType::Float32);
+  MSRT_CHECK(o.v.ndim() == 2 && o.v.shape[1] == dim && o.v.shape[0] >= s,
+             "out must be (slots >= ", s, ", ", dim, "), got ", o.v.describe());
+  check_output(o, o.v.shape, DType::Float32);
+  MSRT_CHECK(input_h > 0 && input_w > 0, "input_size must be positive, got (", input_h, ", ",
+             input_w, ")");
+  msrt::PromptFusionArgs a;
+  a.coords = c.v.ptr<float>();
+  a.coords_stride_s = c.v.strides[0];
+  a.coords_stride_c = c.v.strides[1];
+  a.labels = l.v.data;
+  a.labels_dtype = l.v.dtype;
+  a.labels_stride = l.v.strides[0];
+  a.gaussian = g.v.ptr<float>();
+  a.label_embed = e.v.ptr<float>();
+  a.num_tokens = s;
+  a.num_slots = o.v.shape[0];
+  a.embed_dim = dim;
+  a.input_h = input_h;
+  a.input_w = input_w;
+  a.out = o.v.ptr<float>();
+  if (on_cuda({&c, &l, &g, &e, &o})) {
 #ifdef MSRT_WITH_CUDA
-    msrt::cuda::render_overlay(a, v.v.device_id, v.v.stream);
+    const Arg f(error_flag, "error_flag", stream);
+    require_cuda({&c, &f});
+    check_output(f, {1}, DType::Int32);
+    msrt::cuda::encode_sparse_prompts(a, f.v.ptr<int32_t>(), c.v.device_id, c.v.stream);
 #endif
     return;
   }
-  py::gil_scoped_release release;
-  msrt::cpu::render_overlay(a);
+  std::optional<Arg> f;  // same contract on both devices: 0 after a successful call
+  if (!error_flag.is_none()) {
+    f.emplace(error_flag, "error_flag", stream);
+    require_host({&c, &*f});
+    check_output(*f, {1}, DType::Int32);
+  }
+  msrt::cpu::encode_sparse_prompts(a);
+  if (f) *f->v.ptr<int32_t>() = 0;
 }
 
-void register_overlay(py::module_& m) {
-  m.def("render_overlay", &render_overlay, py::arg("view"), py::arg("mask"), py::arg("out"),
-        py::arg("content_box"), py::arg("color"), py::arg("alpha_weight"), py::arg("stream") = 0,
-        "Nearest-neighbour mask into content_box of the view, blended with color; into out.");
+void register_prompt_fusion(py::module_& m) {
+  m.def("encode_sparse_prompts", &encode_sparse_prompts, py::arg("coords"), py::arg("labels"),
+        py::arg("gaussian"), py::arg("label_embed"), py::arg("input_h"), py::arg("input_w"),
+        py::arg("out"), py::arg("error_flag") = py::none(), py::arg("stream") = 0,
+        "SAM sparse prompt embeddings of S tokens into out (slots, C) float32.");
 }
 
 }  // namespace
@@ -882,15 +881,16 @@ void register_overlay(py::module_& m) {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "medsam_agent_rt native kernels (CPU, and CUDA when compiled with it)";
   py::register_exception<msrt::ArgumentError>(m, "ArgumentError", PyExc_ValueError);
-  m.def("build_info", &build_info, "Compile-time facts: version, compiler, CUDA, archs, OpenMP.");
+  m.def("build_info", &build_info,
+        "Build facts: version, compiler, CUDA, archs; the CPU kernels' default thread count.");
   m.def("cuda_device_count", &msrt::cuda_device_count,
         "Number of visible CUDA devices (0 without a driver or a CUDA build).");
   m.def("cuda_runtime_version", &msrt::cuda_runtime_version);
 
-  register_mask_metrics(m);
-  register_prompt_fusion(m);
-  register_components(m);
+  register_components(m);  // the order of csrc/ops/*.h
   register_distance(m);
-  register_postprocess(m);
+  register_mask_metrics(m);
   register_overlay(m);
+  register_postprocess(m);
+  register_prompt_fusion(m);
 }

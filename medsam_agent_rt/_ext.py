@@ -65,8 +65,9 @@ def build_info() -> dict[str, Any]:
     """Facts about the installed build, safe to call without the extension or a GPU.
 
     Returns a JSON-serialisable dict: package version, whether ``_C`` loaded (and why not),
-    compiled with CUDA?, CUDA version and architectures, compiler, OpenMP, visible CUDA devices,
-    the ops backend in use, and the Python / platform.
+    compiled with CUDA?, CUDA version and architectures, compiler, the CPU kernels' default thread
+    count (``MSRT_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs available), visible CUDA
+    devices, the ops backend in use, and the Python / platform.
     """
     from medsam_agent_rt import __version__
     from medsam_agent_rt.ops import active_backend
@@ -80,7 +81,7 @@ def build_info() -> dict[str, Any]:
     ext = _load()
     if ext is None:
         info["extension_error"] = str(_ext_error)
-        info.update(cuda=False, cuda_version=None, cuda_archs=None, compiler=None, openmp=False)
+        info.update(cuda=False, cuda_version=None, cuda_archs=None, compiler=None, cpu_threads=None)
         info["cuda_devices"] = 0
     else:
         info.update(ext.build_info())

@@ -24,9 +24,3 @@ def synced(torch: Any, fn: Any) -> Any:
         torch.cuda.synchronize()
 
     return run
-
-
-def cases(sizes: list[int]) -> list:
-    """No cases of its own (benchmarks.kernels imports every module of this package)."""
-    del sizes
-    return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.kernel_cases import Case
-from benchmarks.kernel_cases.components import _optional, blob_mask, demo_masks
+from benchmarks.kernel_cases._data import blob_mask, mask_sets, optional_module, versus_opencv
 
 
 def click_pair(gt: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,29 +50,23 @@ def cropped_simulator(edt):
 def cases(sizes: list[int]) -> list[Case]:
     from medsam_agent_rt import ops
 
-    cv2 = _optional("cv2")
-    ndi = _optional("scipy.ndimage")
+    cv2 = optional_module("cv2")
+    ndi = optional_module("scipy.ndimage")
+    opencv = None
+    if cv2 is not None:
+
+        def opencv(m):
+            return cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+    scipy = None if ndi is None else ndi.distance_transform_edt
     out: list[Case] = []
     for n in sizes:
-        inputs = {"blobs": [blob_mask(n, seed=2)]}
-        demo = demo_masks(n)
-        if demo:
-            inputs[f"demo masks x{len(demo)}"] = demo
+        inputs = mask_sets(n, seed=2)
+        demo = [m for what, masks in inputs.items() if what != "blobs" for m in masks]
         for what, masks in inputs.items():
-            case = Case(f"distance_transform {n}x{n} {what}", "opencv", target=">= 1x opencv")
-            case.impls["medsam_agent_rt"] = lambda ms=masks: [ops.distance_transform(m) for m in ms]
-            if cv2 is not None:
-                case.impls["opencv"] = lambda ms=masks: [
-                    cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) for m in ms
-                ]
-            else:
-                case.skipped.append("opencv (not installed)")
-                case.baseline = "medsam_agent_rt"
-            if ndi is not None and what == "blobs":  # ~0.1-0.3 s per mask: blobs only
-                case.impls["scipy.ndimage"] = lambda ms=masks: [
-                    ndi.distance_transform_edt(m) for m in ms
-                ]
-            out.append(case)
+            name = f"distance_transform {n}x{n} {what}"
+            slow = scipy if what == "blobs" else None  # ~0.1-0.3 s per mask: blobs only
+            out.append(versus_opencv(name, masks, ops.distance_transform, opencv, slow))
 
         pairs = [click_pair(blob_mask(n, seed=3), n // 64)]
         pairs += [click_pair(m, n // 64) for m in demo[:8]]

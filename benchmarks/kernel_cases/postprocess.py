@@ -1,17 +1,17 @@
 """Mask post-processing (SAM: 256x256 logits -> 1024 input -> crop -> original size -> > 0) vs
-torch's CPU F.interpolate chain with the same thread count as ours: OMP_NUM_THREADS when set,
-else os.cpu_count() (our OpenMP default). torch does the same work: both resizes and the
+torch's CPU F.interpolate chain with the same thread count as ours (MSRT_NUM_THREADS, else
+OMP_NUM_THREADS, else the CPUs available). torch does the same work: both resizes and the
 threshold."""
 
 from __future__ import annotations
 
-import os
 from functools import partial
 
 import numpy as np
 
 from benchmarks.kernel_cases import Case
 from benchmarks.kernel_cases._cuda import cuda_torch, synced
+from benchmarks.kernel_cases._data import cpu_threads
 from medsam_agent_rt import ops
 
 
@@ -30,7 +30,7 @@ def cases(sizes: list[int]) -> list[Case]:
         import torch
     except ImportError:
         return [Case("postprocess_masks", "torch", {}, skipped=["torch (not installed)"])]
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    torch.set_num_threads(cpu_threads())
     gpu = cuda_torch()
     rng = np.random.default_rng(0)
     out: list[Case] = []

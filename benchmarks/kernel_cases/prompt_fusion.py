@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.kernel_cases import Case
+from benchmarks.kernel_cases._data import cpu_threads
 from medsam_agent_rt import ops
 
 
@@ -54,6 +55,7 @@ def cases(sizes: list[int]) -> list[Case]:
         mask_in_chans=16,
     ).eval()
     weights = ops.prompt_encoder_weights(enc)
+    torch.set_num_threads(cpu_threads())  # "torch module": the thread count our kernels use
     rng = np.random.default_rng(0)
     out: list[Case] = []
     for k in (1, 4, 16):

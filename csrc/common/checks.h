@@ -28,8 +28,8 @@ template <typename... Parts>
   throw ArgumentError(os.str());
 }
 
-#define MSRT_CHECK(cond, ...)            \
-  do {                                   \
+#define MSRT_CHECK(cond, ...)               \
+  do {                                      \
     if (!(cond)) ::msrt::fail(__VA_ARGS__); \
   } while (0)
 

@@ -9,14 +9,6 @@
 #define MSRT_HD inline
 #endif
 
-// OpenMP pragmas that compile away without OpenMP.
-#if defined(MSRT_WITH_OPENMP) && defined(_OPENMP)
-#define MSRT_PRAGMA(x) _Pragma(#x)
-#define MSRT_OMP(x) MSRT_PRAGMA(omp x)
-#else
-#define MSRT_OMP(x)
-#endif
-
 // Hot CPU loops compiled twice, for AVX2 and for the baseline ISA, picked at load time (GCC
 // function multiversioning via ifunc). AVX2 only, no FMA: both clones round identically, so
 // results do not depend on the machine's ISA.

@@ -57,7 +57,9 @@ struct TensorView {
     return s + "] on " + (device == Device::CPU ? "cpu" : "cuda:" + std::to_string(device_id));
   }
   template <typename T>
-  T* ptr() const { return static_cast<T*>(data); }
+  T* ptr() const {
+    return static_cast<T*>(data);
+  }
 };
 
 // Common argument checks; `name` is the Python argument name used in the message.

@@ -11,6 +11,8 @@
 // 4. The strips write their rows of the output in parallel.
 // Strips are shared among threads by parallel_for (cpu/parallel.h).
 // Memory traffic: the mask is read once and the output written once.
+#include "ops/components.h"
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -18,7 +20,6 @@
 
 #include "cpu/mask_bits.h"
 #include "cpu/parallel.h"
-#include "ops/components.h"
 
 namespace msrt::cpu {
 namespace {
@@ -42,8 +43,10 @@ inline int32_t find_root(int32_t* parent, int32_t x) {
 inline void unite(int32_t* parent, int32_t a, int32_t b) {
   a = find_root(parent, a);
   b = find_root(parent, b);
-  if (a < b) parent[b] = a;
-  else if (b < a) parent[a] = b;
+  if (a < b)
+    parent[b] = a;
+  else if (b < a)
+    parent[a] = b;
 }
 
 // Unites the runs of a row (cur, cn runs, forest index cid..) with the touching runs of the row
@@ -67,10 +70,11 @@ class RunForest {
     // An explicit thread count also fixes the number of strips (tests cut small masks into
     // strips this way); by default, up to 4 strips per thread of at least 64 K pixels each.
     threads_ = num_threads > 0 ? num_threads : default_threads();
-    int64_t n = num_threads > 0 ? num_threads
-                                : (threads_ == 1 ? 1
-                                                 : std::min<int64_t>(4 * int64_t(threads_),
-                                                                     (m.height * m.width) >> 16));
+    int64_t n = num_threads > 0
+                    ? num_threads
+                    : (threads_ == 1
+                           ? 1
+                           : std::min<int64_t>(4 * int64_t(threads_), (m.height * m.width) >> 16));
     n = std::max<int64_t>(1, std::min<int64_t>(n, m.height));
     strips_.resize(size_t(n));
     for (int64_t t = 0; t < n; ++t) {
@@ -230,8 +234,7 @@ int64_t count_components(const Mask2D& mask, int connectivity, int num_threads) 
   return RunForest(mask, connectivity, false, num_threads).count_roots();
 }
 
-void keep_largest_component(const Mask2D& mask, int connectivity, uint8_t* out,
-                            int num_threads) {
+void keep_largest_component(const Mask2D& mask, int connectivity, uint8_t* out, int num_threads) {
   RunForest forest(mask, connectivity, false, num_threads);
   std::vector<int64_t> areas;
   forest.assign_labels([&](int32_t l, int64_t, int32_t a, int32_t b) {

@@ -13,6 +13,8 @@
 // every pixel is a zero, so the box's sides act as zero rows/columns (edt_columns.h: Grid), as
 // does the click simulator's 1-px zero border: the sweeps start from 0 and the sites -1 and W
 // exist with g = 0. Strips are shared among threads by parallel_for (cpu/parallel.h).
+#include "ops/distance.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -23,7 +25,6 @@
 #include "cpu/edt_rows.h"
 #include "cpu/mask_bits.h"
 #include "cpu/parallel.h"
-#include "ops/distance.h"
 
 namespace msrt::cpu {
 namespace {
@@ -71,10 +72,9 @@ bool distance_map(const Grid& gr, float* out, int64_t ld, const Plan& plan) {
     RowScratch rs(gr.w);
     sweep.backward(int(t), rs.next_zero.data(), rs.g.data(), [&](int64_t y, const int32_t* g) {
       float* oy = out + y * ld;
-      for_each_run_d2<R>(gr, g, y, rs.env, rs.d2.data(),
-                         [&](int64_t s, int64_t e, const int32_t* d) {
-                           roots(d, oy + s, e - s, small);
-                         });
+      for_each_run_d2<R>(
+          gr, g, y, rs.env, rs.d2.data(),
+          [&](int64_t s, int64_t e, const int32_t* d) { roots(d, oy + s, e - s, small); });
     });
   });
   return true;
@@ -131,8 +131,8 @@ void distance_transform(const Mask2D& mask, float* out, int num_threads) {
     std::fill(out, out + mask.height * mask.width, std::numeric_limits<float>::infinity());
 }
 
-void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
-                   int64_t n_exclude, float* dist_fn, float* dist_fp, int num_threads) {
+void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude, int64_t n_exclude,
+                   float* dist_fn, float* dist_fp, int num_threads) {
   Box fn, fp;
   image_boxes<Region::FalseNegative, Region::FalsePositive>(pred, gt, resolved(num_threads), &fn,
                                                             &fp);
@@ -261,8 +261,10 @@ ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* excl
   if (fn_max == 0.0f && fp_max == 0.0f) return r;
   r.found = true;
   r.positive = fn_max > fp_max;  // ties -> negative
-  if (r.positive) fn.argmax(&r.x, &r.y);
-  else fp.argmax(&r.x, &r.y);
+  if (r.positive)
+    fn.argmax(&r.x, &r.y);
+  else
+    fp.argmax(&r.x, &r.y);
   r.distance = r.positive ? fn_max : fp_max;
   return r;
 }

@@ -17,9 +17,12 @@ enum class Region { Set, FalseNegative, FalsePositive };
 
 template <Region R>
 inline bool in_region(uint8_t a, uint8_t b) {  // a: mask or pred, b: gt
-  if constexpr (R == Region::Set) return a != 0;
-  else if constexpr (R == Region::FalseNegative) return b != 0 && a == 0;
-  else return a != 0 && b == 0;
+  if constexpr (R == Region::Set)
+    return a != 0;
+  else if constexpr (R == Region::FalseNegative)
+    return b != 0 && a == 0;
+  else
+    return a != 0 && b == 0;
 }
 
 template <Region R>
@@ -27,8 +30,10 @@ inline uint64_t region_bits(const uint8_t* a, const uint8_t* b, int n) {
   const uint64_t pa = bits::nonzero_bits(a, n);
   if constexpr (R == Region::Set) return pa;
   const uint64_t pb = bits::nonzero_bits(b, n);
-  if constexpr (R == Region::FalseNegative) return pb & ~pa;
-  else return pa & ~pb;
+  if constexpr (R == Region::FalseNegative)
+    return pb & ~pa;
+  else
+    return pa & ~pb;
 }
 
 // The part of the image a transform runs on (the whole image, or the bounding box of the region:

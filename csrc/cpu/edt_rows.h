@@ -67,8 +67,7 @@ inline void for_each_run_d2(const Grid& gr, const int32_t* gy, int64_t y, Envelo
   const uint8_t* ra = gr.a.data + y * gr.a.stride_y;
   const uint8_t* rb = R == Region::Set ? ra : gr.b.data + y * gr.b.stride_y;
   bits::for_each_run(
-      int32_t(gr.w),
-      [&](int32_t x0, int n) { return region_bits<R>(ra + x0, rb + x0, n); },
+      int32_t(gr.w), [&](int32_t x0, int n) { return region_bits<R>(ra + x0, rb + x0, n); },
       [&](int32_t s, int32_t e) {
         run_envelope(gy, gr.w, s, e, gr, env, d2);
         fn(s, e, d2);

@@ -1,4 +1,5 @@
-// CPU mask metrics: one pass over N x H x W pixels, SIMD byte counting, OpenMP over chunks.
+// CPU mask metrics: one pass over N x H x W pixels, SIMD byte counting, items shared by
+// parallel_for (cpu/parallel.h).
 // Mirrors cuda/mask_metrics.cu: same function names, same (mask, pixel range) decomposition.
 #include "ops/mask_metrics.h"
 
@@ -6,13 +7,13 @@
 #include <cstring>
 #include <vector>
 
-#include "common/parallel.h"
+#include "cpu/parallel.h"
 
 namespace msrt::cpu {
 namespace {
 
-constexpr int64_t kSegment = 4096;      // pixels binarised per step (two stack buffers)
-constexpr int64_t kItemPixels = 1 << 18;  // pixels per work item
+constexpr int64_t kSegment = 4096;         // pixels binarised per step (two stack buffers)
+constexpr int64_t kItemPixels = 1 << 18;   // pixels per work item
 constexpr int64_t kGrainPixels = 1 << 19;  // pixels per thread (~15 us)
 
 struct Counts {
@@ -101,19 +102,17 @@ Counts count_range(const MaskOperand& pred, const MaskOperand& target, const Mas
 
 template <typename TP, typename TR>
 void mask_counts_impl(const MaskOperand& pred, const MaskOperand& target, const MaskShape& s,
-                      int64_t* counts) {
+                      int64_t* counts, int num_threads) {
   const int64_t pixels = s.h * s.w;
   const int64_t per_mask = std::max<int64_t>(1, (pixels + kItemPixels - 1) / kItemPixels);
   const int64_t items = s.n * per_mask;
   std::vector<Counts> partial(static_cast<size_t>(items));
   const int64_t step = (pixels + per_mask - 1) / per_mask;
-  const int threads = threads_for(s.n * pixels, kGrainPixels);
-  MSRT_OMP(parallel for schedule(static) num_threads(threads) if (threads > 1))
-  for (int64_t it = 0; it < items; ++it) {
+  parallel_for(items, threads_for(s.n * pixels, kGrainPixels, num_threads), [&](int64_t it) {
     const int64_t n = it / per_mask, k = it - n * per_mask;
     const int64_t p0 = std::min(pixels, k * step), p1 = std::min(pixels, p0 + step);
     partial[it] = count_range<TP, TR>(pred, target, s, n, p0, p1);
-  }
+  });
   for (int64_t n = 0; n < s.n; ++n) {
     Counts c;
     for (int64_t k = 0; k < per_mask; ++k) {
@@ -131,7 +130,7 @@ void mask_counts_impl(const MaskOperand& pred, const MaskOperand& target, const 
 }  // namespace
 
 void mask_counts(const MaskOperand& pred_in, const MaskOperand& target_in, MaskShape shape,
-                 int64_t* counts) {
+                 int64_t* counts, int num_threads) {
   MaskOperand pred = pred_in, target = target_in;
   collapse_rows(shape, pred, target);
   if (shape.h * shape.w == 0) {
@@ -140,7 +139,7 @@ void mask_counts(const MaskOperand& pred_in, const MaskOperand& target_in, MaskS
   }
   with_mask_type(pred.dtype, "pred", [&](auto tp) {
     with_mask_type(target.dtype, "target", [&](auto tr) {
-      mask_counts_impl<decltype(tp), decltype(tr)>(pred, target, shape, counts);
+      mask_counts_impl<decltype(tp), decltype(tr)>(pred, target, shape, counts, num_threads);
     });
   });
 }

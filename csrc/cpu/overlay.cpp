@@ -1,11 +1,12 @@
-// CPU overlay rendering: one view row at a time (OpenMP over rows): copy the row, then blend the
-// covered pixels of the content box through a per-channel lookup table. Mirrors cuda/overlay.cu.
+// CPU overlay rendering: one view row at a time (ranges of rows shared by parallel_for): copy the
+// row, then blend the covered pixels of the content box through a per-channel lookup table.
+// Mirrors cuda/overlay.cu.
 #include "ops/overlay.h"
 
 #include <cstring>
 #include <vector>
 
-#include "common/parallel.h"
+#include "cpu/parallel.h"
 
 namespace msrt::cpu {
 namespace {
@@ -47,25 +48,23 @@ MSRT_SIMD_CLONES void blend_row(const OverlayArgs& a, int64_t y, const int64_t* 
 
 }  // namespace
 
-void render_overlay(const OverlayArgs& a) {
+void render_overlay(const OverlayArgs& a, int num_threads) {
   std::vector<int64_t> mask_off(static_cast<size_t>(a.box_w));
   for (int64_t x = 0; x < a.box_w; ++x)
     mask_off[x] = nearest_source(x, a.mask_w, a.box_w) * a.mask_sx;
   std::vector<uint16_t> color_term(static_cast<size_t>(3 * a.box_w));  // c * a + 128, per byte
   for (int64_t i = 0; i < 3 * a.box_w; ++i)
     color_term[i] = static_cast<uint16_t>(a.color[i % 3] * a.alpha_weight + 128);
-  const int threads = threads_for(a.view_h * a.view_w, int64_t{1} << 16);  // ~70 us per thread
-  MSRT_OMP(parallel num_threads(threads) if (threads > 1))
-  {
-    std::vector<uint8_t> cover(static_cast<size_t>(3 * a.box_w));  // per thread
-    MSRT_OMP(for schedule(static))
-    for (int64_t y = 0; y < a.view_h; ++y) {
+  const int threads = threads_for(a.view_h * a.view_w, int64_t{1} << 16, num_threads);  // ~70 us
+  parallel_ranges(a.view_h, threads, 4, [&](int64_t y0, int64_t y1) {
+    std::vector<uint8_t> cover(static_cast<size_t>(3 * a.box_w));
+    for (int64_t y = y0; y < y1; ++y) {
       uint8_t* dst = a.out + y * a.view_w * 3;
       copy_row(a, y, dst);
       if (y >= a.y0 && y < a.y0 + a.box_h)
         blend_row(a, y, mask_off.data(), color_term.data(), cover.data(), dst);
     }
-  }
+  });
 }
 
 }  // namespace msrt::cpu

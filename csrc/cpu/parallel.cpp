@@ -28,7 +28,7 @@ struct Job {
   std::atomic<int> helpers{0};
   std::mutex mu;
   std::condition_variable cv;
-  int64_t finished = 0;      // guarded by mu
+  std::atomic<int64_t> finished{0};
   std::exception_ptr error;  // guarded by mu
 
   // Claims and runs items until none is left (then fn is never touched again).
@@ -36,15 +36,16 @@ struct Job {
     for (;;) {
       const int64_t i = next.fetch_add(1);
       if (i >= n) return;
-      std::exception_ptr e;
       try {
         (*fn)(i);
       } catch (...) {
-        e = std::current_exception();
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = std::current_exception();
       }
-      std::lock_guard<std::mutex> lock(mu);
-      if (e && !error) error = e;
-      if (++finished == n) cv.notify_all();
+      if (finished.fetch_add(1) + 1 == n) {    // the last item: wake the caller (under mu, so the
+        std::lock_guard<std::mutex> lock(mu);  // wake-up cannot fall between its check and wait)
+        cv.notify_all();
+      }
     }
   }
 };
@@ -156,7 +157,7 @@ void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& fn
   job->run();
   {
     std::unique_lock<std::mutex> wait(job->mu);
-    job->cv.wait(wait, [&] { return job->finished == n; });
+    job->cv.wait(wait, [&] { return job->finished.load() == n; });
   }
   {
     std::lock_guard<std::mutex> guard(*lock);

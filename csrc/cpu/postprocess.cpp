@@ -1,12 +1,13 @@
 // CPU mask post-processing: horizontal_pass into a float64 row buffer, then vertical_pass that
-// writes logits and masks. OpenMP over rows; each output value is computed by the same
-// arithmetic whatever the thread count. Mirrors cuda/postprocess.cu.
+// writes logits and masks; each pass shares ranges of rows by parallel_for (cpu/parallel.h), and
+// each output value is computed by the same arithmetic whatever the thread count. Mirrors
+// cuda/postprocess.cu.
 #include "ops/postprocess.h"
 
 #include <algorithm>
 #include <vector>
 
-#include "common/parallel.h"
+#include "cpu/parallel.h"
 
 namespace msrt::cpu {
 namespace {
@@ -66,9 +67,8 @@ MSRT_SIMD_CLONES void horizontal_row(const float* src, const AxisTable& cols, in
 }
 
 void horizontal_pass(const PostprocessArgs& a, const float* src_mask, const AxisTable& cols,
-                     int64_t j0, int64_t rows, double* t) {
-  MSRT_OMP(for schedule(static))
-  for (int64_t j = 0; j < rows; ++j) {
+                     int64_t j0, int64_t j_begin, int64_t j_end, double* t) {
+  for (int64_t j = j_begin; j < j_end; ++j) {
     const float* src = src_mask + (j0 + j) * a.stride_y;
     double* dst = t + j * a.out_w;
     switch (cols.k) {
@@ -83,14 +83,12 @@ void horizontal_pass(const PostprocessArgs& a, const float* src_mask, const Axis
 // out[X] = sum_k w_k * T[row_k][X]; logits (optional) and mask = value > threshold.
 template <int K, bool kLogits>
 MSRT_SIMD_CLONES void vertical_row(const double* const* r, const double* w, int64_t out_w,
-                                   float thr, float* __restrict logits,
-                                   uint8_t* __restrict masks) {
+                                   float thr, float* __restrict logits, uint8_t* __restrict masks) {
   const double* __restrict r0 = r[0];
   const double* __restrict r1 = r[K > 1 ? 1 : 0];
   const double* __restrict r2 = r[K > 2 ? 2 : 0];
   const double* __restrict r3 = r[K > 3 ? 3 : 0];
-  const double w0 = w[0], w1 = K > 1 ? w[1] : 0.0, w2 = K > 2 ? w[2] : 0.0,
-               w3 = K > 3 ? w[3] : 0.0;
+  const double w0 = w[0], w1 = K > 1 ? w[1] : 0.0, w2 = K > 2 ? w[2] : 0.0, w3 = K > 3 ? w[3] : 0.0;
   for (int64_t x = 0; x < out_w; ++x) {
     double v = w0 * r0[x];
     if (K > 1) v += w1 * r1[x];
@@ -103,9 +101,9 @@ MSRT_SIMD_CLONES void vertical_row(const double* const* r, const double* w, int6
 }
 
 template <bool kLogits>
-void vertical_pass(const PostprocessArgs& a, int64_t n, const double* t, int64_t j0) {
-  MSRT_OMP(for schedule(static))
-  for (int64_t y = 0; y < a.out_h; ++y) {
+void vertical_pass(const PostprocessArgs& a, int64_t n, const double* t, int64_t j0,
+                   int64_t y_begin, int64_t y_end) {
+  for (int64_t y = y_begin; y < y_end; ++y) {
     int64_t idx[4];
     double w[4];
     const int n_taps = nonzero_taps(composed_taps(a.h, a.in_h, a.crop_h, a.out_h, y), idx, w);
@@ -126,25 +124,26 @@ void vertical_pass(const PostprocessArgs& a, int64_t n, const double* t, int64_t
 
 }  // namespace
 
-void postprocess_masks(const PostprocessArgs& a) {
+void postprocess_masks(const PostprocessArgs& a, int num_threads) {
   if (a.n == 0 || a.out_h == 0 || a.out_w == 0) return;
   int64_t j0, j1;
   tap_range(a.h, a.in_h, a.crop_h, a.out_h, j0, j1);
   const int64_t rows = j1 - j0 + 1;
   const AxisTable cols = axis_table(a.w, a.in_w, a.crop_w, a.out_w, a.stride_x);
   std::vector<double> t(static_cast<size_t>(rows * a.out_w));
-  const int threads = threads_for(a.out_h * a.out_w, int64_t{1} << 16);  // ~40 us per thread
+  const int threads = threads_for(a.out_h * a.out_w, int64_t{1} << 16, num_threads);  // ~40 us
   for (int64_t n = 0; n < a.n; ++n) {
     const float* src_mask = a.logits + n * a.stride_n;
-    MSRT_OMP(parallel num_threads(threads) if (threads > 1))
-    {
-      horizontal_pass(a, src_mask, cols, j0, rows, t.data());  // implicit barrier after `for`
+    parallel_ranges(rows, threads, 4, [&](int64_t j_begin, int64_t j_end) {
+      horizontal_pass(a, src_mask, cols, j0, j_begin, j_end, t.data());
+    });
+    parallel_ranges(a.out_h, threads, 4, [&](int64_t y_begin, int64_t y_end) {
       if (a.out_logits != nullptr) {
-        vertical_pass<true>(a, n, t.data(), j0);
+        vertical_pass<true>(a, n, t.data(), j0, y_begin, y_end);
       } else {
-        vertical_pass<false>(a, n, t.data(), j0);
+        vertical_pass<false>(a, n, t.data(), j0, y_begin, y_end);
       }
-    }
+    });
   }
 }
 

@@ -38,8 +38,7 @@ template <typename L>
 void encode_impl(const PromptFusionArgs& a) {
   for (int64_t s = 0; s < a.num_tokens; ++s) {  // validate first: no partial output
     const int64_t label = label_at<L>(a, s);
-    MSRT_CHECK(label >= -1 && label <= 3, "labels must be in -1..3, got ", label, " at index ",
-               s);
+    MSRT_CHECK(label >= -1 && label <= 3, "labels must be in -1..3, got ", label, " at index ", s);
   }
   for (int64_t s = 0; s < a.num_slots; ++s) {
     float* row = a.out + s * a.embed_dim;

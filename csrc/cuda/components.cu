@@ -12,23 +12,24 @@
 // leader adds the area and widens the box with 64-bit atomics.
 #include <climits>
 
-#include "cuda/mask_kernels.cuh"
+#include "common/cuda_utils.cuh"
 #include "cuda/union_find.cuh"
 #include "ops/components.h"
 
 namespace msrt::cuda {
 namespace {
 
-using detail::check_launch;
-using detail::grid_for;
+using detail::argmax_index;
+using detail::argmax_key;
 using detail::block_exclusive_scan;
 using detail::find_root;
-using detail::mask_at;
+using detail::grid_blocks;
 using detail::unite;
+using detail::warp_atomic_max;
 
-constexpr int kTile = 32;      // tile side in pixels
-constexpr int kTileRows = 8;   // blockDim (32, 8): each thread covers 4 rows of its tile
-constexpr int kChunk = 1024;   // pixels per block when ranking roots
+constexpr int kTile = 32;     // tile side in pixels
+constexpr int kTileRows = 8;  // blockDim (32, 8): each thread covers 4 rows of its tile
+constexpr int kChunk = 1024;  // pixels per block when ranking roots
 constexpr int kThreads = detail::kScanThreads;  // 1-D kernels (the scan needs 256)
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -71,8 +72,7 @@ __global__ void cc_local(Mask2D m, bool invert, bool conn8, int* labels, int64_t
 
 __global__ void cc_merge(int64_t h, int64_t w, bool conn8, int* labels) {
   const int64_t n = h * w;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(i, n) {
     const int64_t y = i / w, x = i % w;
     const int lx = int(x % kTile), ly = int(y % kTile);
     if (lx != 0 && ly != 0 && lx != kTile - 1) continue;  // every backward neighbour is in-tile
@@ -89,8 +89,7 @@ __global__ void cc_merge(int64_t h, int64_t w, bool conn8, int* labels) {
 }
 
 __global__ void cc_flatten(int64_t n, int* labels) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(i, n) {
     const int v = labels[i];
     if (v >= 0 && v != int(i)) labels[i] = find_root(labels, v);
   }
@@ -144,8 +143,7 @@ __global__ void cc_rank_roots(int64_t n, const int* labels, const int* offsets, 
 }
 
 __global__ void cc_relabel(int64_t n, int* labels, const int* rank) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(i, n) {
     const int v = labels[i];
     labels[i] = v < 0 ? 0 : rank[v];
   }
@@ -154,8 +152,7 @@ __global__ void cc_relabel(int64_t n, int* labels, const int* rank) {
 // ------------------------------------------------------------------ stats, keep-largest, holes
 
 __global__ void cc_stats_init(int64_t k, int64_t* areas, int64_t* boxes) {
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < k;
-       j += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(j, k) {
     areas[j] = 0;
     boxes[4 * j] = boxes[4 * j + 1] = LLONG_MAX;
     boxes[4 * j + 2] = boxes[4 * j + 3] = -1;
@@ -163,8 +160,7 @@ __global__ void cc_stats_init(int64_t k, int64_t* areas, int64_t* boxes) {
 }
 
 // Warp-uniform loop: warp `wid` takes pixels [32 s, 32 s + 32) of row y.
-__global__ void cc_stats(const int* labels, int64_t h, int64_t w, int64_t* areas,
-                         int64_t* boxes) {
+__global__ void cc_stats(const int* labels, int64_t h, int64_t w, int64_t* areas, int64_t* boxes) {
   const int lane = threadIdx.x & 31;
   const int64_t segs = (w + 31) / 32, n_warps = h * segs;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x / 32;
@@ -186,35 +182,28 @@ __global__ void cc_stats(const int* labels, int64_t h, int64_t w, int64_t* areas
   }
 }
 
-// best = max over labels of (area << 32 | ~index): the largest area, ties to the lowest label.
+// *best = argmax_key of the largest area: ties to the lowest label.
 __global__ void cc_argmax_area(int64_t k, const int64_t* areas, unsigned long long* best) {
   unsigned long long key = 0;
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < k;
-       j += int64_t(gridDim.x) * blockDim.x) {
-    const unsigned long long kj = (static_cast<unsigned long long>(areas[j]) << 32) |
-                                  (0xffffffffull - static_cast<unsigned long long>(j));
+  MSRT_GRID_STRIDE_LOOP(j, k) {
+    const unsigned long long kj = argmax_key(uint64_t(areas[j]), j);
     key = kj > key ? kj : key;
   }
-  for (int o = 16; o > 0; o >>= 1) {
-    const unsigned long long other = __shfl_down_sync(kFull, key, o);
-    key = other > key ? other : key;
-  }
-  if ((threadIdx.x & 31) == 0) atomicMax(best, key);
+  warp_atomic_max(key, best);
 }
 
 __global__ void cc_select(int64_t n, const int* labels, const unsigned long long* best,
                           uint8_t* out) {
-  const int label = int(0xffffffffull - (*best & 0xffffffffull)) + 1;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
+  const int label = int(argmax_index(*best)) + 1;
+  MSRT_GRID_STRIDE_LOOP(i, n) {
     out[i] = labels[i] == label;
+  }
 }
 
 __global__ void cc_fill(Mask2D m, const int* bg, const int64_t* areas, const int64_t* boxes,
                         int64_t max_area, uint8_t* out) {
   const int64_t h = m.height, w = m.width, n = h * w;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(i, n) {
     const int64_t y = i / w, x = i % w;
     bool v = mask_at(m, y, x);
     const int l = bg[i];
@@ -250,29 +239,29 @@ int64_t label_components(const Mask2D& mask, int connectivity, bool invert, int3
   int* rank = scratch;
   int* counts = scratch + n;
   int* k_dev = counts + n_chunks;
-  const unsigned grid = grid_for(n, kThreads);
-  const unsigned chunk_grid = unsigned(n_chunks < 65535 * 4 ? n_chunks : 65535 * 4);
+  const unsigned grid = grid_blocks(n, kThreads);
+  const unsigned chunk_grid = grid_blocks(n_chunks, 1);  // a block per chunk
 
-  cc_local<<<unsigned(n_tiles < 65535 * 4 ? n_tiles : 65535 * 4), dim3(kTile, kTileRows), 0,
-             s>>>(mask, invert, conn8, labels, tiles_x, n_tiles);
-  check_launch("cc_local");
+  cc_local<<<grid_blocks(n_tiles, 1), dim3(kTile, kTileRows), 0, s>>>(mask, invert, conn8, labels,
+                                                                      tiles_x, n_tiles);
+  MSRT_CUDA_CHECK_LAUNCH("cc_local kernel");
   cc_merge<<<grid, kThreads, 0, s>>>(h, w, conn8, labels);
-  check_launch("cc_merge");
+  MSRT_CUDA_CHECK_LAUNCH("cc_merge kernel");
   cc_flatten<<<grid, kThreads, 0, s>>>(n, labels);
-  check_launch("cc_flatten");
+  MSRT_CUDA_CHECK_LAUNCH("cc_flatten kernel");
   cc_count_roots<<<chunk_grid, kThreads, 0, s>>>(n, labels, counts, n_chunks);
-  check_launch("cc_count_roots");
+  MSRT_CUDA_CHECK_LAUNCH("cc_count_roots kernel");
   cc_scan_counts<<<1, kThreads, 0, s>>>(n_chunks, counts, k_dev);
-  check_launch("cc_scan_counts");
+  MSRT_CUDA_CHECK_LAUNCH("cc_scan_counts kernel");
   cc_rank_roots<<<chunk_grid, kThreads, 0, s>>>(n, labels, counts, rank, n_chunks);
-  check_launch("cc_rank_roots");
+  MSRT_CUDA_CHECK_LAUNCH("cc_rank_roots kernel");
   cc_relabel<<<grid, kThreads, 0, s>>>(n, labels, rank);
-  check_launch("cc_relabel");
+  MSRT_CUDA_CHECK_LAUNCH("cc_relabel kernel");
 
   int k = 0;
-  detail::DeviceGuard::check(cudaMemcpyAsync(&k, k_dev, sizeof(int), cudaMemcpyDeviceToHost, s),
-                             "cudaMemcpyAsync (component count)");
-  detail::DeviceGuard::check(cudaStreamSynchronize(s), "connected components kernels");
+  MSRT_CUDA_CHECK(cudaMemcpyAsync(&k, k_dev, sizeof(int), cudaMemcpyDeviceToHost, s),
+                  "cudaMemcpyAsync (component count)");
+  MSRT_CUDA_CHECK(cudaStreamSynchronize(s), "connected components kernels");
   return k;
 }
 
@@ -281,12 +270,12 @@ void component_stats(const int32_t* labels, int64_t height, int64_t width, int64
   if (k == 0) return;
   detail::DeviceGuard guard(device);
   const cudaStream_t s = detail::as_stream(stream);
-  cc_stats_init<<<grid_for(k, kThreads), kThreads, 0, s>>>(k, areas, boxes);
-  check_launch("cc_stats_init");
+  cc_stats_init<<<grid_blocks(k, kThreads), kThreads, 0, s>>>(k, areas, boxes);
+  MSRT_CUDA_CHECK_LAUNCH("cc_stats_init kernel");
   const int64_t warps = height * ((width + 31) / 32);
-  cc_stats<<<grid_for(warps * 32, kThreads), kThreads, 0, s>>>(labels, height, width, areas,
-                                                               boxes);
-  check_launch("cc_stats");
+  cc_stats<<<grid_blocks(warps * 32, kThreads), kThreads, 0, s>>>(labels, height, width, areas,
+                                                                  boxes);
+  MSRT_CUDA_CHECK_LAUNCH("cc_stats kernel");
 }
 
 void keep_largest_component(const int32_t* labels, int64_t height, int64_t width,
@@ -296,26 +285,25 @@ void keep_largest_component(const int32_t* labels, int64_t height, int64_t width
   const cudaStream_t s = detail::as_stream(stream);
   const int64_t n = height * width;
   if (k == 0) {
-    detail::DeviceGuard::check(cudaMemsetAsync(out, 0, size_t(n), s), "cudaMemsetAsync");
+    MSRT_CUDA_CHECK(cudaMemsetAsync(out, 0, size_t(n), s), "cudaMemsetAsync");
     return;
   }
   auto* best = reinterpret_cast<unsigned long long*>(scratch + key_offset(n));
-  detail::DeviceGuard::check(cudaMemsetAsync(best, 0, sizeof(*best), s), "cudaMemsetAsync");
-  cc_argmax_area<<<grid_for(k, kThreads), kThreads, 0, s>>>(k, areas, best);
-  check_launch("cc_argmax_area");
-  cc_select<<<grid_for(n, kThreads), kThreads, 0, s>>>(n, labels, best, out);
-  check_launch("cc_select");
+  MSRT_CUDA_CHECK(cudaMemsetAsync(best, 0, sizeof(*best), s), "cudaMemsetAsync");
+  cc_argmax_area<<<grid_blocks(k, kThreads), kThreads, 0, s>>>(k, areas, best);
+  MSRT_CUDA_CHECK_LAUNCH("cc_argmax_area kernel");
+  cc_select<<<grid_blocks(n, kThreads), kThreads, 0, s>>>(n, labels, best, out);
+  MSRT_CUDA_CHECK_LAUNCH("cc_select kernel");
 }
 
 void fill_holes(const Mask2D& mask, const int32_t* bg_labels, const int64_t* areas,
-                const int64_t* boxes, int64_t max_area, uint8_t* out, int device,
-                void* stream) {
+                const int64_t* boxes, int64_t max_area, uint8_t* out, int device, void* stream) {
   detail::DeviceGuard guard(device);
   const cudaStream_t s = detail::as_stream(stream);
   const int64_t n = mask.height * mask.width;
-  cc_fill<<<grid_for(n, kThreads), kThreads, 0, s>>>(mask, bg_labels, areas, boxes, max_area,
-                                                     out);
-  check_launch("cc_fill");
+  cc_fill<<<grid_blocks(n, kThreads), kThreads, 0, s>>>(mask, bg_labels, areas, boxes, max_area,
+                                                        out);
+  MSRT_CUDA_CHECK_LAUNCH("cc_fill kernel");
 }
 
 }  // namespace msrt::cuda

@@ -5,9 +5,10 @@
 //    below from the other segments (shared memory), and sweep their segment down and up:
 //    g = vertical distance to the nearest zero (INF when the column has none).
 // 2. edt_rows: a block per row; thread 0 builds Meijster's lower envelope of the parabolas
-//    (x - i)^2 + g(i)^2 in shared memory (exact integers), then every thread finds its pixel's
-//    parabola by binary search. Output: float32 sqrt (float64, rounded once), or the integer
-//    squared distance in place for the click.
+//    (x - i)^2 + g(i)^2 in dynamic shared memory (row_smem bytes: g of the sites, the
+//    envelope's sites and start columns, its size; exact integers), then every thread finds its
+//    pixel's parabola by binary search. Output: float32 sqrt (float64, rounded once), or the
+//    integer squared distance in place for the click.
 // 3. next click: exclusions set to 0, then the maximum of both maps as one packed 64-bit
 //    atomicMax per warp (squared distance << 32 | ~index: ties go to the first pixel in
 //    row-major order); the host compares the two maxima in float32 as the reference does.
@@ -16,15 +17,14 @@
 #include <vector>
 
 #include "common/checks.h"
+#include "common/cuda_utils.cuh"
 #include "cuda/edt_columns.cuh"
-#include "cuda/mask_kernels.cuh"
 #include "ops/distance.h"
 
 namespace msrt::cuda {
 namespace {
 
-using detail::check_launch;
-using detail::grid_for;
+using detail::grid_blocks;
 using edt::edt_columns;
 using edt::kCols;
 using edt::kFalseNegative;
@@ -34,8 +34,7 @@ using edt::kSet;
 
 enum Output : int { kDistance = 0, kSquared = 1 };
 
-constexpr int kThreads = 256;          // edt_rows and the 1-D kernels
-constexpr unsigned kFull = 0xffffffffu;
+constexpr int kThreads = 256;  // edt_rows and the 1-D kernels
 
 // Sites k = 0 .. n_sites - 1 sit at column k - off (off = 1 with a zero border: sites -1 and W
 // with g = 0). Shared memory: g of the sites, the envelope's sites and its start columns.
@@ -52,12 +51,12 @@ template <int O>
 __global__ void edt_rows(int64_t h, int64_t w, bool border_zero, int* g, float* out,
                          const int* any_zero) {
   extern __shared__ int smem[];
-  __shared__ int top;
   const int off = border_zero ? 1 : 0;
   const int n_sites = int(w) + 2 * off;
   int* gs = smem;
   int* sv = gs + n_sites;
   int* tv = sv + n_sites;
+  int& top = tv[n_sites];  // the envelope's last entry
   for (int64_t y = blockIdx.x; y < h; y += gridDim.x) {
     int* gy = g + y * w;
     for (int k = threadIdx.x; k < n_sites; k += blockDim.x) {
@@ -71,9 +70,7 @@ __global__ void edt_rows(int64_t h, int64_t w, bool border_zero, int* g, float* 
       tv[0] = 0;
       for (int u = 1; u < n_sites; ++u) {
         const long long cu = u - off, gu = gs[u];
-        while (q >= 0 &&
-               parabola(tv[q], sv[q] - off, gs[sv[q]]) > parabola(tv[q], cu, gu))
-          --q;
+        while (q >= 0 && parabola(tv[q], sv[q] - off, gs[sv[q]]) > parabola(tv[q], cu, gu)) --q;
         if (q < 0) {
           q = 0;
           sv[0] = u;
@@ -97,12 +94,16 @@ __global__ void edt_rows(int64_t h, int64_t w, bool border_zero, int* g, float* 
       int lo = 0, hi = top;  // last envelope entry that starts at or before x
       while (lo < hi) {
         const int mid = (lo + hi + 1) >> 1;
-        if (tv[mid] <= x) lo = mid;
-        else hi = mid - 1;
+        if (tv[mid] <= x)
+          lo = mid;
+        else
+          hi = mid - 1;
       }
       const int d2 = int(parabola(x, sv[lo] - off, gs[sv[lo]]));
-      if (O == kDistance) out[y * w + x] = none ? INFINITY : __double2float_rn(sqrt(double(d2)));
-      else gy[x] = d2;
+      if (O == kDistance)
+        out[y * w + x] = none ? INFINITY : __double2float_rn(sqrt(double(d2)));
+      else
+        gy[x] = d2;
     }
     __syncthreads();  // shared memory is reused by the block's next row
   }
@@ -110,34 +111,25 @@ __global__ void edt_rows(int64_t h, int64_t w, bool border_zero, int* g, float* 
 
 template <typename T>
 __global__ void edt_exclude(int64_t n, const int* index, T* a, T* b) {
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n;
-       j += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(j, n) {
     a[index[j]] = T(0);
     b[index[j]] = T(0);
   }
 }
 
-// keys[m] = max over pixels i of map m of (d2 << 32 | (2^32 - 1 - i)).
-__global__ void edt_argmax(int64_t n, const int* d_fn, const int* d_fp,
-                           unsigned long long* keys) {
+// keys[m] = argmax_key of map m (m = blockIdx.y): the largest d2, ties to the first pixel.
+__global__ void edt_argmax(int64_t n, const int* d_fn, const int* d_fp, unsigned long long* keys) {
   const int* d = blockIdx.y ? d_fp : d_fn;
   unsigned long long key = 0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const unsigned long long ki = (static_cast<unsigned long long>(d[i]) << 32) |
-                                  (0xffffffffull - static_cast<unsigned long long>(i));
+  MSRT_GRID_STRIDE_LOOP(i, n) {
+    const unsigned long long ki = detail::argmax_key(uint64_t(d[i]), i);
     key = ki > key ? ki : key;
   }
-  for (int o = 16; o > 0; o >>= 1) {
-    const unsigned long long other = __shfl_down_sync(kFull, key, o);
-    key = other > key ? other : key;
-  }
-  if ((threadIdx.x & 31) == 0) atomicMax(keys + blockIdx.y, key);
+  detail::warp_atomic_max(key, keys + blockIdx.y);
 }
 
 __global__ void edt_first_at_least(int64_t n, const int* d, int t, unsigned* first) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
+  MSRT_GRID_STRIDE_LOOP(i, n)
     if (d[i] >= t) atomicMin(first, unsigned(i));
 }
 
@@ -147,8 +139,16 @@ float root(int64_t d2) { return float(std::sqrt(double(d2))); }
 
 int inf_of(const Mask2D& m) { return int(m.height + m.width + 2); }
 
+// Dynamic shared memory of edt_rows (its only shared memory): 3 ints per site, plus `top`.
 size_t row_smem(int64_t w, bool border_zero) {
-  return size_t(3) * size_t(w + (border_zero ? 2 : 0)) * sizeof(int);
+  return (size_t(3) * size_t(w + (border_zero ? 2 : 0)) + 1) * sizeof(int);
+}
+
+int optin_smem(int device) {
+  int optin = 0;
+  MSRT_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+                  "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)");
+  return optin;
 }
 
 template <int O>
@@ -156,25 +156,26 @@ void launch_rows(int64_t h, int64_t w, bool border_zero, int* g, float* out, con
                  int device, cudaStream_t s) {
   const size_t smem = row_smem(w, border_zero);
   if (smem > 48 * 1024) {
-    int optin = 0;
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    const int optin = optin_smem(device);
     MSRT_CHECK(smem <= size_t(optin), "mask is too wide for the CUDA distance transform (W = ", w,
                ", at most ", max_width(device), " on this GPU)");
-    detail::DeviceGuard::check(
-        cudaFuncSetAttribute(edt_rows<O>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+    // The device's whole opt-in, not this call's size: the attribute is per function, and a
+    // concurrent caller with a narrower mask must not shrink it between our set and our launch.
+    MSRT_CUDA_CHECK(
+        cudaFuncSetAttribute(edt_rows<O>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin),
         "cudaFuncSetAttribute(edt_rows)");
   }
-  edt_rows<O><<<grid_for(h, 1), kThreads, smem, s>>>(h, w, border_zero, g, out, any_zero);
-  check_launch("edt_rows");
+  edt_rows<O><<<grid_blocks(h, 1), kThreads, smem, s>>>(h, w, border_zero, g, out, any_zero);
+  MSRT_CUDA_CHECK_LAUNCH("edt_rows kernel");
 }
 
 template <int R>
 void launch_columns(const Mask2D& a, const Mask2D& b, bool border_zero, int* g, int* any_zero,
                     cudaStream_t s) {
-  const int64_t blocks = (a.width + kCols - 1) / kCols;
-  edt_columns<R><<<unsigned(blocks < 65535 * 4 ? blocks : 65535 * 4), dim3(kCols, kSegs), 0, s>>>(
-      a, b, border_zero, inf_of(a), g, any_zero);
-  check_launch("edt_columns");
+  const int64_t blocks = (a.width + kCols - 1) / kCols;  // a block per 32 columns
+  edt_columns<R><<<grid_blocks(blocks, 1), dim3(kCols, kSegs), 0, s>>>(a, b, border_zero, inf_of(a),
+                                                                       g, any_zero);
+  MSRT_CUDA_CHECK_LAUNCH("edt_columns kernel");
 }
 
 // The in-image pixels of `exclude` ((x, y) pairs, host memory) as linear indices, copied to
@@ -188,20 +189,17 @@ int64_t upload_exclusions(const int64_t* exclude, int64_t n, int64_t h, int64_t 
   }
   if (idx.empty()) return 0;
   // Pageable source: the call returns once the data is staged, so idx may go out of scope.
-  detail::DeviceGuard::check(cudaMemcpyAsync(dst, idx.data(), idx.size() * sizeof(int),
-                                             cudaMemcpyHostToDevice, s),
-                             "cudaMemcpyAsync (exclusions)");
+  MSRT_CUDA_CHECK(
+      cudaMemcpyAsync(dst, idx.data(), idx.size() * sizeof(int), cudaMemcpyHostToDevice, s),
+      "cudaMemcpyAsync (exclusions)");
   return int64_t(idx.size());
 }
 
 }  // namespace
 
 int64_t max_width(int device) {
-  int optin = 0;
-  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
-      cudaSuccess)
-    cudaGetLastError();
-  return int64_t(optin) / int64_t(3 * sizeof(int)) - 2;
+  // widest w with row_smem(w, true) <= opt-in: 3 (w + 2) + 1 ints
+  return (int64_t(optin_smem(device)) / int64_t(sizeof(int)) - 1) / 3 - 2;
 }
 
 int64_t dt_scratch_elems(int64_t n_exclude) { return 2 + n_exclude; }
@@ -212,14 +210,13 @@ void distance_transform(const Mask2D& mask, float* out, int32_t* scratch, int de
   const cudaStream_t s = detail::as_stream(stream);
   int* any_zero = scratch;
   int* g = reinterpret_cast<int*>(out);  // the column pass lives in the output
-  detail::DeviceGuard::check(cudaMemsetAsync(any_zero, 0, sizeof(int), s), "cudaMemsetAsync");
+  MSRT_CUDA_CHECK(cudaMemsetAsync(any_zero, 0, sizeof(int), s), "cudaMemsetAsync");
   launch_columns<kSet>(mask, mask, false, g, any_zero, s);
   launch_rows<kDistance>(mask.height, mask.width, false, g, out, any_zero, device, s);
 }
 
-void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
-                   int64_t n_exclude, float* dist_fn, float* dist_fp, int32_t* scratch,
-                   int device, void* stream) {
+void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude, int64_t n_exclude,
+                   float* dist_fn, float* dist_fp, int32_t* scratch, int device, void* stream) {
   detail::DeviceGuard guard(device);
   const cudaStream_t s = detail::as_stream(stream);
   const int64_t h = pred.height, w = pred.width;
@@ -233,9 +230,9 @@ void error_regions(const Mask2D& pred, const Mask2D& gt, const int64_t* exclude,
   launch_rows<kDistance>(h, w, true, gfn, dist_fn, unused_flag, device, s);
   launch_rows<kDistance>(h, w, true, gfp, dist_fp, unused_flag, device, s);
   if (n_ex > 0) {
-    edt_exclude<float><<<grid_for(n_ex, kThreads), kThreads, 0, s>>>(n_ex, excl, dist_fn,
-                                                                    dist_fp);
-    check_launch("edt_exclude");
+    edt_exclude<float>
+        <<<grid_blocks(n_ex, kThreads), kThreads, 0, s>>>(n_ex, excl, dist_fn, dist_fp);
+    MSRT_CUDA_CHECK_LAUNCH("edt_exclude kernel");
   }
 }
 
@@ -260,39 +257,38 @@ ClickResult next_click(const Mask2D& pred, const Mask2D& gt, const int64_t* excl
   launch_rows<kSquared>(h, w, true, dfn, nullptr, unused_flag, device, s);
   launch_rows<kSquared>(h, w, true, dfp, nullptr, unused_flag, device, s);
   if (n_ex > 0) {
-    edt_exclude<int><<<grid_for(n_ex, kThreads), kThreads, 0, s>>>(n_ex, excl, dfn, dfp);
-    check_launch("edt_exclude");
+    edt_exclude<int><<<grid_blocks(n_ex, kThreads), kThreads, 0, s>>>(n_ex, excl, dfn, dfp);
+    MSRT_CUDA_CHECK_LAUNCH("edt_exclude kernel");
   }
-  detail::DeviceGuard::check(cudaMemsetAsync(keys, 0, 2 * sizeof(*keys), s), "cudaMemsetAsync");
-  edt_argmax<<<dim3(grid_for(n, kThreads), 2), kThreads, 0, s>>>(n, dfn, dfp, keys);
-  check_launch("edt_argmax");
+  MSRT_CUDA_CHECK(cudaMemsetAsync(keys, 0, 2 * sizeof(*keys), s), "cudaMemsetAsync");
+  edt_argmax<<<dim3(grid_blocks(n, kThreads), 2), kThreads, 0, s>>>(n, dfn, dfp, keys);
+  MSRT_CUDA_CHECK_LAUNCH("edt_argmax kernel");
   unsigned long long host_keys[2] = {0, 0};
-  detail::DeviceGuard::check(
-      cudaMemcpyAsync(host_keys, keys, sizeof(host_keys), cudaMemcpyDeviceToHost, s),
-      "cudaMemcpyAsync (click maxima)");
-  detail::DeviceGuard::check(cudaStreamSynchronize(s), "next_click kernels");
+  MSRT_CUDA_CHECK(cudaMemcpyAsync(host_keys, keys, sizeof(host_keys), cudaMemcpyDeviceToHost, s),
+                  "cudaMemcpyAsync (click maxima)");
+  MSRT_CUDA_CHECK(cudaStreamSynchronize(s), "next_click kernels");
 
   ClickResult r;
-  const int64_t m_fn = int64_t(host_keys[0] >> 32), m_fp = int64_t(host_keys[1] >> 32);
+  const int64_t m_fn = detail::argmax_value(host_keys[0]);
+  const int64_t m_fp = detail::argmax_value(host_keys[1]);
   const float fn_max = root(m_fn), fp_max = root(m_fp);
   if (fn_max == 0.0f && fp_max == 0.0f) return r;
   r.found = true;
   r.positive = fn_max > fp_max;  // ties -> negative
   const int64_t m = r.positive ? m_fn : m_fp;
-  int64_t idx = int64_t(0xffffffffull - (host_keys[r.positive ? 0 : 1] & 0xffffffffull));
+  int64_t idx = detail::argmax_index(host_keys[r.positive ? 0 : 1]);
   int64_t t = m;  // smallest squared distance with the same float32 root as the maximum
   while (t > 1 && root(t - 1) == root(m)) --t;
   if (t < m) {  // rare (distances beyond ~2048 px): the first pixel at or above t
-    detail::DeviceGuard::check(cudaMemsetAsync(first, 0xff, sizeof(unsigned), s),
-                               "cudaMemsetAsync");
-    edt_first_at_least<<<grid_for(n, kThreads), kThreads, 0, s>>>(n, r.positive ? dfn : dfp,
-                                                                  int(t), first);
-    check_launch("edt_first_at_least");
+    MSRT_CUDA_CHECK(cudaMemsetAsync(first, 0xff, sizeof(unsigned), s), "cudaMemsetAsync");
+    edt_first_at_least<<<grid_blocks(n, kThreads), kThreads, 0, s>>>(n, r.positive ? dfn : dfp,
+                                                                     int(t), first);
+    MSRT_CUDA_CHECK_LAUNCH("edt_first_at_least kernel");
     unsigned host_first = 0;
-    detail::DeviceGuard::check(
+    MSRT_CUDA_CHECK(
         cudaMemcpyAsync(&host_first, first, sizeof(unsigned), cudaMemcpyDeviceToHost, s),
         "cudaMemcpyAsync (click index)");
-    detail::DeviceGuard::check(cudaStreamSynchronize(s), "edt_first_at_least");
+    MSRT_CUDA_CHECK(cudaStreamSynchronize(s), "edt_first_at_least");
     idx = int64_t(host_first);
   }
   r.y = idx / w;

@@ -4,19 +4,16 @@
 
 #include <climits>
 
-#include "cuda/mask_kernels.cuh"
+#include "ops/components.h"  // Mask2D, mask_at
 
 namespace msrt::cuda::edt {
-
-using detail::mask_at;
 
 constexpr int kCols = 32, kSegs = 32;  // edt_columns: blockDim (32 columns, 32 row segments)
 
 enum Region : int { kSet = 0, kFalseNegative = 1, kFalsePositive = 2 };
 
 template <int R>
-__device__ __forceinline__ bool in_region(const Mask2D& a, const Mask2D& b, int64_t y,
-                                          int64_t x) {
+__device__ __forceinline__ bool in_region(const Mask2D& a, const Mask2D& b, int64_t y, int64_t x) {
   if (R == kSet) return mask_at(a, y, x);
   const bool p = mask_at(a, y, x), g = mask_at(b, y, x);
   return R == kFalseNegative ? (g && !p) : (p && !g);
@@ -25,7 +22,7 @@ __device__ __forceinline__ bool in_region(const Mask2D& a, const Mask2D& b, int6
 // g (H, W) int32. border_zero: rows -1 and H are zero. *any_zero = 1 when the region's
 // complement has a pixel (never cleared here).
 template <int R>
-__global__ void __launch_bounds__(kCols * kSegs)
+__global__ void __launch_bounds__(kCols* kSegs)
     edt_columns(Mask2D a, Mask2D b, bool border_zero, int inf, int* g, int* any_zero) {
   __shared__ int first[kSegs][kCols], last[kSegs][kCols];
   const int64_t h = a.height, w = a.width;

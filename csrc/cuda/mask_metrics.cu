@@ -30,8 +30,7 @@ __global__ void __launch_bounds__(kThreads)
   const TP* p = pred + n * pred_op.stride_n;
   const TR* t = target + n * target_op.stride_n;
   Counts c = {0, 0, 0};
-  for (int64_t pos = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; pos < pixels;
-       pos += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(pos, pixels) {
     int64_t y = 0, x = pos;
     if (s.h != 1) {
       y = pos / s.w;
@@ -69,11 +68,11 @@ void mask_counts_impl(const MaskOperand& pred, const MaskOperand& target, const 
                       int64_t* counts, cudaStream_t stream) {
   const int64_t pixels = s.h * s.w;
   // Enough blocks to fill the GPU for one mask; more masks add blocks along y.
-  const unsigned int bx = cuda_detail::grid_blocks(pixels, kThreads, 1024);
+  const unsigned int bx = detail::grid_blocks(pixels, kThreads, 1024);
   const dim3 grid(bx, static_cast<unsigned int>(s.n));
-  count_range<TP, TR><<<grid, kThreads, 0, stream>>>(
-      static_cast<const TP*>(pred.data), pred, static_cast<const TR*>(target.data), target, s,
-      reinterpret_cast<unsigned long long*>(counts));
+  count_range<TP, TR><<<grid, kThreads, 0, stream>>>(static_cast<const TP*>(pred.data), pred,
+                                                     static_cast<const TR*>(target.data), target, s,
+                                                     reinterpret_cast<unsigned long long*>(counts));
   MSRT_CUDA_CHECK_LAUNCH("mask_counts (count_range kernel)");
 }
 
@@ -85,8 +84,8 @@ void mask_counts(const MaskOperand& pred_in, const MaskOperand& target_in, MaskS
   MaskOperand pred = pred_in, target = target_in;
   collapse_rows(shape, pred, target);
   MSRT_CHECK(shape.n <= 65535, "pred must hold at most 65535 masks on CUDA, got ", shape.n);
-  cuda_detail::DeviceGuard guard(device);
-  const cudaStream_t stream = cuda_detail::as_stream(stream_ptr);
+  detail::DeviceGuard guard(device);
+  const cudaStream_t stream = detail::as_stream(stream_ptr);
   if (shape.n == 0) return;
   MSRT_CUDA_CHECK(cudaMemsetAsync(counts, 0, sizeof(int64_t) * 3 * shape.n, stream),
                   "mask_counts (cudaMemsetAsync of counts)");

@@ -10,8 +10,7 @@ constexpr int kThreads = 256;
 
 __global__ void __launch_bounds__(kThreads) blend_pixels(OverlayArgs a) {
   const int64_t total = a.view_h * a.view_w;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(i, total) {
     const int64_t y = i / a.view_w, x = i - y * a.view_w;
     const uint8_t* src = a.view + y * a.view_sy + x * a.view_sx;
     uint8_t* dst = a.out + 3 * i;
@@ -34,9 +33,9 @@ __global__ void __launch_bounds__(kThreads) blend_pixels(OverlayArgs a) {
 void render_overlay(const OverlayArgs& a, int device, void* stream_ptr) {
   const int64_t total = a.view_h * a.view_w;
   if (total == 0) return;
-  cuda_detail::DeviceGuard guard(device);
-  const cudaStream_t stream = cuda_detail::as_stream(stream_ptr);
-  blend_pixels<<<cuda_detail::grid_blocks(total, kThreads, 8192), kThreads, 0, stream>>>(a);
+  detail::DeviceGuard guard(device);
+  const cudaStream_t stream = detail::as_stream(stream_ptr);
+  blend_pixels<<<detail::grid_blocks(total, kThreads), kThreads, 0, stream>>>(a);
   MSRT_CUDA_CHECK_LAUNCH("render_overlay (blend_pixels kernel)");
 }
 

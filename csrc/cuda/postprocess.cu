@@ -30,8 +30,7 @@ __device__ __forceinline__ double tap_sum(const Taps& tap, F value) {
 __global__ void __launch_bounds__(kThreads)
     horizontal_pass(PostprocessArgs a, int64_t j0, int64_t rows, double* __restrict__ t) {
   const int64_t total = a.n * rows * a.out_w;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(i, total) {
     const int64_t x = i % a.out_w;
     const int64_t nj = i / a.out_w;
     const int64_t j = nj % rows, n = nj / rows;
@@ -45,8 +44,7 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     vertical_pass(PostprocessArgs a, int64_t j0, int64_t rows, const double* __restrict__ t) {
   const int64_t total = a.n * a.out_h * a.out_w;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(i, total) {
     const int64_t x = i % a.out_w;
     const int64_t ny = i / a.out_w;
     const int64_t y = ny % a.out_h, n = ny / a.out_h;
@@ -69,15 +67,15 @@ void postprocess_masks(const PostprocessArgs& a, double* workspace, int64_t work
   const int64_t rows = j1 - j0 + 1;
   MSRT_CHECK(workspace_size >= a.n * rows * a.out_w, "workspace must hold at least ",
              a.n * rows * a.out_w, " float64 values, got ", workspace_size);
-  cuda_detail::DeviceGuard guard(device);
-  const cudaStream_t stream = cuda_detail::as_stream(stream_ptr);
+  detail::DeviceGuard guard(device);
+  const cudaStream_t stream = detail::as_stream(stream_ptr);
   const int64_t work1 = a.n * rows * a.out_w;
-  horizontal_pass<<<cuda_detail::grid_blocks(work1, kThreads, 8192), kThreads, 0, stream>>>(
-      a, j0, rows, workspace);
+  horizontal_pass<<<detail::grid_blocks(work1, kThreads), kThreads, 0, stream>>>(a, j0, rows,
+                                                                                 workspace);
   MSRT_CUDA_CHECK_LAUNCH("postprocess_masks (horizontal_pass kernel)");
   const int64_t work2 = a.n * a.out_h * a.out_w;
-  vertical_pass<<<cuda_detail::grid_blocks(work2, kThreads, 8192), kThreads, 0, stream>>>(
-      a, j0, rows, workspace);
+  vertical_pass<<<detail::grid_blocks(work2, kThreads), kThreads, 0, stream>>>(a, j0, rows,
+                                                                               workspace);
   MSRT_CUDA_CHECK_LAUNCH("postprocess_masks (vertical_pass kernel)");
 }
 

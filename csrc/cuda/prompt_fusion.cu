@@ -19,8 +19,7 @@ __global__ void __launch_bounds__(kThreads)
     encode_token(PromptFusionArgs a, int32_t* __restrict__ error_flag) {
   const int64_t half = a.embed_dim / 2;
   const int64_t total = a.num_slots * half;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  MSRT_GRID_STRIDE_LOOP(i, total) {
     const int64_t s = i / half, k = i - s * half;
     float* row = a.out + s * a.embed_dim;
     const int64_t label = s < a.num_tokens ? label_at<L>(a, s) : -1;
@@ -50,8 +49,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename L>
 void encode_impl(const PromptFusionArgs& a, int32_t* error_flag, cudaStream_t stream) {
   const int64_t total = a.num_slots * (a.embed_dim / 2);
-  encode_token<L><<<cuda_detail::grid_blocks(total, kThreads), kThreads, 0, stream>>>(a,
-                                                                                 error_flag);
+  encode_token<L><<<detail::grid_blocks(total, kThreads), kThreads, 0, stream>>>(a, error_flag);
   MSRT_CUDA_CHECK_LAUNCH("encode_sparse_prompts (encode_token kernel)");
 }
 
@@ -59,8 +57,8 @@ void encode_impl(const PromptFusionArgs& a, int32_t* error_flag, cudaStream_t st
 
 void encode_sparse_prompts(const PromptFusionArgs& args, int32_t* error_flag, int device,
                            void* stream_ptr) {
-  cuda_detail::DeviceGuard guard(device);
-  const cudaStream_t stream = cuda_detail::as_stream(stream_ptr);
+  detail::DeviceGuard guard(device);
+  const cudaStream_t stream = detail::as_stream(stream_ptr);
   MSRT_CUDA_CHECK(cudaMemsetAsync(error_flag, 0, sizeof(int32_t), stream),
                   "encode_sparse_prompts (cudaMemsetAsync of the error flag)");
   if (args.num_slots == 0 || args.embed_dim == 0) return;

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/macros.h"
+
 namespace msrt {
 
 // A borrowed (H, W) mask of bytes (bool or uint8; non-zero = set). Strides are in bytes and may
@@ -16,6 +18,11 @@ struct Mask2D {
   int64_t stride_y = 0, stride_x = 1;
 };
 
+// Whether pixel (y, x) is set, read through the strides (the CUDA kernels' strided access).
+MSRT_HD bool mask_at(const Mask2D& m, int64_t y, int64_t x) {
+  return m.data[y * m.stride_y + x * m.stride_x] != 0;
+}
+
 // Per-component statistics: areas[k] and boxes[4k .. 4k+3] = (x0, y0, x1, y1) inclusive of
 // label k + 1.
 struct ComponentStats {
@@ -24,15 +31,14 @@ struct ComponentStats {
 };
 
 namespace cpu {
-// num_threads <= 0: OpenMP's default. Results never depend on the thread count.
+// num_threads <= 0: cpu/parallel.h's default. Results never depend on the thread count.
 
 // labels: (H, W) int32, C-contiguous, fully written. Returns K.
 int64_t label_components(const Mask2D& mask, int connectivity, int32_t* labels,
                          ComponentStats* stats, int num_threads);
 int64_t count_components(const Mask2D& mask, int connectivity, int num_threads);
 // out: (H, W) bytes, 1 on the largest component (ties: lowest label), 0 elsewhere.
-void keep_largest_component(const Mask2D& mask, int connectivity, uint8_t* out,
-                            int num_threads);
+void keep_largest_component(const Mask2D& mask, int connectivity, uint8_t* out, int num_threads);
 // out: (H, W) bytes = mask, plus background components (complementary connectivity) that do not
 // touch the border and have area <= max_area (max_area < 0: no limit).
 void fill_holes(const Mask2D& mask, int connectivity, int64_t max_area, uint8_t* out,
@@ -60,8 +66,7 @@ void keep_largest_component(const int32_t* labels, int64_t height, int64_t width
 // complementary connectivity, stats `areas`/`boxes`) that do not touch the border and have
 // area <= max_area (max_area < 0: no limit).
 void fill_holes(const Mask2D& mask, const int32_t* bg_labels, const int64_t* areas,
-                const int64_t* boxes, int64_t max_area, uint8_t* out, int device,
-                void* stream);
+                const int64_t* boxes, int64_t max_area, uint8_t* out, int device, void* stream);
 }  // namespace cuda
 #endif
 

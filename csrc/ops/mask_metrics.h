@@ -69,10 +69,10 @@ MSRT_HD bool mask_inside(float v, float threshold) { return v > threshold; }
 MSRT_HD bool mask_inside(double v, double threshold) { return v > threshold; }
 
 namespace cpu {
-// counts: (n, 3) int64, row-major: intersection, pred area, target area. Deterministic and
-// independent of the OpenMP thread count (exact integer sums).
+// counts: (n, 3) int64, row-major: intersection, pred area, target area. Exact integer sums:
+// independent of the thread count (num_threads <= 0: cpu/parallel.h's default).
 void mask_counts(const MaskOperand& pred, const MaskOperand& target, MaskShape shape,
-                 int64_t* counts);
+                 int64_t* counts, int num_threads);
 }  // namespace cpu
 
 #ifdef MSRT_WITH_CUDA

@@ -32,7 +32,8 @@ MSRT_HD uint8_t blend_channel(int32_t v, int32_t c, int32_t a) {
 }
 
 namespace cpu {
-void render_overlay(const OverlayArgs& args);
+// num_threads <= 0: cpu/parallel.h's default. Integer arithmetic: identical for any count.
+void render_overlay(const OverlayArgs& args, int num_threads);
 }  // namespace cpu
 
 #ifdef MSRT_WITH_CUDA

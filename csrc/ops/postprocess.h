@@ -74,7 +74,7 @@ MSRT_HD Taps composed_taps(int64_t low, int64_t mid, int64_t crop, int64_t out, 
   Taps t = {{a.i0, a.i1, b.i0, b.i1},
             {double(t2.w0) * a.w0, double(t2.w0) * a.w1, double(t2.w1) * b.w0,
              double(t2.w1) * b.w1}};  // products of two floats: exact in double
-  sort_taps(t, 0, 1);  // sorting network for 4 elements
+  sort_taps(t, 0, 1);                 // sorting network for 4 elements
   sort_taps(t, 2, 3);
   sort_taps(t, 0, 2);
   sort_taps(t, 1, 3);
@@ -102,13 +102,14 @@ struct PostprocessArgs {
   int64_t in_h = 0, in_w = 0;      // padded model input size (first resize)
   int64_t crop_h = 0, crop_w = 0;  // image inside the padding (crop), <= in_h, in_w
   int64_t out_h = 0, out_w = 0;    // original image size (second resize)
-  double threshold = 0.0;  // mask = float32(value) > float32(threshold): masks == logits > thr
-  float* out_logits = nullptr;     // (n, out_h, out_w) contiguous, or null for masks only
-  uint8_t* out_masks = nullptr;    // (n, out_h, out_w) contiguous bool
+  double threshold = 0.0;       // mask = float32(value) > float32(threshold): masks == logits > thr
+  float* out_logits = nullptr;  // (n, out_h, out_w) contiguous, or null for masks only
+  uint8_t* out_masks = nullptr;  // (n, out_h, out_w) contiguous bool
 };
 
 namespace cpu {
-void postprocess_masks(const PostprocessArgs& args);
+// num_threads <= 0: cpu/parallel.h's default. Identical results for any count.
+void postprocess_masks(const PostprocessArgs& args, int num_threads);
 }  // namespace cpu
 
 #ifdef MSRT_WITH_CUDA

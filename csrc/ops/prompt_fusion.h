@@ -30,15 +30,17 @@ struct PromptFusionArgs {
 // by Taylor polynomials of degree 9 (sin) and 10 (cos) in float32, whose truncation errors are
 // < 2e-9. Branch-free: vectorises on the CPU (8 lanes with AVX2), identical on the GPU.
 MSRT_HD void sincos_turns(double t, float& s, float& c) {
-  const double kRound = 6755399441055744.0;  // 1.5 * 2^52: (v + kRound) - kRound = rint(v)
-  const double q4 = (4.0 * t + kRound) - kRound;  // nearest quarter turn
+  const double kRound = 6755399441055744.0;           // 1.5 * 2^52: (v + kRound) - kRound = rint(v)
+  const double q4 = (4.0 * t + kRound) - kRound;      // nearest quarter turn
   const float r = static_cast<float>(t - 0.25 * q4);  // |r| <= 1/8 turn; the difference is exact
   const float x = r * 6.28318530717958647692f;        // radians, |x| <= pi/4
   const float x2 = x * x;
-  const float sp = x * (1.0f + x2 * (-1.0f / 6 + x2 * (1.0f / 120 + x2 * (-1.0f / 5040 +
-                                     x2 * (1.0f / 362880)))));
-  const float cp = 1.0f + x2 * (-0.5f + x2 * (1.0f / 24 + x2 * (-1.0f / 720 + x2 * (
-                       1.0f / 40320 + x2 * (-1.0f / 3628800)))));
+  const float sp =
+      x *
+      (1.0f + x2 * (-1.0f / 6 + x2 * (1.0f / 120 + x2 * (-1.0f / 5040 + x2 * (1.0f / 362880)))));
+  const float cp =
+      1.0f + x2 * (-0.5f + x2 * (1.0f / 24 + x2 * (-1.0f / 720 +
+                                                   x2 * (1.0f / 40320 + x2 * (-1.0f / 3628800)))));
   const double q = q4 - 4.0 * ((0.25 * q4 + kRound) - kRound);  // quadrant in {-2, ..., 2}
   s = q == 0.0 ? sp : q == 1.0 ? cp : q == -1.0 ? -cp : -sp;
   c = q == 0.0 ? cp : q == 1.0 ? -sp : q == -1.0 ? sp : -cp;

@@ -9,7 +9,7 @@ Rules, applied per call:
 - ``MSRT_OPS_BACKEND=reference|cpu|cuda|auto`` (default auto) forces a backend for host inputs.
 
 CUDA calls: inputs are handed to ``_C`` as DLPack capsules made on the producer's current stream
-(:func:`cuda_stream_of`, :func:`to_capsule`), outputs are allocated by the input's own framework
+(:func:`cuda_stream_of`, :func:`cuda_call`), outputs are allocated by the input's own framework
 (:func:`empty_like_framework`) and returned as that framework's tensors; kernels run
 asynchronously on that stream. Host arrays of the dtypes a kernel reads natively are read in
 place through their strides (any layout, no copies).
@@ -119,6 +119,12 @@ def cuda_stream_of(x: Any) -> int:
 def to_capsule(x: Any, stream: int) -> Any:
     """x.__dlpack__(stream=...) so the producer orders its pending work before ours."""
     return x.__dlpack__(stream=stream)
+
+
+def cuda_call(fn: Any, *args: Any, stream: int) -> Any:
+    """``fn(*args, stream=stream)`` for a ``_C`` entry point, every CUDA array among ``args``
+    handed over as a DLPack capsule made on ``stream`` (other arguments pass unchanged)."""
+    return fn(*(to_capsule(a, stream) if is_cuda_array(a) else a for a in args), stream=stream)
 
 
 def empty_like_framework(x: Any, shape: tuple[int, ...], dtype: str) -> Any:

@@ -20,10 +20,10 @@ from medsam_agent_rt.ops import _validate as V
 from medsam_agent_rt.ops import reference as ref
 from medsam_agent_rt.ops._dispatch import (
     as_host_array,
+    cuda_call,
     cuda_stream_of,
     empty_like_framework,
     select,
-    to_capsule,
 )
 
 
@@ -69,37 +69,31 @@ def _cuda_label(mask: Any, connectivity: int, invert: bool, stats: bool) -> tupl
     labels = empty_like_framework(mask, (h, w), "int32")
     scratch = empty_like_framework(mask, (int(ext.label_scratch_elems(h, w)),), "int32")
     k = int(
-        ext.label_components_cuda(
-            to_capsule(mask, stream),
-            to_capsule(labels, stream),
-            to_capsule(scratch, stream),
-            connectivity,
-            invert,
-            stream,
+        cuda_call(
+            ext.label_components_cuda, mask, labels, scratch, connectivity, invert, stream=stream
         )
     )
     areas = boxes = None
     if stats:
         areas = empty_like_framework(mask, (k,), "int64")
         boxes = empty_like_framework(mask, (k, 4), "int64")
-        ext.component_stats_cuda(
-            to_capsule(labels, stream), to_capsule(areas, stream), to_capsule(boxes, stream), stream
-        )
+        cuda_call(ext.component_stats_cuda, labels, areas, boxes, stream=stream)
     return labels, areas, boxes, scratch, k
 
 
-def _backend(op: str, mask: Any) -> str:
+def _prepare(op: str, mask: Any, connectivity: Any) -> tuple[str, int]:
+    """Checks the arguments of every function here; returns (backend, connectivity)."""
+    check_mask(mask)
+    connectivity = check_connectivity(connectivity)
     backend = select(op, mask, exact_fallback=True)
     if backend != "cuda" and any(int(s) == 0 for s in mask.shape):
-        return "reference"  # an empty mask: nothing for a kernel to do
-    return backend
+        return "reference", connectivity  # an empty mask: nothing for a kernel to do
+    return backend, connectivity
 
 
 def label_components(mask: Any, connectivity: int = 8) -> Components:
     """Label the non-zero pixels of a (H, W) bool/uint8 mask with 4- or 8-connectivity."""
-    check_mask(mask)
-    connectivity = check_connectivity(connectivity)
-    backend = _backend("label_components", mask)
+    backend, connectivity = _prepare("label_components", mask, connectivity)
     if backend == "cuda":
         labels, areas, boxes, _, _ = _cuda_label(mask, connectivity, False, True)
         return Components(labels, areas, boxes)
@@ -111,9 +105,7 @@ def label_components(mask: Any, connectivity: int = 8) -> Components:
 
 def count_components(mask: Any, connectivity: int = 8) -> int:
     """Number of connected foreground components."""
-    check_mask(mask)
-    connectivity = check_connectivity(connectivity)
-    backend = _backend("count_components", mask)
+    backend, connectivity = _prepare("count_components", mask, connectivity)
     if backend == "cuda":
         return _cuda_label(mask, connectivity, False, False)[4]
     m = host_mask(mask)
@@ -124,20 +116,14 @@ def count_components(mask: Any, connectivity: int = 8) -> int:
 
 def keep_largest_component(mask: Any, connectivity: int = 8) -> Any:
     """(H, W) bool: the largest component only (ties: first in raster order)."""
-    check_mask(mask)
-    connectivity = check_connectivity(connectivity)
-    backend = _backend("keep_largest_component", mask)
+    backend, connectivity = _prepare("keep_largest_component", mask, connectivity)
     if backend == "cuda":
-        ext = require_ext()
         labels, areas, _, scratch, _ = _cuda_label(mask, connectivity, False, True)
         out = empty_like_framework(mask, tuple(labels.shape), "bool")
-        stream = cuda_stream_of(mask)
-        ext.keep_largest_component_cuda(
-            to_capsule(labels, stream),
-            to_capsule(areas, stream),
-            to_capsule(scratch, stream),
-            to_capsule(out, stream),
-            stream,
+        cuda_call(
+            require_ext().keep_largest_component_cuda,
+            *(labels, areas, scratch, out),
+            stream=cuda_stream_of(mask),
         )
         return out
     m = host_mask(mask)
@@ -151,29 +137,21 @@ def fill_holes(mask: Any, max_area: int | None = None, connectivity: int = 8) ->
 
     Holes are background components, with the complementary connectivity, that do not touch the
     image border (see ``reference.fill_holes``)."""
-    check_mask(mask)
-    connectivity = check_connectivity(connectivity)
     if max_area is not None and (
         isinstance(max_area, bool) or not isinstance(max_area, (int, np.integer))
     ):
         raise ValueError(f"max_area must be an int or None, got {max_area!r}")
+    backend, connectivity = _prepare("fill_holes", mask, connectivity)
     # -1 asks the kernels for no limit; a negative limit fills nothing, as 0 does.
     limit = -1 if max_area is None else max(int(max_area), 0)
-    backend = _backend("fill_holes", mask)
     if backend == "cuda":
-        ext = require_ext()
         hole_conn = 4 if connectivity == 8 else 8
         bg, areas, boxes, _, _ = _cuda_label(mask, hole_conn, True, True)
         out = empty_like_framework(mask, tuple(bg.shape), "bool")
-        stream = cuda_stream_of(mask)
-        ext.fill_holes_cuda(
-            to_capsule(mask, stream),
-            to_capsule(bg, stream),
-            to_capsule(areas, stream),
-            to_capsule(boxes, stream),
-            limit,
-            to_capsule(out, stream),
-            stream,
+        cuda_call(
+            require_ext().fill_holes_cuda,
+            *(mask, bg, areas, boxes, limit, out),
+            stream=cuda_stream_of(mask),
         )
         return out
     m = host_mask(mask)

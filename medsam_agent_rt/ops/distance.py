@@ -18,11 +18,11 @@ import numpy as np
 from medsam_agent_rt._ext import require_ext
 from medsam_agent_rt.ops import reference as ref
 from medsam_agent_rt.ops._dispatch import (
+    cuda_call,
     cuda_stream_of,
     empty_like_framework,
     is_cuda_array,
     select,
-    to_capsule,
 )
 from medsam_agent_rt.ops._validate import check_same_hw, describe
 from medsam_agent_rt.ops.components import check_mask, host_mask
@@ -80,9 +80,7 @@ def distance_transform(mask: Any) -> Any:
         stream = cuda_stream_of(mask)
         out = empty_like_framework(mask, tuple(int(s) for s in mask.shape), "float32")
         scratch = empty_like_framework(mask, (int(ext.dt_scratch_elems(0)),), "int32")
-        ext.distance_transform_cuda(
-            to_capsule(mask, stream), to_capsule(out, stream), to_capsule(scratch, stream), stream
-        )
+        cuda_call(ext.distance_transform_cuda, mask, out, scratch, stream=stream)
         return out
     m = host_mask(mask)
     if backend == "cpu" and m.size:
@@ -104,15 +102,7 @@ def error_regions(pred: Any, gt: Any, exclude: Any = None) -> tuple[Any, Any]:
         d_fn = empty_like_framework(pred, shape, "float32")
         d_fp = empty_like_framework(pred, shape, "float32")
         scratch = empty_like_framework(pred, (int(ext.dt_scratch_elems(len(ex))),), "int32")
-        ext.error_regions_cuda(
-            to_capsule(pred, stream),
-            to_capsule(gt, stream),
-            ex,
-            to_capsule(d_fn, stream),
-            to_capsule(d_fp, stream),
-            to_capsule(scratch, stream),
-            stream,
-        )
+        cuda_call(ext.error_regions_cuda, pred, gt, ex, d_fn, d_fp, scratch, stream=stream)
         return d_fn, d_fp
     p, g = host_mask(pred, "pred"), host_mask(gt, "gt")
     if backend == "cpu":
@@ -134,13 +124,7 @@ def next_click(pred: Any, gt: Any, exclude: Any = None) -> Click | None:
         h, w = (int(s) for s in pred.shape)
         n = int(ext.click_scratch_elems(h, w, len(ex)))
         scratch = empty_like_framework(pred, (n,), "int32")
-        out = ext.next_click_cuda(
-            to_capsule(pred, stream),
-            to_capsule(gt, stream),
-            ex,
-            to_capsule(scratch, stream),
-            stream,
-        )
+        out = cuda_call(ext.next_click_cuda, pred, gt, ex, scratch, stream=stream)
     else:
         p, g = host_mask(pred, "pred"), host_mask(gt, "gt")
         if backend == "cpu":

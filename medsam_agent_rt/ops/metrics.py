@@ -1,6 +1,6 @@
 """Batched mask metrics: intersection, union, areas, IoU and Dice (PROTOCOL.md conventions).
 
-Backends: ``_C`` CPU (one pass, SIMD, OpenMP), ``_C`` CUDA (torch / CuPy tensors, zero-copy), and
+Backends: ``_C`` CPU (one pass, SIMD, csrc/cpu/parallel.h threads), ``_C`` CUDA (torch / CuPy tensors, zero-copy), and
 the NumPy reference, which gives identical counts and is used when ``_C`` is missing.
 """
 
@@ -16,12 +16,12 @@ from medsam_agent_rt.ops import _validate as V
 from medsam_agent_rt.ops import reference as ref
 from medsam_agent_rt.ops._dispatch import (
     as_host_array,
+    cuda_call,
     cuda_stream_of,
     dtype_name,
     empty_like_framework,
     same_cuda_device,
     select,
-    to_capsule,
     to_host,
 )
 
@@ -100,9 +100,7 @@ def mask_metrics(pred: Any, target: Any, threshold: float = 0.0) -> MaskMetrics:
         p, t = _cuda_operand(pred, threshold), _cuda_operand(target, threshold)
         stream = cuda_stream_of(p)
         out = empty_like_framework(p, (n, 3), "int64")
-        ext.mask_counts(
-            to_capsule(p, stream), to_capsule(t, stream), to_capsule(out, stream), threshold, stream
-        )
+        cuda_call(ext.mask_counts, p, t, out, threshold, stream=stream)
         counts = np.ascontiguousarray(to_host(out))
     scores = np.empty((n, 2), np.float64)
     ext.iou_dice(counts, scores)  # reference.iou_dice_from_counts' float64 arithmetic, in C++

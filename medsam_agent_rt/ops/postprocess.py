@@ -24,11 +24,11 @@ from medsam_agent_rt.ops import reference as ref
 from medsam_agent_rt.ops._dispatch import (
     as_host_array,
     cast_framework,
+    cuda_call,
     cuda_stream_of,
     dtype_name,
     empty_like_framework,
     select,
-    to_capsule,
 )
 
 
@@ -103,15 +103,9 @@ def postprocess_masks(
     # allocator is stream-ordered and it was allocated on `stream`, so no later work on the
     # stream can reuse it before the kernels that read it have run.
     workspace = empty_like_framework(x, (max(1, n * h * original_size[1]),), "float64")
-    ext.postprocess_masks(
-        to_capsule(x, stream),
-        input_size,
-        resized_size,
-        original_size,
-        threshold,
-        None if logits is None else to_capsule(logits, stream),
-        to_capsule(masks, stream),
-        to_capsule(workspace, stream),
-        stream,
+    cuda_call(
+        ext.postprocess_masks,
+        *(x, input_size, resized_size, original_size, threshold, logits, masks, workspace),
+        stream=stream,
     )
     return logits, masks

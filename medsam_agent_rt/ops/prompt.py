@@ -19,6 +19,7 @@ from medsam_agent_rt._ext import require_ext
 from medsam_agent_rt.ops import reference as ref
 from medsam_agent_rt.ops._dispatch import (
     cast_framework,
+    cuda_call,
     cuda_device_index,
     cuda_stream_of,
     dtype_name,
@@ -26,7 +27,6 @@ from medsam_agent_rt.ops._dispatch import (
     framework_of,
     same_cuda_device,
     select,
-    to_capsule,
     to_host,
 )
 from medsam_agent_rt.ops.reference import sam_prompt_tokens
@@ -193,17 +193,7 @@ def _encode_cuda(
     out = empty_like_framework(c, (slots, weights.embed_dim), "float32")
     flag = empty_like_framework(c, (1,), "int32")
     h, w = weights.input_size
-    require_ext().encode_sparse_prompts(
-        to_capsule(c, stream),
-        to_capsule(lab, stream),
-        to_capsule(g, stream),
-        to_capsule(e, stream),
-        h,
-        w,
-        to_capsule(out, stream),
-        to_capsule(flag, stream),
-        stream,
-    )
+    cuda_call(require_ext().encode_sparse_prompts, c, lab, g, e, h, w, out, flag, stream=stream)
     if int(to_host(flag)[0]):  # one small synchronising read: bad labels must raise
         bad = sorted(set(to_host(lab).tolist()) - {-1, 0, 1, 2, 3})
         raise ValueError(f"labels must be in -1..3, got values {bad}")

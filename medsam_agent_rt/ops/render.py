@@ -15,12 +15,12 @@ from medsam_agent_rt.ops import _validate as V
 from medsam_agent_rt.ops import reference as ref
 from medsam_agent_rt.ops._dispatch import (
     as_host_array,
+    cuda_call,
     cuda_stream_of,
     dtype_name,
     empty_like_framework,
     same_cuda_device,
     select,
-    to_capsule,
 )
 
 
@@ -69,13 +69,5 @@ def render_overlay(
     same_cuda_device({"view": view, "mask": mask})
     stream = cuda_stream_of(view)
     out = empty_like_framework(view, (vh, vw, 3), "uint8")
-    ext.render_overlay(
-        to_capsule(view, stream),
-        to_capsule(mask, stream),
-        to_capsule(out, stream),
-        box,
-        rgb,
-        a,
-        stream,
-    )
+    cuda_call(ext.render_overlay, view, mask, out, box, rgb, a, stream=stream)
     return out

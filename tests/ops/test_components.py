@@ -193,6 +193,19 @@ def test_non_contiguous_and_foreign_inputs():
 
 
 @needs_ext
+def test_cpu_entry_points_take_host_capsules():
+    torch = pytest.importorskip("torch")
+    from medsam_agent_rt import _C
+
+    m = blobs(96, seed=8) > 0
+    want = scipy_components(m, 8)
+    got = _C.label_components_cpu(torch.from_numpy(m).__dlpack__(), 8, 2)
+    assert_components(ops.Components(*got), *want)
+    with pytest.raises(ValueError, match="mask must be a NumPy array or a DLPack capsule"):
+        _C.label_components_cpu(m.tolist(), 8, 0)
+
+
+@needs_ext
 def test_concurrent_callers_and_forked_child():
     """The CPU kernels share one helper pool: concurrent Python threads (the GIL is released)
     and a forked child (whose pool threads do not exist) must still get exact results."""

@@ -1,6 +1,6 @@
 """Backend selection of medsam_agent_rt.ops: MSRT_OPS_BACKEND, the fallback rules when _C is
-missing, host framework tensors, results independent of the OpenMP thread count, and CUDA
-interop (streams, device checks)."""
+missing, host framework tensors, results independent of the thread count (MSRT_NUM_THREADS /
+OMP_NUM_THREADS and each kernel's explicit count), and CUDA interop (streams, device checks)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medsam_agent_rt import _ext, has_ext, ops
 from medsam_agent_rt.ops import _dispatch
@@ -138,16 +140,67 @@ print(h.hexdigest())
 """
 
 
-def test_results_do_not_depend_on_thread_count():
-    digests = set()
+@pytest.mark.parametrize("variable", ["OMP_NUM_THREADS", "MSRT_NUM_THREADS"])
+def test_results_do_not_depend_on_thread_count(variable):
+    digests, reported = set(), []
+    script = (
+        _THREADS_SCRIPT + "from medsam_agent_rt import _C; print(_C.build_info()['cpu_threads'])\n"
+    )
     for threads in ("1", "3"):
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MSRT_OPS_BACKEND": "cpu"}
+        env = {k: v for k, v in os.environ.items() if not k.endswith("NUM_THREADS")}
+        env.update({variable: threads, "MSRT_OPS_BACKEND": "cpu"})
         out = subprocess.run(
-            [sys.executable, "-c", _THREADS_SCRIPT], env=env, capture_output=True, text=True
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True
         )
         assert out.returncode == 0, out.stderr
-        digests.add(out.stdout.strip())
+        digest, count = out.stdout.split()
+        digests.add(digest)
+        reported.append(int(count))
     assert len(digests) == 1
+    assert reported == [1, 3]  # the knob is read (MSRT_NUM_THREADS, else OMP_NUM_THREADS)
+
+
+def test_msrt_num_threads_wins_over_omp_num_threads():
+    env = {**os.environ, "MSRT_NUM_THREADS": "3", "OMP_NUM_THREADS": "1"}
+    code = "from medsam_agent_rt import _C; print(_C.build_info()['cpu_threads'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 70),
+    w=st.integers(1, 70),
+    n=st.integers(1, 3),
+    threads=st.sampled_from([2, 3, 7]),
+)
+def test_explicit_thread_counts_give_identical_results(seed, h, w, n, threads):
+    """mask_counts, postprocess_masks and render_overlay cut even tiny inputs into several pieces
+    when given an explicit thread count; every piece must land exactly as on one thread."""
+    ext = _ext.require_ext()
+    rng = np.random.default_rng(seed)
+    pred, target = rng.random((n, h, w)) < 0.5, rng.random((h, w)) < 0.5
+    counts = [np.empty((n, 3), np.int64) for _ in range(2)]
+    for c, t in zip(counts, (1, threads)):
+        ext.mask_counts(pred, target, c, 0.0, 0, threads=t)
+    np.testing.assert_array_equal(counts[0], counts[1])
+    np.testing.assert_array_equal(counts[0], np.stack(ref.mask_counts(pred, target), 1))
+
+    x = (rng.standard_normal((n, 1 + h // 4, 1 + w // 4)) * 4).astype(np.float32)
+    outs = [(np.empty((n, h, w), np.float32), np.empty((n, h, w), np.bool_)) for _ in range(2)]
+    for (lg, mk), t in zip(outs, (1, threads)):
+        ext.postprocess_masks(x, (64, 64), (60, 64), (h, w), 0.0, lg, mk, None, 0, threads=t)
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+    view = rng.integers(0, 256, (h + 3, w + 2, 3), dtype=np.uint8)
+    renders = [np.empty_like(view) for _ in range(2)]
+    for r, t in zip(renders, (1, threads)):
+        ext.render_overlay(view, pred[0], r, (1, 2, w, h), (0, 255, 0), 128, 0, threads=t)
+    np.testing.assert_array_equal(renders[0], renders[1])
+    np.testing.assert_array_equal(renders[0], ref.render_overlay(view, pred[0], (1, 2, w, h)))
 
 
 def test_dlpack_capsule_of_host_tensor_is_accepted_by_the_binding():

@@ -339,3 +339,35 @@ def test_cuda_mixed_devices_raise():
     m = np.zeros((4, 4), bool)
     with pytest.raises(ValueError, match="both be CUDA tensors"):
         ops.next_click(torch.from_numpy(m).cuda(), m)
+
+
+@pytest.mark.needs_cuda
+def test_cuda_widest_rows_and_misaligned_scratch():
+    """Rows of exactly cuda_max_width pixels fit edt_rows' shared memory (its envelope size lives
+    there too); one more is refused naming the limit. Scratch must be 8-byte aligned (64-bit
+    atomics), so an offset view is refused instead of faulting."""
+    torch = pytest.importorskip("torch")
+    from medsam_agent_rt import _C
+
+    w = int(_C.cuda_max_width(0))
+    rng = np.random.default_rng(21)
+    m = rng.random((3, w)) < 0.97
+    d = ops.distance_transform(torch.from_numpy(m).cuda())
+    np.testing.assert_array_equal(d.cpu().numpy(), ref.distance_transform(m))
+    pred, gt = rng.random((3, w)) < 0.9, rng.random((3, w)) < 0.9
+    assert ops.next_click(torch.from_numpy(pred).cuda(), torch.from_numpy(gt).cuda()) == (
+        ops.next_click(pred, gt)
+    )
+    with pytest.raises(ValueError, match="too wide"):
+        ops.distance_transform(torch.ones((2, w + 1), dtype=torch.bool, device="cuda"))
+    mask = torch.from_numpy(m[:, :64].copy()).cuda()
+    stream = torch.cuda.current_stream().cuda_stream or 1
+    out = torch.empty((3, 64), dtype=torch.float32, device="cuda")
+    scratch = torch.empty(int(_C.dt_scratch_elems(0)) + 1, dtype=torch.int32, device="cuda")[1:]
+    with pytest.raises(ValueError, match="8-byte boundary"):
+        _C.distance_transform_cuda(
+            mask.__dlpack__(stream=stream),
+            out.__dlpack__(stream=stream),
+            scratch.__dlpack__(stream=stream),
+            stream,
+        )

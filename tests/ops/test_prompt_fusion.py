@@ -170,6 +170,28 @@ def test_input_forms_and_layouts():
         np.testing.assert_array_equal(ops.encode_sparse_prompts(c, lab, weights), want)
 
 
+def test_read_only_weights_and_host_capsules():
+    """Weights are only read: read-only arrays (e.g. memory-mapped checkpoints) are accepted, and
+    a host DLPack capsule reads like the array it wraps."""
+    rng = np.random.default_rng(4)
+    g, e = rng.standard_normal((2, 8)).astype(np.float32), rng.standard_normal((5, 16))
+    w = ops.PromptEncoderWeights(g, e, (64, 48))
+    w.gaussian_matrix.flags.writeable = False
+    w.label_embeddings.flags.writeable = False
+    coords = np.array([[3.0, 4.0], [40.0, 10.0]], np.float32)
+    labels = np.array([1, 2], np.int64)
+    want = ref.encode_sparse_prompts(coords, labels, g, e.astype(np.float32), (64, 48), 3)
+    np.testing.assert_allclose(ops.encode_sparse_prompts(coords, labels, w, 3), want, atol=5e-7)
+    torch = pytest.importorskip("torch")
+    out = np.empty((3, 16), np.float32)
+    from medsam_agent_rt import _C
+
+    _C.encode_sparse_prompts(
+        torch.from_numpy(coords).__dlpack__(), labels, g, w.label_embeddings, 64, 48, out
+    )
+    np.testing.assert_allclose(out, want, atol=5e-7)
+
+
 def test_no_tokens_and_pad_only():
     rng = np.random.default_rng(4)
     weights = random_weights(rng, 8)
