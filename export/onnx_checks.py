@@ -1,6 +1,7 @@
 """Checks of an exported SAM graph: the ONNX checker, the input/output contract (names, dtypes,
 static output shapes, the one dynamic prompt-token axis, no value-dependent shapes) and the parity
-of ONNX Runtime against torch on the same inputs.
+of ONNX Runtime against torch on the same inputs (a deterministic synthetic image and decoder
+feeds over the token counts a session uses).
 
 The contract is what the runtimes rely on: ``OnnxSegmenter`` feeds the inputs by name and
 TensorRT builds one optimisation profile over the ``sparse_embeddings`` token axis only.
@@ -123,3 +124,66 @@ def decoder_parity(
         flips = float(np.mean((low > 0) != (ref_low > 0)))
         worst["mask_flip_rate"] = max(worst["mask_flip_rate"], flips)
     return worst
+
+
+# ----------------------------------------------------------------------------- parity inputs
+
+
+def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A deterministic (H, W, 3) uint8 test image: a shaded background, two bright ellipses and
+    noise (structure for the encoder, targets for the box/click prompts)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    img = 40 + 60 * xx / max(width - 1, 1) + 20 * yy / max(height - 1, 1)
+    e1 = ((xx - 0.35 * width) / (0.18 * width)) ** 2 + ((yy - 0.5 * height) / (0.25 * height)) ** 2
+    e2 = ((xx - 0.7 * width) / (0.1 * width)) ** 2 + ((yy - 0.35 * height) / (0.12 * height)) ** 2
+    img = img + 110 * (e1 < 1) + 70 * (e2 < 1)
+    img = img[:, :, None] * np.array([1.0, 0.9, 0.8]) + rng.normal(0, 6, (height, width, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def decoder_cases(model: Any, weights: Any, embedding: Any) -> list[dict[str, np.ndarray]]:
+    """Decoder feeds over the token counts a session uses: a box (2 tokens), box + 2 clicks
+    (4), one click + pad with a previous mask (2), box + 7 clicks with a mask (9). Coordinates
+    are in model-input pixels."""
+    from medsam_agent_rt import ops
+
+    s = float(weights.input_size[1])
+    h, w = model.mask_input_size
+    emb = embedding.detach().cpu().numpy().astype(np.float32)
+    box = np.array([0.2, 0.25, 0.55, 0.75], np.float32) * s
+    pts = np.array([[0.35, 0.5], [0.6, 0.3]], np.float32) * s
+    many = np.stack([np.linspace(0.1, 0.9, 7), np.linspace(0.8, 0.2, 7)], 1).astype(np.float32) * s
+    rng = np.random.default_rng(1)
+    mask = (rng.normal(0, 4, (1, 1, h, w))).astype(np.float32)
+    prompts = [
+        (None, None, box, None),
+        (pts, np.array([1, 0]), box, None),
+        (pts[:1], np.array([1]), None, mask),
+        (many, np.array([1, 0, 1, 1, 0, 1, 0]), box, mask),
+    ]
+    feeds = []
+    for p, lab, b, m in prompts:
+        coords, labels = ops.sam_prompt_tokens(p, lab, b)
+        sparse = ops.encode_sparse_prompts(coords, labels, weights)[None]
+        feeds.append(
+            {
+                "image_embeddings": emb,
+                "sparse_embeddings": np.ascontiguousarray(sparse, np.float32),
+                "mask_input": np.zeros((1, 1, h, w), np.float32) if m is None else m,
+                "has_mask_input": np.array([0.0 if m is None else 1.0], np.float32),
+            }
+        )
+    return feeds
+
+
+def torch_decoder_outputs(model: Any, feeds: list[dict[str, np.ndarray]]) -> list[tuple]:
+    """The float32 torch model's (low_res_masks, iou_predictions) for each feed."""
+    import torch as t
+
+    out = []
+    with t.inference_mode():
+        for f in feeds:
+            low, iou = model.decode(*(t.from_numpy(f[n]) for n in DECODER_INPUTS))
+            out.append((low.numpy(), iou.numpy()))
+    return out

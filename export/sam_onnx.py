@@ -151,68 +151,6 @@ def export_graph(module: Any, args: tuple, path: Path, part: str, opset: int) ->
     return files
 
 
-# ----------------------------------------------------------------------------- parity inputs
-
-
-def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A deterministic (H, W, 3) uint8 test image: a shaded background, two bright ellipses and
-    noise (structure for the encoder, targets for the box/click prompts)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    img = 40 + 60 * xx / max(width - 1, 1) + 20 * yy / max(height - 1, 1)
-    e1 = ((xx - 0.35 * width) / (0.18 * width)) ** 2 + ((yy - 0.5 * height) / (0.25 * height)) ** 2
-    e2 = ((xx - 0.7 * width) / (0.1 * width)) ** 2 + ((yy - 0.35 * height) / (0.12 * height)) ** 2
-    img = img + 110 * (e1 < 1) + 70 * (e2 < 1)
-    img = img[:, :, None] * np.array([1.0, 0.9, 0.8]) + rng.normal(0, 6, (height, width, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def decoder_cases(model: Any, weights: Any, embedding: Any) -> list[dict[str, np.ndarray]]:
-    """Decoder feeds over the token counts a session uses: a box (2 tokens), box + 2 clicks
-    (4), one click + pad with a previous mask (2), box + 7 clicks with a mask (9). Coordinates
-    are in model-input pixels."""
-    from medsam_agent_rt import ops
-
-    s = float(weights.input_size[1])
-    h, w = model.mask_input_size
-    emb = embedding.detach().cpu().numpy().astype(np.float32)
-    box = np.array([0.2, 0.25, 0.55, 0.75], np.float32) * s
-    pts = np.array([[0.35, 0.5], [0.6, 0.3]], np.float32) * s
-    many = np.stack([np.linspace(0.1, 0.9, 7), np.linspace(0.8, 0.2, 7)], 1).astype(np.float32) * s
-    rng = np.random.default_rng(1)
-    mask = (rng.normal(0, 4, (1, 1, h, w))).astype(np.float32)
-    prompts = [
-        (None, None, box, None),
-        (pts, np.array([1, 0]), box, None),
-        (pts[:1], np.array([1]), None, mask),
-        (many, np.array([1, 0, 1, 1, 0, 1, 0]), box, mask),
-    ]
-    feeds = []
-    for p, lab, b, m in prompts:
-        coords, labels = ops.sam_prompt_tokens(p, lab, b)
-        sparse = ops.encode_sparse_prompts(coords, labels, weights)[None]
-        feeds.append(
-            {
-                "image_embeddings": emb,
-                "sparse_embeddings": np.ascontiguousarray(sparse, np.float32),
-                "mask_input": np.zeros((1, 1, h, w), np.float32) if m is None else m,
-                "has_mask_input": np.array([0.0 if m is None else 1.0], np.float32),
-            }
-        )
-    return feeds
-
-
-def torch_decoder_outputs(model: Any, feeds: list[dict[str, np.ndarray]]) -> list[tuple]:
-    """The float32 torch model's (low_res_masks, iou_predictions) for each feed."""
-    t = _torch()
-    out = []
-    with t.inference_mode():
-        for f in feeds:
-            low, iou = model.decode(*(t.from_numpy(f[n]) for n in DECODER_INPUTS))
-            out.append((low.numpy(), iou.numpy()))
-    return out
-
-
 # ----------------------------------------------------------------------------- the export
 
 
@@ -283,6 +221,11 @@ def export_sam(
     from dataclasses import replace
 
     from medsam_agent_rt.export import onnx_checks
+    from medsam_agent_rt.export.onnx_checks import (
+        decoder_cases,
+        synthetic_image,
+        torch_decoder_outputs,
+    )
     from medsam_agent_rt.export.sam_graphs import graph_modules
 
     from medsam_agent_rt.io.atomic import atomic_directory
@@ -298,6 +241,12 @@ def export_sam(
         raise ValueError(f"precisions must be a non-empty subset of {PRECISIONS}, got {precisions}")
     if not MIN_OPSET <= int(opset) <= 23:
         raise ValueError(f"opset must be in {MIN_OPSET}..23, got {opset}")
+    out = Path(out_dir)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"output directory {out} exists and is not empty (pass overwrite=True / --overwrite "
+            "to replace it)"
+        )
     spec = family_spec(family) if isinstance(family, str) else family
     size = int(model.config.input_size)
     pre = replace(spec.preprocessing, input_size=size)

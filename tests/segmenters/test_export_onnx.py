@@ -200,7 +200,7 @@ def test_failed_export_leaves_nothing(tiny_export, tmp_path, monkeypatch):
         sam_onnx.export_sam(model, "sam", out, opset=13, progress=False)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match="not empty.*--overwrite"):
         sam_onnx.export_sam(model, "sam", tmp_path / "full", progress=False)
     assert (tmp_path / "full" / "x").read_text() == "keep"
 
