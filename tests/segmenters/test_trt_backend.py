@@ -1,4 +1,5 @@
 """TensorRT backend. Here (no TensorRT): the engine cache key and path layout, the cache logic,
+the builder calls per TensorRT version (a recording stand-in of the builder API, no engine),
 the decoder's optimisation profile against the exported graph, the missing-TensorRT errors.
 Where TensorRT and a GPU exist (``needs_trt``): real engines, parity with ONNX Runtime, a cache
 hit on the second construction. Engine outputs are never faked."""
@@ -194,3 +195,93 @@ def test_token_profile_limit_is_enforced(trt_pair):
     pts = np.tile([[10.0, 10.0]], (6, 1))
     with pytest.raises(ValueError, match="exceed the TensorRT decoder profile"):
         seg.predict(pts, np.ones(6, int))
+
+
+class _RecordingTrt:
+    """A stand-in for the ``tensorrt`` module's BUILDER API only (no engine is produced or run):
+    records the calls ``build_serialized_engine`` makes, to check the 10.x / 11.x handling."""
+
+    class NetworkDefinitionCreationFlag:
+        STRONGLY_TYPED = 5
+
+    class MemoryPoolType:
+        WORKSPACE = "workspace"
+
+    class BuilderFlag:
+        TF32 = "tf32"
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    def __init__(self, version, parse_ok=True, plan=b"plan"):
+        self.__version__ = version
+        self.calls = []
+        rec, outer = self.calls, self
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                rec.append(("create_network", flags))
+                return "network"
+
+            def create_builder_config(self):
+                class Config:
+                    def set_memory_pool_limit(self, pool, size):
+                        rec.append(("pool", pool, size))
+
+                    def clear_flag(self, flag):
+                        rec.append(("clear_flag", flag))
+
+                    def add_optimization_profile(self, profile):
+                        rec.append(("add_profile",))
+
+                return Config()
+
+            def create_optimization_profile(self):
+                class Profile:
+                    def set_shape(self, name, lo, opt, hi):
+                        rec.append(("set_shape", name, lo, opt, hi))
+
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                return outer.plan
+
+        class OnnxParser:
+            num_errors = 0 if parse_ok else 1
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse_from_file(self, path):
+                rec.append(("parse", path))
+                return parse_ok
+
+            def get_error(self, i):
+                return "unsupported operator Foo"
+
+        self.Builder, self.OnnxParser, self.plan = Builder, OnnxParser, plan
+
+
+@pytest.mark.parametrize("version, flags", [("10.13.2", 1 << 5), ("11.1.0", 0)])
+def test_builder_calls_per_tensorrt_version(version, flags):
+    from medsam_agent_rt.segmenters.trt_engine import build_serialized_engine
+
+    shapes = decoder_profile_shapes((1, 256, 64, 64), (256, 256), TokenProfile())
+    trt = _RecordingTrt(version)
+    assert build_serialized_engine(trt, "d.onnx", shapes, "fp32", 1 << 20) == b"plan"
+    assert ("create_network", flags) in trt.calls  # STRONGLY_TYPED on 10.x only
+    assert ("pool", "workspace", 1 << 20) in trt.calls and ("clear_flag", "tf32") in trt.calls
+    assert ("set_shape", "sparse_embeddings", (1, 1, 256), (1, 4, 256), (1, 16, 256)) in trt.calls
+    trt = _RecordingTrt(version)
+    build_serialized_engine(trt, "e.onnx", None, "fp16")
+    assert not any(c[0] in ("clear_flag", "set_shape", "add_profile") for c in trt.calls)
+    with pytest.raises(RuntimeError, match="could not parse d.onnx: unsupported operator Foo"):
+        build_serialized_engine(_RecordingTrt(version, parse_ok=False), "d.onnx", None, "fp32")
+    with pytest.raises(RuntimeError, match="failed to build an engine"):
+        build_serialized_engine(_RecordingTrt(version, plan=None), "d.onnx", None, "fp32")
