@@ -226,7 +226,7 @@ class TrtEngine:
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
         torch = self.torch
-        with torch.cuda.stream(self.stream):
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
             for name, value in inputs.items():
                 buf = self.buffers[name]
                 if isinstance(value, torch.Tensor) and value.is_cuda:
