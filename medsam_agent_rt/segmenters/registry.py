@@ -2,9 +2,10 @@
 
 spec: "litemedsam" (the embedded default, shipped in the wheel), a checkpoint file
 (``.pth`` / ``.pt`` / ``.safetensors`` of SAM, MedSAM, LiteMedSAM or MobileSAM; see
-``segmenters.checkpoints``), or an exported model directory (ONNX / TensorRT, with a manifest).
-backend: "torch" today; "onnx" and "trt" are the hook for the export task and raise a clear
-"not built yet" error until they exist.
+``segmenters.checkpoints``), or an exported model directory (``medsam-agent export sam``: ONNX
+graphs + manifest, see ``segmenters.exported``).
+backend: "torch" runs a checkpoint; "onnx" (ONNX Runtime) and "trt" (TensorRT engines built from
+the ONNX graphs on first use) run an exported model directory.
 """
 
 from __future__ import annotations
@@ -17,10 +18,25 @@ BACKENDS = ("torch", "onnx", "trt")
 EMBEDDED = ("litemedsam",)
 
 
-def _not_built(backend: str, spec: str) -> NotImplementedError:
-    return NotImplementedError(
-        f"segmenter backend {backend!r} is not built yet (spec {spec!r}); use backend='torch'"
-    )
+def _build_exported(path: Path, backend: str, device: str, cache_size: int, family, options):
+    """OnnxSegmenter / TrtSegmenter over an exported model directory (manifest verified)."""
+    from medsam_agent_rt.segmenters.exported import load_export
+
+    if backend == "torch":
+        raise ValueError(
+            f"{path} is an exported model directory: run it with backend='onnx' or 'trt' "
+            "(backend='torch' needs a checkpoint file)"
+        )
+    exported = load_export(path, verify=options.pop("verify", True))
+    if family is not None and family != exported.family:
+        raise ValueError(f"{path} holds a {exported.family!r} model, got family={family!r}")
+    if backend == "onnx":
+        from medsam_agent_rt.segmenters.onnx_backend import OnnxSegmenter
+
+        return OnnxSegmenter(exported, device=device, cache_size=cache_size, **options)
+    from medsam_agent_rt.segmenters.trt_backend import TrtSegmenter
+
+    return TrtSegmenter(exported, device=device, cache_size=cache_size, **options)
 
 
 def build_segmenter(
@@ -29,20 +45,28 @@ def build_segmenter(
     device: str = "cpu",
     cache_size: int = 8,
     family: str | None = None,
+    **options,
 ) -> Segmenter:
     """A Segmenter for ``spec`` on ``backend``.
 
-    device: "cpu" | "cuda" | "cuda:N" (torch backend); cache_size: image embeddings kept (LRU);
-    family: force the checkpoint family where the file cannot tell (SAM vs MedSAM ViT-B)."""
+    device: "cpu" | "cuda" | "cuda:N"; cache_size: image embeddings kept (LRU);
+    family: force the checkpoint family where the file cannot tell (SAM vs MedSAM ViT-B);
+    options: backend-specific keywords (onnx: precision, providers, intra_op_threads,
+    allow_spinning; trt: precision, cache_dir, max_prompt_tokens, ...; both: verify)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     spec = str(spec)
     path = Path(spec)
     if spec not in EMBEDDED and path.is_dir():
-        # Exported models (encoder/decoder ONNX + manifest.json) belong to the onnx/trt backends.
-        raise _not_built(backend if backend != "torch" else "onnx", spec)
+        return _build_exported(path, backend, device, cache_size, family, dict(options))
     if backend != "torch":
-        raise _not_built(backend, spec)
+        raise ValueError(
+            f"backend {backend!r} runs exported models: export {spec!r} first with "
+            f"`medsam-agent export sam {spec} --out DIR`, then build_segmenter(DIR, "
+            f"backend={backend!r})"
+        )
+    if options:
+        raise TypeError(f"backend 'torch' takes no options {sorted(options)}")
     from medsam_agent_rt.segmenters.torch_backend import TorchSegmenter, require_torch
 
     require_torch()  # a clear "install the torch extra" before any model code imports torch

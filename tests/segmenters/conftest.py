@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from types import SimpleNamespace
 
@@ -177,3 +178,42 @@ def demo_image(demo_dir):
         for p in sorted((demo_dir / "demo_mask").glob(f"{name}_*.png"))
     }
     return image, masks
+
+
+# ----------------------------------------------------------------------------- exported models
+# Exports are the slow part of the export/onnx/trt tests (torch.export tracing): each is made
+# once per session and shared by tests/segmenters/test_{export_onnx,onnx_backend,trt_backend}.py.
+TINY_EXPORT_SAM = dataclasses.replace(TINY_VIT_SAM, decoder_heads=8)  # heads load_checkpoint infers
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """(torch SamModel, ExportedModel, checkpoint path): a tiny random SAM ViT saved as a
+    checkpoint and exported (FP32 + FP16) through the real CLI, ``medsam-agent export sam``."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from medsam_agent_rt.cli import main
+    from medsam_agent_rt.segmenters.exported import load_export
+    from medsam_agent_rt.segmenters.modeling.sam import SamModel
+
+    root = tmp_path_factory.mktemp("tiny_export")
+    model = SamModel(TINY_EXPORT_SAM)
+    randomize_(model, 11)
+    model.eval()
+    ckpt = root / "sam_vit_tiny.pth"
+    torch.save(model.state_dict(), ckpt)
+    out = root / "onnx"
+    code = main(["export", "sam", str(ckpt), "--out", str(out), "--family", "sam", "--quiet"])
+    assert code == 0
+    return model, load_export(out), ckpt
+
+
+@pytest.fixture(scope="session")
+def litemedsam_export(tmp_path_factory, embedded_litemedsam):
+    """ExportedModel of the embedded LiteMedSAM, FP32 graphs only."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from medsam_agent_rt.export.sam_onnx import export_sam
+
+    out = tmp_path_factory.mktemp("litemedsam_export") / "onnx"
+    return export_sam(embedded_litemedsam, "litemedsam", out, ("fp32",), progress=False)

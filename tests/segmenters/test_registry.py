@@ -1,4 +1,5 @@
-"""build_segmenter: the embedded default, checkpoint paths, and the not-yet-built backends."""
+"""build_segmenter: the embedded default, checkpoint paths, backend routing and errors (the
+exported-directory paths are tested in test_onnx_backend.py / test_export_onnx.py)."""
 
 from __future__ import annotations
 
@@ -40,13 +41,13 @@ def test_checkpoint_path_spec(tmp_path, tiny_configs):
     assert seg.predict(box=np.array([1.0, 2.0, 20.0, 25.0])).masks.shape == (3, 30, 40)
 
 
-def test_hooks_and_errors(tmp_path):
-    with pytest.raises(NotImplementedError, match="'onnx' is not built yet"):
+def test_backends_and_errors(tmp_path):
+    with pytest.raises(ValueError, match="backend 'onnx' runs exported models: export"):
         build_segmenter("litemedsam", backend="onnx")
-    with pytest.raises(NotImplementedError, match="'trt' is not built yet"):
+    with pytest.raises(ValueError, match="backend 'trt' runs exported models: export"):
         build_segmenter("litemedsam", backend="trt")
-    with pytest.raises(NotImplementedError, match="not built yet"):
-        build_segmenter(str(tmp_path))  # an exported model directory
+    with pytest.raises(ValueError, match="exported model directory: run it with backend='onnx'"):
+        build_segmenter(str(tmp_path))  # a directory is an exported model
     with pytest.raises(ValueError, match="backend must be one of"):
         build_segmenter(backend="tflite")
     with pytest.raises(FileNotFoundError, match="neither 'litemedsam' nor an existing"):

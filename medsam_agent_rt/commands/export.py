@@ -1,0 +1,101 @@
+"""``medsam-agent export sam SPEC --out DIR``: a SAM-family model -> encoder/decoder ONNX + manifest.
+
+SPEC is what ``build_segmenter`` takes: ``litemedsam`` (the embedded default) or a checkpoint
+file (SAM, MedSAM, LiteMedSAM, MobileSAM). The directory it writes runs with
+``build_segmenter(DIR, backend="onnx" | "trt")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "export"
+HELP = "Export a model: `export sam SPEC --out DIR` writes the SAM encoder/decoder ONNX graphs."
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="target", required=True, metavar="TARGET")
+    sam = sub.add_parser(
+        "sam",
+        help="SAM-family segmenter -> encoder/decoder ONNX (FP32/FP16) + manifest.json",
+        description="Export a SAM-family segmenter (SPEC: 'litemedsam' or a checkpoint file) "
+        "to ONNX, check each graph in ONNX Runtime against torch and write a manifest.",
+    )
+    sam.add_argument("spec", help="'litemedsam' or a .pth/.pt/.safetensors checkpoint")
+    sam.add_argument("--out", required=True, help="output directory (created; must be empty)")
+    sam.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "both"),
+        default="both",
+        help="graphs to write (default: both; fp16 is what TensorRT 11 needs for FP16 engines)",
+    )
+    sam.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default 18)")
+    sam.add_argument(
+        "--family",
+        choices=("sam", "medsam", "litemedsam", "mobilesam"),
+        help="force the family of a ViT-B checkpoint (SAM and MedSAM have identical keys)",
+    )
+    sam.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    sam.add_argument(
+        "--sample-image",
+        help="an image file for the ONNX Runtime vs torch parity check (default: synthetic)",
+    )
+    sam.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _load(spec: str, family: str | None):
+    """(model, family spec, variant, source) for SPEC."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from medsam_agent_rt.segmenters.checkpoints import load_checkpoint, load_embedded_litemedsam
+    from medsam_agent_rt.segmenters.families import family_spec
+
+    if spec == "litemedsam":
+        if family not in (None, "litemedsam"):
+            raise ValueError(f"spec 'litemedsam' is the LiteMedSAM family, got --family {family}")
+        model = load_embedded_litemedsam()
+        fam = family_spec("litemedsam")
+        fam = replace(
+            fam, preprocessing=replace(fam.preprocessing, input_size=model.config.input_size)
+        )
+        return model, fam, "tinyvit_5m", "litemedsam (embedded lite_medsam.safetensors)"
+    if not Path(spec).is_file():
+        raise FileNotFoundError(f"SPEC {spec!r} is neither 'litemedsam' nor a checkpoint file")
+    loaded = load_checkpoint(spec, family=family)
+    return loaded.model, loaded.family, loaded.variant, str(Path(spec).resolve())
+
+
+def run(args: argparse.Namespace) -> int:
+    from medsam_agent_rt.export.sam_onnx import export_sam
+
+    try:
+        model, fam, variant, source = _load(args.spec, args.family)
+        sample = None
+        if args.sample_image:
+            from medsam_agent_rt.io import read_image
+
+            sample = read_image(args.sample_image).rgb
+        precisions = ("fp32", "fp16") if args.precision == "both" else (args.precision,)
+        exported = export_sam(
+            model,
+            fam,
+            args.out,
+            precisions,
+            args.opset,
+            source=source,
+            variant=variant,
+            sample_image=sample,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    except (ValueError, OSError, ImportError) as e:
+        print(f"medsam-agent export: error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {fam.name} ({variant}) to {exported.directory}")
+    for precision in exported.precisions:
+        parity = exported.manifest["graphs"][precision]["parity"]
+        shown = ", ".join(f"{k} {v:.3g}" for k, v in parity.items())
+        print(f"  {precision}: ORT vs torch {shown}")
+    return 0

@@ -1,0 +1,182 @@
+"""The TensorRT backend: :class:`TrtSegmenter` over engines built from an exported model.
+
+On first use the encoder and decoder ONNX graphs of the export (``precision`` "fp32" or "fp16":
+FP16 is the FP16 graph, TensorRT 11 has no FP16 builder flag) are built into engines and cached
+on disk (``segmenters.trt_engine``: key = ONNX SHA-256, TensorRT version, GPU name and compute
+capability, precision, token profile); later constructions deserialize them. Both engines run
+on one CUDA stream with device buffers allocated once; the cached image embedding stays on the
+GPU and is bound to the decoder by address; prompt fusion and post-processing are the shared
+``ops`` path (``segmenters.predictor``), so inputs are checked exactly as on the other backends.
+
+Requires TensorRT 10.x or 11.x and a CUDA build of PyTorch (device buffers and the stream are
+torch CUDA objects).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsam_agent_rt.segmenters.exported import ExportedModel, load_export
+from medsam_agent_rt.segmenters.predictor import SamPredictorBase
+from medsam_agent_rt.segmenters.trt_engine import (
+    TokenProfile,
+    TrtEngine,
+    build_serialized_engine,
+    decoder_profile_shapes,
+    default_cache_dir,
+    engine_key,
+    engine_path,
+    load_or_build,
+    require_tensorrt,
+)
+
+
+def _require_torch_cuda(device: str):
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            "the trt segmenter backend allocates device buffers with PyTorch: install a CUDA "
+            "build of torch ('medsam-agent-rt[torch,trt]')"
+        ) from e
+    if not torch.cuda.is_available():
+        raise RuntimeError("the trt segmenter backend needs a CUDA GPU (torch sees none)")
+    if not (device == "cuda" or device.startswith("cuda:")):
+        raise ValueError(
+            f"the trt backend runs on a GPU: device must be 'cuda' or 'cuda:N', got {device!r}"
+        )
+    return torch
+
+
+class TrtSegmenter(SamPredictorBase):
+    """An exported SAM-family model in TensorRT, implementing ``Segmenter``.
+
+    export: an export directory or :class:`ExportedModel`; precision: "fp32" | "fp16" (default:
+    fp16 when exported, else fp32); device: "cuda" | "cuda:N" ("cpu" is mapped to "cuda");
+    cache_dir: engine cache (default ``trt_engine.default_cache_dir()``); max_prompt_tokens /
+    opt_prompt_tokens: the decoder's token profile (:class:`TokenProfile`); workspace_mb: the
+    builder's workspace limit; allow_tf32: TF32 matmuls in FP32 engines (faster, ~1e-3 off);
+    cache_size: image embeddings kept on the GPU (LRU by image content); verify: check the
+    export's SHA-256 on load.
+    """
+
+    backend = "trt"
+
+    def __init__(
+        self,
+        export: ExportedModel | str | Path,
+        precision: str | None = None,
+        device: str = "cuda",
+        cache_dir: str | Path | None = None,
+        max_prompt_tokens: int = 16,
+        opt_prompt_tokens: int = 4,
+        workspace_mb: int = 1024,
+        allow_tf32: bool = False,
+        cache_size: int = 8,
+        verify: bool = True,
+    ) -> None:
+        trt = require_tensorrt()
+        device = "cuda" if device == "cpu" else device
+        torch = _require_torch_cuda(device)
+        exported = export if isinstance(export, ExportedModel) else load_export(export, verify)
+        if precision is None:
+            precision = "fp16" if "fp16" in exported.precisions else exported.precisions[0]
+        self.exported, self.precision = exported, precision
+        self.profile = TokenProfile(1, min(opt_prompt_tokens, max_prompt_tokens), max_prompt_tokens)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.device = torch.device(device)
+        props = torch.cuda.get_device_properties(self.device)
+        self.gpu_name = props.name
+        capability = (int(props.major), int(props.minor))
+        self.stream = torch.cuda.Stream(device=self.device)
+        self.cache_hits: dict[str, bool] = {}
+        self.engine_paths: dict[str, Path] = {}
+        shapes = {
+            "encoder": None,
+            "decoder": decoder_profile_shapes(
+                exported.embedding_shape, exported.mask_input_size, self.profile
+            ),
+        }
+        engines = {}
+        with torch.cuda.device(self.device):
+            for part in ("encoder", "decoder"):
+                onnx_path = exported.graph(precision, part)
+                profile = self.profile if part == "decoder" else None
+                fields = {
+                    "onnx_sha256": exported.graph_sha256(precision, part),
+                    "trt_version": trt.__version__,
+                    "gpu_name": self.gpu_name,
+                    "compute_capability": capability,
+                    "precision": precision,
+                    "profile": profile,
+                    "allow_tf32": allow_tf32,
+                }
+                key = engine_key(**fields)
+                path = engine_path(self.cache_dir, exported.family, part, precision, key)
+
+                def build(onnx_path=onnx_path, part_shapes=shapes[part]):
+                    return build_serialized_engine(
+                        trt, onnx_path, part_shapes, precision, workspace_mb << 20, allow_tf32
+                    )
+
+                sidecar = dict(fields, profile=None if profile is None else vars(profile))
+                plan, hit = load_or_build(trt, onnx_path, path, sidecar, build)
+                try:
+                    engines[part] = TrtEngine(trt, plan, self.stream)
+                except RuntimeError:
+                    if not hit:
+                        raise
+                    path.unlink(missing_ok=True)  # stale cache entry: rebuild once
+                    plan, hit = load_or_build(trt, onnx_path, path, sidecar, build)
+                    engines[part] = TrtEngine(trt, plan, self.stream)
+                self.cache_hits[part] = hit
+                self.engine_paths[part] = path
+        self.encoder_engine, self.decoder_engine = engines["encoder"], engines["decoder"]
+        self._torch = torch
+        super().__init__(
+            exported.family,
+            exported.preprocessing,
+            exported.prompt_weights(),
+            exported.mask_input_size,
+            cache_size,
+            str(exported.directory),
+        )
+        self._no_mask = np.zeros((1, 1, *self.mask_input_size), np.float32)
+        self._has = {False: np.zeros(1, np.float32), True: np.ones(1, np.float32)}
+
+    # ------------------------------------------------------------------ model calls
+    def _encode(self, x: np.ndarray) -> Any:
+        torch = self._torch
+        out = self.encoder_engine.run({"image": np.ascontiguousarray(x, np.float32)})
+        with torch.cuda.stream(self.stream):
+            return out["image_embeddings"].clone()  # the cached copy, ordered on the stream
+
+    def _embedding_to_numpy(self, embedding: Any) -> np.ndarray:
+        with self._torch.cuda.stream(self.stream):
+            return embedding.cpu().numpy()
+
+    def _decode(
+        self, embedding: Any, sparse: np.ndarray, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        tokens = int(sparse.shape[0])
+        if tokens > self.profile.max:
+            raise ValueError(
+                f"{tokens} prompt tokens exceed the TensorRT decoder profile (max "
+                f"{self.profile.max}); build the segmenter with max_prompt_tokens >= {tokens}"
+            )
+        m = self._no_mask if mask is None else mask.reshape(1, 1, *self.mask_input_size)
+        out = self.decoder_engine.run(
+            {
+                "image_embeddings": embedding,
+                "sparse_embeddings": np.ascontiguousarray(sparse[None], np.float32),
+                "mask_input": np.ascontiguousarray(m, np.float32),
+                "has_mask_input": self._has[mask is not None],
+            }
+        )
+        with self._torch.cuda.stream(self.stream):
+            low = out["low_res_masks"][0].cpu().numpy()
+            iou = out["iou_predictions"][0].cpu().numpy()
+        return low, iou
