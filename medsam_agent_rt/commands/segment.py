@@ -93,8 +93,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--strategy",
+        metavar="NAME",
         choices=STRATEGIES,
-        help="how prompts carry over turns (default: the segmenter family's measured best)",
+        help="how prompts carry over turns: " + ", ".join(STRATEGIES) + " (default: the "
+        "segmenter family's measured best)",
     )
     p.add_argument("--keep-largest", action="store_true", help="final mask: largest component")
     p.add_argument(
@@ -109,8 +111,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--window",
         metavar="C,W|PRESET",
         type=_window,
-        help="CT/MR intensity window: 'C,W' or abdomen, lung, bone, brain, ... (default: the "
-        "file's own window, else min-max)",
+        help="CT/MR intensity window: 'C,W' (a negative centre as --window=-600,1500) or a "
+        "preset: abdomen, lung, bone, brain, liver, ... (default: the file's own window, else "
+        "min-max)",
     )
     p.add_argument("--frame", metavar="K", type=_count(0), help="frame / page / 4-D volume")
     p.add_argument("--axis", metavar="A", type=int, choices=(0, 1, 2), help="NIfTI voxel axis")
@@ -128,6 +131,8 @@ def _say(text: str) -> None:
 def _ms(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 0.01:
+        return f"{seconds * 1e3:.1f} ms"
     return f"{seconds * 1e3:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
@@ -269,8 +274,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except UsageError as exc:
-        _say(f"medsam-agent segment: error: {exc}")
-        return EXIT_USAGE
+        return _fail(args, EXIT_USAGE, str(exc))
+
+
+def _fail(args: argparse.Namespace, code: int, message: str) -> int:
+    """Report an error on stderr (and as JSON on stdout with --json); returns ``code``."""
+    _say(f"medsam-agent segment: error: {message}")
+    if getattr(args, "json", False):
+        print(json.dumps({"exit_code": code, "error": message}, indent=2))
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -336,10 +348,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         mask, record = session.run(image.rgb, args.target, gt, image_id=str(args.image))
     except Exception as exc:  # noqa: BLE001 - the policy raised (server down, model crash)
-        _say(
-            f"medsam-agent segment: error: the policy {name!r} failed: {type(exc).__name__}: {exc}"
+        return _fail(
+            args, EXIT_POLICY_FAILED, f"the policy {name!r} failed: {type(exc).__name__}: {exc}"
         )
-        return EXIT_POLICY_FAILED
     record.source = {
         "image": image.to_dict(),
         "gt": None if args.gt is None else str(args.gt),

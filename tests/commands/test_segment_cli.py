@@ -367,11 +367,12 @@ def test_an_existing_output_folder_is_kept_without_overwrite(bad_inputs, tmp_pat
     out = tmp_path / "results"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    code, _, stderr = run_cli(
+    code, stdout, stderr = run_cli(
         capsys, bad_inputs["image"], "--target", "t", "--policy", "oracle-box",
-        "--gt", bad_inputs["gt"], "--out", out,
+        "--gt", bad_inputs["gt"], "--out", out, "--json",
     )  # fmt: skip
     assert code == 2 and "--overwrite" in stderr
+    assert json.loads(stdout) == {"exit_code": 2, "error": stderr.strip().split("error: ", 1)[1]}
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "mine"
 
