@@ -99,6 +99,40 @@ def summarize(values: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(ordered), "p90": p90, "n": len(ordered)}
 
 
+class Tally:
+    """The samples of one row: per-stage durations, episode counts, final Dice values."""
+
+    def __init__(self, loads: list[float]) -> None:
+        self.stages: dict[str, list[float]] = {k: [] for k in STAGES}
+        self.stages["load_first"], self.stages["load"] = loads[:1], loads[1:] or loads[:1]
+        self.counts: dict[str, Any] = {
+            "episodes": 0, "turns": 0, "actions": 0, "tool_calls": 0, "end_reasons": {}
+        }  # fmt: skip
+        self.dice: list[float] = []
+
+    def add(self, rec: Any, policy: TimedPolicy, clock: Clock, marks: dict[str, int]) -> None:
+        """One finished episode; ``marks``: len(clock.each[stage]) when it started."""
+        for turn in turn_stages(policy, clock, rec):
+            for stage in TURN_STAGES:
+                if turn[stage] is not None:
+                    self.stages[stage].append(turn[stage])
+        new = {k: clock.each[k][n:] for k, n in marks.items()}
+        self.stages["encode"] += new["encode"]
+        self.stages["postprocess_call"] += new["postprocess"]
+        if len(new["postprocess"]) == len(new["predict"]):
+            pairs = zip(new["predict"], new["postprocess"])
+            self.stages["tool_call"] += [p - q for p, q in pairs]
+        self.stages["episode"].append(rec.totals["seconds"]["episode"])
+        c = self.counts
+        c["episodes"] += 1
+        c["turns"] += len(rec.turns)
+        c["actions"] += rec.totals["actions"]
+        c["tool_calls"] += len(new["predict"])
+        c["end_reasons"][rec.end_reason] = c["end_reasons"].get(rec.end_reason, 0) + 1
+        if rec.final.get("dice") is not None:
+            self.dice.append(rec.final["dice"])
+
+
 def measure(cfg: Config, samples: list, args: argparse.Namespace) -> dict[str, Any]:
     """Run one configuration; returns its row (stages, counts) or its error."""
     from tqdm import tqdm
@@ -121,45 +155,27 @@ def measure(cfg: Config, samples: list, args: argparse.Namespace) -> dict[str, A
     clock = Clock()
     seg = TimedSegmenter(seg, clock)
     session_cfg = SessionConfig(max_actions=args.max_turns)
-    stages: dict[str, list[float]] = {k: [] for k in STAGES}
-    stages["load_first"], stages["load"] = loads[:1], loads[1:] or loads[:1]
-    counts = {"episodes": 0, "turns": 0, "actions": 0, "tool_calls": 0, "end_reasons": {}}
-    dice = []
+    tally = Tally(loads)
     runs = [samples[0]] * args.warmup + samples * args.repeats
-    with timed_postprocess(clock):
-        for k, (image_id, target, image, gt) in enumerate(
-            tqdm(runs, desc=cfg.name, file=sys.stderr, disable=args.quiet)
-        ):
-            policy = TimedPolicy(build_policy(cfg.policy), clock)
-            n_encode, n_pred = len(clock.each["encode"]), len(clock.each["predict"])
-            n_post = len(clock.each["postprocess"])
-            _, rec = Session(seg, policy, session_cfg).run(image, target, gt, image_id)
-            if k < args.warmup:
-                continue
-            turns = turn_stages(policy, clock, rec)
-            for stage in TURN_STAGES:
-                stages[stage] += [t[stage] for t in turns if t[stage] is not None]
-            stages["encode"] += clock.each["encode"][n_encode:]
-            posts = clock.each["postprocess"][n_post:]
-            preds = clock.each["predict"][n_pred:]
-            stages["postprocess_call"] += posts
-            if len(posts) == len(preds):
-                stages["tool_call"] += [p - q for p, q in zip(preds, posts)]
-            stages["episode"].append(rec.totals["seconds"]["episode"])
-            counts["episodes"] += 1
-            counts["turns"] += len(rec.turns)
-            counts["actions"] += rec.totals["actions"]
-            counts["tool_calls"] += len(preds)
-            reasons = counts["end_reasons"]
-            reasons[rec.end_reason] = reasons.get(rec.end_reason, 0) + 1
-            if rec.final.get("dice") is not None:
-                dice.append(rec.final["dice"])
-    if counts["tool_calls"] and not stages["postprocess_call"]:
+    try:
+        with timed_postprocess(clock):
+            for i, (image_id, target, image, gt) in enumerate(
+                tqdm(runs, desc=cfg.name, file=sys.stderr, disable=args.quiet)
+            ):
+                policy = TimedPolicy(build_policy(cfg.policy), clock)
+                marks = {s: len(clock.each[s]) for s in ("encode", "predict", "postprocess")}
+                _, rec = Session(seg, policy, session_cfg).run(image, target, gt, image_id)
+                if i >= args.warmup:
+                    tally.add(rec, policy, clock, marks)
+    except Exception as exc:  # noqa: BLE001 - e.g. a policy server went down: report, go on
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        return row
+    if tally.counts["tool_calls"] and not tally.stages["postprocess_call"]:
         row["note"] = "post-processing is not separable for this backend (inside 'tool')"
-        stages["postprocess"] = []
-    row["stages"] = {k: summarize(v) for k, v in stages.items()}
-    row["counts"] = counts
-    row["mean_final_dice"] = statistics.fmean(dice) if dice else None
+        tally.stages["postprocess"] = []
+    row["stages"] = {k: summarize(v) for k, v in tally.stages.items()}
+    row["counts"] = tally.counts
+    row["mean_final_dice"] = statistics.fmean(tally.dice) if tally.dice else None
     return row
 
 

@@ -317,6 +317,24 @@ def test_a_failing_policy_exits_1_and_writes_nothing(demo_case, reuse_segmenter,
     assert not out.exists()
 
 
+def test_interrupt_while_writing_leaves_nothing_behind(
+    demo_case, reuse_segmenter, monkeypatch, tmp_path, capsys
+):
+    import medsam_agent_rt.io as mio
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C after mask.png was written into the staging folder
+
+    monkeypatch.setattr(mio, "write_overlay_strip", interrupted)
+    image, gt_png, target, _, _ = demo_case
+    out = tmp_path / "new" / "deeper" / "out"
+    code, _, stderr = run_cli(
+        capsys, image, "--target", target, "--policy", "oracle-box", "--gt", gt_png, "--out", out
+    )
+    assert code == 130 and "interrupted" in stderr
+    assert list(tmp_path.iterdir()) == []  # no staging folder, no half-made parents
+
+
 @pytest.fixture
 def bad_inputs(demo_case, tmp_path, monkeypatch):
     import medsam_agent_rt.policies as policies
