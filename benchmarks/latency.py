@@ -226,6 +226,12 @@ def environment() -> dict[str, Any]:
     from medsam_agent_rt import build_info
 
     env: dict[str, Any] = {"build": build_info(), "load_average": list(os.getloadavg())}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        env["cpu_model"] = names[0] if names else None
+    except OSError:
+        env["cpu_model"] = None
     env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS")
     try:
         import torch

@@ -171,7 +171,11 @@ def test_oracle_box_dice_in_the_summary_is_the_dice_of_mask_png(
 ):
     from medsam_agent_rt import ops
 
-    image, gt_png, target, _, gt = demo_case
+    image, _, target, _, gt = demo_case
+    rgba = np.zeros((*gt.shape, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = gt * 255, 255  # red on opaque black: alpha must not count
+    gt_png = tmp_path / "gt_rgba.png"
+    Image.fromarray(rgba, "RGBA").save(gt_png)
     out = tmp_path / "ob"
     code, stdout, stderr = run_cli(
         capsys, image, "--target", target, "--policy", "oracle-box", "--gt", gt_png,
