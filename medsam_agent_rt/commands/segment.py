@@ -250,11 +250,15 @@ def _build_policy(spec: str, args: argparse.Namespace):
         raise _usage(f"--policy {spec!r}: {type(exc).__name__}: {exc}") from None
 
 
-def _build_segmenter(args: argparse.Namespace):
+def _build_segmenter(args: argparse.Namespace) -> tuple[Any, float]:
+    """(segmenter, seconds it took to build)."""
     from medsam_agent_rt.segmenters import build_segmenter
 
+    _say(f"loading segmenter {args.segmenter} ({args.backend}, {args.device}) ...")
+    t0 = time.perf_counter()
     try:
-        return build_segmenter(args.segmenter, backend=args.backend, device=args.device)
+        seg = build_segmenter(args.segmenter, backend=args.backend, device=args.device)
+        return seg, time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001 - unknown spec, backend not built, no CUDA, ...
         raise _usage(
             f"--segmenter {args.segmenter!r} (backend {args.backend}, device {args.device}): "
@@ -307,8 +311,10 @@ def _run(args: argparse.Namespace) -> int:
     check_out_dir(out, args.overwrite)
     image = _read_input(args)
     gt = read_gt(args.gt, image) if args.gt else None
+    model_policy = Path(spec).is_dir()  # loading it takes long: the segmenter is checked first
+    segmenter, load_s = _build_segmenter(args) if model_policy else (None, 0.0)
     policy = _build_policy(spec, args)
-    name = getattr(policy, "name", spec)
+    name = getattr(policy, "spec", None) or getattr(policy, "name", spec)
     if getattr(policy, "requires_gt", False):
         if gt is None:
             raise _usage(
@@ -329,10 +335,8 @@ def _run(args: argparse.Namespace) -> int:
         raise _usage(str(exc)) from None
     (h, w), m = image.shape, image.mapping
     _say(f"image: {image.path} ({image.format}, {w}x{h}, intensity {m.kind}/{m.source})")
-    _say(f"loading segmenter {args.segmenter} ({args.backend}, {args.device}) ...")
-    t0 = time.perf_counter()
-    segmenter = _build_segmenter(args)
-    load_s = time.perf_counter() - t0
+    if segmenter is None:
+        segmenter, load_s = _build_segmenter(args)
     _say(
         f"segmenter ready in {_ms(load_s)}; policy {name}; target {args.target!r}; "
         f"up to {config.max_actions} actions"

@@ -276,6 +276,70 @@ def test_dicom_ct_small_with_the_abdomen_window_in_a_subprocess(tmp_path):
     assert "done: stop after 1 action(s)" in proc.stderr and "Dice" not in proc.stderr
 
 
+@pytest.fixture
+def chat_server():
+    """A loopback OpenAI-compatible server answering scripted assistant texts in order."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    requests, script = [], []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # /v1/models: the policy asks which model is served
+            requests.append((self.path, None))
+            self._send({"data": [{"id": "served-model"}]})
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append((self.path, body))
+            text = script.pop(0) if script else "no script left"
+            self._send({"choices": [{"message": {"role": "assistant", "content": text}}]})
+
+        def _send(self, reply):
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", requests, script
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_model_server_policy_drives_the_episode_over_loopback_only(
+    demo_case, reuse_segmenter, chat_server, tmp_path, capsys, no_network
+):
+    url, requests, script = chat_server
+    script += [format_action(AddBox(300, 550, 450, 720)), format_action(Stop())]
+    image, _, target, _, _ = demo_case
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        capsys, image, "--target", target, "--policy", url, "--out", out, "--json"
+    )
+    assert code == 0, stderr
+    assert no_network == []
+    s = json.loads(stdout)
+    assert s["policy"] == url and s["end_reason"] == "stop" and s["actions"] == 1
+    assert s["dice"] is None  # no --gt: no score
+    chats = [body for path, body in requests if path == "/v1/chat/completions"]
+    assert len(chats) == 2 and all(body["model"] == "served-model" for body in chats)
+    images = [
+        [c for m in body["messages"] for c in (m["content"] if isinstance(m["content"], list)
+         else []) if c.get("type") == "image_url"]
+        for body in chats
+    ]  # fmt: skip
+    assert [len(i) for i in images] == [1, 2]  # turn 2 also carries the overlay after the box
+    assert target in json.dumps(chats[0])
+
+
 # ----------------------------------------------------------------------------- exit codes
 class FailingSegmenter:
     """Encodes fine, fails on every prompt: the episode ends with tool_error."""
