@@ -16,6 +16,7 @@ itself (a crashed model server, a bug) do propagate. The final mask is the last 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -70,7 +71,8 @@ class EpisodeResult(NamedTuple):
 
 class Session:
     """Runs episodes of ``policy`` driving a tool. ``tool``: a Segmenter (chained through
-    ``segmenters.episode``) or a ToolFactory; ``tool_spec`` / ``backend`` name it in records."""
+    ``segmenters.episode``) or a ToolFactory; ``tool_spec`` / ``backend`` name it in records;
+    ``on_turn(turn)`` is called once per finished TurnRecord while the episode runs."""
 
     def __init__(
         self,
@@ -79,9 +81,11 @@ class Session:
         config: SessionConfig | None = None,
         *,
         tool_spec: str | None = None,
+        on_turn: Callable[[TurnRecord], None] | None = None,
     ) -> None:
         self.config = config or SessionConfig()
         self.policy = policy
+        self.on_turn = on_turn  # called with each finished turn, in order (progress display)
         if hasattr(tool, "set_image") and hasattr(tool, "predict"):
             self._factory = segmenter_tool_factory(tool, self.config.strategy)
             self.tool_spec = tool_spec or str(
@@ -141,6 +145,7 @@ class Session:
             rec.strategy = str(getattr(tool, "strategy", ""))
             self.policy.reset(Task(rgb, geo, target, gt if needs_gt else None, image_id))
             self._loop(tool, geo, state, gt, needs_gt, rec)
+            self._report(rec, state)
         final = postprocess_final(state.mask, cfg)
         post = [n for n in ("keep_largest", "fill_holes") if getattr(cfg, n)]
         stats = mask_stats(final, gt, cfg.connectivity)
@@ -164,6 +169,7 @@ class Session:
             px = to_pixels(action, geo)
             if px is None:
                 return state.mask.copy()
+            t0 = time.perf_counter()
             try:
                 if isinstance(px, PixelBox):
                     step = checked_step(tool.preview_box(px.as_array()), hw)
@@ -171,12 +177,16 @@ class Session:
                     step = checked_step(tool.preview_point([px.x, px.y], px.positive), hw)
             except Exception as exc:  # noqa: BLE001 - any tool failure is a recorded outcome
                 raise ToolError(f"preview: {type(exc).__name__}: {exc}") from exc
+            finally:  # tool time spent inside the policy call (also counted in its "policy")
+                timings = rec.turns[-1].timings
+                timings["preview"] = timings.get("preview", 0.0) + time.perf_counter() - t0
             state.previews[px] = step  # executing this action later commits it (no re-run)
             return np.array(step.mask, bool)
 
         retry: str | None = None
         invalid_left, refusals_left = cfg.invalid_retries, cfg.refuse_first_stop
         while rec.end_reason is None:
+            self._report(rec, state)
             if state.actions >= cfg.max_actions:
                 rec.end_reason = "budget"
                 break
@@ -221,6 +231,13 @@ class Session:
                 break
             retry = None
             self._execute(tool, result, geo, turn, state, gt, rec)
+
+    def _report(self, rec: EpisodeRecord, state: _State) -> None:
+        """Hand the turns finished since the last call to ``on_turn`` (once each, in order)."""
+        if self.on_turn is not None:
+            for turn in rec.turns[state.reported :]:
+                self.on_turn(turn)
+        state.reported = len(rec.turns)
 
     def _execute(
         self,
@@ -277,7 +294,7 @@ def postprocess_final(mask: np.ndarray, config: SessionConfig) -> np.ndarray:
     if config.keep_largest and out.any():
         out = ops.keep_largest_component(out, config.connectivity)
     if config.fill_holes and out.any():
-        out = ops.fill_holes(out, connectivity=config.connectivity)
+        out = ops.fill_holes(out, config.max_hole_area, connectivity=config.connectivity)
     return np.ascontiguousarray(out, bool)
 
 
@@ -288,6 +305,7 @@ class _State:
     texts: list[str]
     actions: int = 0
     previews: dict[Any, Any] = field(default_factory=dict)  # pixel action -> previewed step
+    reported: int = 0  # turns already handed to on_turn
 
 
 def _readonly(mask: np.ndarray) -> np.ndarray:

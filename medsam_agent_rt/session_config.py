@@ -31,6 +31,10 @@ class SessionConfig:
         default=False, metadata=_help("keep only the largest connected component of the final mask")
     )
     fill_holes: bool = field(default=False, metadata=_help("fill enclosed holes of the final mask"))
+    max_hole_area: int | None = field(
+        default=None,
+        metadata=_help("with fill_holes: fill only holes of at most this many pixels (None: all)"),
+    )
     connectivity: int = field(
         default=8, metadata=_help("4 or 8: connectivity for component counts and clean-up")
     )
@@ -60,6 +64,11 @@ class SessionConfig:
                 raise ValueError(
                     f"SessionConfig.{name} must be an integer >= 0 (0 disables it), got {getattr(self, name)!r}"
                 )
+        hole = self.max_hole_area
+        if hole is not None and (isinstance(hole, bool) or not isinstance(hole, int) or hole < 0):
+            raise ValueError(
+                f"SessionConfig.max_hole_area must be None or an integer >= 0, got {hole!r}"
+            )
         if self.connectivity not in (4, 8):
             raise ValueError(
                 f"SessionConfig.connectivity must be 4 or 8, got {self.connectivity!r}"

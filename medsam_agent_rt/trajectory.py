@@ -191,6 +191,7 @@ class EpisodeRecord:
     error: str | None = None  # the tool error that ended the episode, if any
     final: dict[str, Any] = field(default_factory=dict)
     totals: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)  # input file metadata (io.LoadedImage)
     version: int = SCHEMA_VERSION
 
     # ------------------------------------------------------------------ views of the turns
@@ -211,7 +212,7 @@ class EpisodeRecord:
         count = {o: sum(t.outcome == o for t in self.turns) for o in TURN_OUTCOMES}
         per_turn = {
             k: sum(t.timings.get(k, 0.0) for t in self.turns)
-            for k in ("policy", "tool", "render", "stats")
+            for k in ("policy", "preview", "tool", "render", "stats")
         }
         self.totals = {
             "policy_calls": len(self.turns),
