@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._demo import demo_root
 from medsam_agent_rt import ops
 from medsam_agent_rt.segmenters import STRATEGIES, Episode, build_segmenter
 
@@ -138,13 +139,14 @@ def run_episode(seg, image, gt, strategy, clicks, tau, clicker):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="LiteMedSAM accuracy on the demo set")
     ap.add_argument(
-        "--data", type=Path, default=REPO.parent / "shared" / "data" / "biomedparse-demo"
+        "--data", default=None, help="demo folder (default: found like medsam-agent eval demo)"
     )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "accuracy.json")
     ap.add_argument("--clicks", type=int, default=4)
     ap.add_argument("--tau", type=float, default=0.01)
     ap.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
     args = ap.parse_args(argv)
+    args.data = demo_root(args.data, "accuracy")
     from tqdm import tqdm
 
     data = load_demo(args.data)

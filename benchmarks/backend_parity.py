@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._demo import demo_root
 from benchmarks._timing import write_json
 from benchmarks.accuracy import gt_box, load_demo
 from benchmarks.segmenter import _export_dir
@@ -34,11 +35,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--export", default=str(REPO / "out" / "segmenter-export"))
-    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "biomedparse-demo"))
+    p.add_argument("--data", default=None, help="demo folder (default: the shared demo set)")
     p.add_argument("--clicks", type=int, default=2)
     p.add_argument("--json", help="write the results here")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = p.parse_args(argv)
+    args.data = demo_root(args.data, "backend_parity")
     import torch
 
     torch.set_num_threads(args.threads)

@@ -6,8 +6,8 @@
 
 With no arguments it runs the embedded defaults: LiteMedSAM on the torch backend (CPU) driven by
 the expert policy, one episode per image of the shared demo set (its first target, images
-loaded beforehand), and prints per-stage medians. The demo set is ../shared/data/biomedparse-demo
-next to the checkout, or $MSRT_SHARED_DATA/biomedparse-demo, or --data DIR.
+loaded beforehand), and prints per-stage medians. The demo set is --data DIR, or
+$MSRT_SHARED_DATA/biomedparse-demo, or shared/data/biomedparse-demo beside the checkout.
 
 Stages (seconds; the JSON also has p90 and counts):
   load_first   the first build_segmenter of the run (model + weights + imports)
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _timing
+from benchmarks._demo import demo_root
 from benchmarks._probes import Clock, TimedPolicy, TimedSegmenter, timed_postprocess, turn_stages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,23 +63,6 @@ class Config:
 
 
 # ----------------------------------------------------------------------------- data
-def find_demo(data: str | None) -> Path:
-    """The demo folder: --data, $MSRT_SHARED_DATA/biomedparse-demo, ../shared/data/... ."""
-    candidates = [Path(data)] if data else []
-    env = os.environ.get("MSRT_SHARED_DATA")
-    candidates += [Path(env) / "biomedparse-demo"] if env else []
-    candidates += [REPO.parent / "shared" / "data" / "biomedparse-demo"]
-    candidates += [REPO / "shared" / "data" / "biomedparse-demo"]
-    for c in candidates:
-        if (c / "demo").is_dir() and (c / "demo_mask").is_dir():
-            return c
-    looked = ", ".join(str(c) for c in candidates)
-    raise SystemExit(
-        f"latency: the demo set was not found (looked in {looked}); pass --data DIR (a folder "
-        "with demo/ and demo_mask/) or set MSRT_SHARED_DATA"
-    )
-
-
 def load_samples(root: Path, limit: int | None) -> list[tuple[str, str, Any, Any]]:
     """[(image id, target description, RGB uint8, GT bool)]: the first target of each image."""
     from medsam_agent_rt.data import read_demo
@@ -260,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or args.warmup < 0 or args.max_turns < 1 or (args.limit or 1) < 1:
         ap.error("--repeats, --max-turns and --limit must be >= 1 and --warmup >= 0")
 
-    root = find_demo(args.data)
+    root = demo_root(args.data, "latency")
     samples = load_samples(root, args.limit)
     if not samples:
         raise SystemExit(f"latency: no image with a mask in {root}")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._demo import demo_root
 from benchmarks._timing import fmt_seconds, write_json
 from medsam_agent_rt.segmenters import Episode, build_segmenter
 
@@ -141,11 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--json", help="write the results here")
     p.add_argument("--export", default=str(REPO / "out" / "segmenter-export"))
-    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "biomedparse-demo"))
+    p.add_argument("--data", default=None, help="demo folder (default: the shared demo set)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--only", nargs="*", help="row names to run (default: all available)")
     args = p.parse_args(argv)
+    args.data = demo_root(args.data, "segmenter")
     from PIL import Image
 
     image = np.asarray(Image.open(Path(args.data) / "demo" / f"{DEMO_IMAGE}.png").convert("RGB"))

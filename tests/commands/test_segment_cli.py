@@ -119,7 +119,7 @@ def test_expert_run_writes_consistent_outputs_offline(
     image, gt_png, target, rgb, gt = demo_case
     out = tmp_path / "out"
     code, stdout, stderr = run_cli(
-        capsys, image, "--target", target, "--policy", "expert:box_prob=1",
+        capsys, image, "--target", target, "--policy", "expert:box_prob=1,jitter_max=0.05",
         "--gt", gt_png, "--max-turns", 2, "--out", out, "--json",
     )  # fmt: skip
     assert code == 0, stderr
@@ -128,7 +128,8 @@ def test_expert_run_writes_consistent_outputs_offline(
     assert sorted(p.name for p in out.iterdir()) == ["mask.png", "overlay.png", "trajectory.json"]
 
     rec = EpisodeRecord.load(out / "trajectory.json")
-    assert rec.target == target and rec.policy == "expert:box_prob=1.0"
+    # the name repeats only the settings that differ from the defaults
+    assert rec.target == target and rec.policy == "expert:jitter_max=0.05"
     assert rec.source["image"]["format"] == "png" and rec.source["image"]["shape"] == [SIZE, SIZE]
     assert rec.source["gt"] == str(gt_png)
     n_actions = rec.totals["actions"]

@@ -157,7 +157,9 @@ def test_cli_errors_leave_nothing_behind(tmp_path, capsys):
     assert "unknown policy spec 'nonsense'" in capsys.readouterr().err
     args = ["--policy", "oracle-box", "--backend", "onnx", "--out", str(out), "--no-progress"]
     assert main(["eval", "--dataset", data, *args]) == 1
-    assert "'onnx' is not built yet" in capsys.readouterr().err
+    assert (
+        "backend 'onnx' runs exported models: export 'litemedsam' first" in capsys.readouterr().err
+    )
     assert not (out / "shards").exists()
     assert main(["eval", "merge", str(tmp_path / "none")]) == 1
     assert "no shards found" in capsys.readouterr().err
