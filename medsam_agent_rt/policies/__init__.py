@@ -5,7 +5,7 @@ from medsam_agent_rt.policies.base import Observation, Policy, PolicyTurn, Task
 from medsam_agent_rt.policies.clicker import ClickerPolicy
 from medsam_agent_rt.policies.expert import ExpertConfig, ExpertPolicy
 from medsam_agent_rt.policies.oracle_box import OracleBoxPolicy
-from medsam_agent_rt.policies.registry import build_policy
+from medsam_agent_rt.policies.registry import build_policy, default_policy_spec
 from medsam_agent_rt.policies.replay import ReplayPolicy
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "ReplayPolicy",
     "Task",
     "build_policy",
+    "default_policy_spec",
 ]

@@ -25,6 +25,13 @@ SPEC_FORMS = (
 )
 
 
+def default_policy_spec() -> str | None:
+    """The spec of the package's embedded default policy, or None while the package ships none
+    (a trained tiny policy is planned). ``medsam-agent segment`` uses it when no ``--policy`` is
+    given and asks for one when this returns None."""
+    return None
+
+
 def build_policy(spec: str | Sequence[str] | Policy, **kwargs: Any) -> Policy:
     """The policy named by ``spec``; ``kwargs`` go to the model-backed policies (hf, openai)."""
     if hasattr(spec, "act") and hasattr(spec, "reset"):
