@@ -134,7 +134,7 @@ class GRPOConfig:
 
 def group_advantages(rewards_: list[float], groups: list[int], eps: float = 1e-4) -> np.ndarray:
     """(reward - group mean) / (group std + eps) per episode (population std); a group whose
-    rewards are all equal gets 0.
+    rewards are all equal (std <= 1e-9: float round-off of equal rewards) gets exactly 0.
 
     >>> group_advantages([1.0, 0.0, 0.5, 0.5], [0, 0, 1, 1], eps=0.0).tolist()
     [1.0, -1.0, 0.0, 0.0]
@@ -145,7 +145,7 @@ def group_advantages(rewards_: list[float], groups: list[int], eps: float = 1e-4
     for k in np.unique(g):
         sel = g == k
         std = r[sel].std()
-        if std > 0:
+        if std > 1e-9:
             out[sel] = (r[sel] - r[sel].mean()) / (std + eps)
     return out
 
@@ -189,8 +189,11 @@ def sequence_loss(
         ratio * adv, torch.clamp(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv
     )
     loss = -surrogate.sum()
+    # clipped: tokens where the clipped branch is the one taken (TRL's clip ratio)
+    low = (ratio < 1 - cfg.clip_eps) & (adv < 0)
+    high = (ratio > 1 + cfg.clip_eps) & (adv > 0)
     stats = {
-        "clipped": float(((ratio - 1).abs() > cfg.clip_eps).sum()),
+        "clipped": float((low | high).sum()),
         "ratio_sum": float(ratio.detach().sum()),
     }
     if ref is not None and cfg.kl_coef > 0:

@@ -18,5 +18,23 @@ def tiny_policy_dir(tmp_path_factory):
     from medsam_agent_rt.training.tiny_qwen import TinyQwenSize, build_tiny_qwen
 
     return build_tiny_qwen(
-        tmp_path_factory.mktemp("tiny_policy"), "qwen3_vl", seed=3, size=TinyQwenSize(vision_patch=32)
+        tmp_path_factory.mktemp("tiny_policy"),
+        "qwen3_vl",
+        seed=3,
+        size=TinyQwenSize(vision_patch=32),
     )
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: one thread avoids oversubscription stalls
+    (backward passes were 5-10x slower with two threads under load)."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -6,7 +6,6 @@ import doctest
 
 import numpy as np
 import pytest
-
 from medsam_agent_rt.training import rewards
 from medsam_agent_rt.training.rewards import (
     RewardWeights,
@@ -17,6 +16,7 @@ from medsam_agent_rt.training.rewards import (
     reward_components,
     turn_credits,
 )
+
 from medsam_agent_rt.trajectory import EpisodeRecord, TurnRecord
 
 
@@ -89,8 +89,15 @@ def _record(outcomes, ious=(), end="invalid_output"):
     for i, (outcome, name) in enumerate(outcomes):
         iou = next(it) if outcome == "executed" else None
         rec.turns.append(
-            TurnRecord(i, 0, "", outcome, action=name and {"name": name}, iou=iou,
-                       dice=None if iou is None else iou)
+            TurnRecord(
+                i,
+                0,
+                "",
+                outcome,
+                action=name and {"name": name},
+                iou=iou,
+                dice=None if iou is None else iou,
+            )
         )
     return rec
 
@@ -109,8 +116,11 @@ def test_format_of_invalid_and_tool_error_endings():
     rec.final = {"iou": 0.0, "dice": 0.0}
     assert format_reward([rec]) == [0.5]
     # refused stop, box, stop: 1.0
-    rec = _record([("refused_stop", "stop_action"), ("executed", "add_bbox"), ("stop", "stop_action")],
-                  ious=[0.7], end="stop")
+    rec = _record(
+        [("refused_stop", "stop_action"), ("executed", "add_bbox"), ("stop", "stop_action")],
+        ious=[0.7],
+        end="stop",
+    )
     assert format_reward([rec]) == [1.0]
 
 
@@ -131,7 +141,12 @@ def test_missing_scores_are_an_error_naming_the_fix():
 
 def test_turn_credits_follow_iou_gains():
     rec = _record(
-        [("invalid", None), ("executed", "add_bbox"), ("executed", "add_point"), ("stop", "stop_action")],
+        [
+            ("invalid", None),
+            ("executed", "add_bbox"),
+            ("executed", "add_point"),
+            ("stop", "stop_action"),
+        ],
         ious=[0.5, 0.8],
         end="stop",
     )

@@ -9,6 +9,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from medsam_agent_rt.training import common  # noqa: E402
+from medsam_agent_rt.training.rollouts import (  # noqa: E402
+    LivePolicy,
+    collect_rollouts,
+    rollout_sequences,
+)
 from training_fakes import (  # noqa: E402
     GOOD_BOX,
     INVALID,
@@ -21,12 +27,6 @@ from training_fakes import (  # noqa: E402
 
 from medsam_agent_rt.protocol import build_messages  # noqa: E402
 from medsam_agent_rt.session import SessionConfig  # noqa: E402
-from medsam_agent_rt.training import common  # noqa: E402
-from medsam_agent_rt.training.rollouts import (  # noqa: E402
-    LivePolicy,
-    collect_rollouts,
-    rollout_sequences,
-)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,9 @@ def test_encoder_splices_exact_ids(parts):
     start = next(i for i in range(len(ids)) if ids[i : i + len(cut)] == cut)
     assert mask[start : start + len(cut)] == [1] * len(cut)
     assert ids[start + len(cut)] == im_end and mask[start + len(cut)] == 0  # closed by the env
-    assert sum(mask) == len(cut) + int(canonical.assistant_mask.sum()) - len(candidate_ids(policy, GOOD_BOX))
+    assert sum(mask) == len(cut) + int(canonical.assistant_mask.sum()) - len(
+        candidate_ids(policy, GOOD_BOX)
+    )
     with pytest.raises(ValueError, match="assistant_ids has 3 entries"):
         enc.encode(msgs, assistant_ids=[None, None, None])
 
@@ -69,12 +71,12 @@ def test_rollout_sequences_hold_sampled_ids_and_logprobs(parts, monkeypatch):
     monkeypatch.setattr(
         LivePolicy,
         "generate",
-        make_candidate_generate(
-            [(GOOD_BOX, True), (INVALID, False)], [(STOP, True)]
-        ),
+        make_candidate_generate([(GOOD_BOX, True), (INVALID, False)], [(STOP, True)]),
     )
     policy = _policy(parts, temperature=1.0, splice=True, seed=11)
-    rollouts = collect_rollouts(policy, FakeFactory(), [SquareSample()], 4, SessionConfig(max_actions=2))
+    rollouts = collect_rollouts(
+        policy, FakeFactory(), [SquareSample()], 4, SessionConfig(max_actions=2)
+    )
     assert len(rollouts) == 4
     outcomes = {t.outcome for r in rollouts for t in r.record.turns}
     assert {"executed", "invalid"} <= outcomes  # both branches of the split were exercised
@@ -82,9 +84,7 @@ def test_rollout_sequences_hold_sampled_ids_and_logprobs(parts, monkeypatch):
     checked = 0
     for k, r in enumerate(rollouts):
         seqs = rollout_sequences(r.record, r.image, enc, rollout=k)
-        n_off_chain = sum(
-            t.outcome in ("invalid", "refused_stop") for t in r.record.turns[:-1]
-        )
+        n_off_chain = sum(t.outcome in ("invalid", "refused_stop") for t in r.record.turns[:-1])
         assert len(seqs) == 1 + n_off_chain
         turns = {t.index: t for t in r.record.turns}
         for seq in seqs:
