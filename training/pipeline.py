@@ -285,6 +285,8 @@ def _finish(
         out / "grpo" / "log.jsonl", out / "grpo_reward_curve.png", title=preset.name
     )
     summary = report.summary(preset, out, state.data, results, curve)
+    (pkg / "README.md").write_text(report.policy_readme(summary))
+    (pkg / "NOTICE").write_text(report.NOTICE)
     state.finish("report", time.perf_counter() - t0)
     return summary
 

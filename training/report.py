@@ -120,3 +120,55 @@ def summary(
             "test_images": preset.test_images,
         },
     }
+
+
+def policy_readme(summary: dict[str, Any]) -> str:
+    """README.md of a packaged policy: what it is, how it was trained, its held-out figures."""
+    rows = "\n".join(
+        f"| {name} | {r['dice']:.3f} | {r['iou']:.3f} | {r['actions']:.2f} | {r['reward']:.3f} | "
+        f"{r['invalid_rate']:.2f} |"
+        for name, r in summary["held_out"].items()
+        if r.get("dice") is not None
+    )
+    n = next(iter(summary["held_out"].values())).get("n")
+    size = (summary.get("package_bytes") or 0) / 1e6
+    gain = summary["grpo_minus_sft"].get("reward")
+    gain_text = "n/a" if gain is None else f"{gain:+.3f}"
+    return f"""# {summary["preset"]}: the embedded demo policy of medsam-agent-rt
+
+**For phantoms and demonstrations only. Not a medical device; not for clinical use.**
+
+{summary["description"]}.
+
+Reproduce (CPU, resumable):
+
+    {summary["command"]}
+
+then copy `runs/phantom-tiny/package/` here. Weights: `model.safetensors` in float16
+({size:.1f} MB for the whole directory), loaded by
+`medsam_agent_rt.policies.hf.HFPolicy` (transformers, extra `hf`); `medsam-agent segment` uses this
+directory when no `--policy` is given.
+
+Training: SFT on expert trajectories (the expert's opening box on {summary["settings"]["opening_images"]}
+phantom images, whole expert episodes through LiteMedSAM on {summary["settings"]["episode_images"]} more),
+then multi-turn GRPO ({summary["grpo_train_reward"]["steps"]} steps) with the released reward
+(0.2 format + 0.8 quality), LiteMedSAM as the tool.
+
+Held-out phantom test seeds ({n} targets; the same harness, segmenter and samples for every row):
+
+| policy | Dice | IoU | actions | reward | invalid |
+|---|---|---|---|---|---|
+{rows}
+
+GRPO minus SFT on the held-out reward: {gain_text}.
+"""
+
+
+NOTICE = """phantom-tiny policy for medsam-agent-rt (Apache-2.0, like the package).
+Trained from random initialisation by medsam-agent-rt's training pipeline on procedurally
+generated phantom images only (no patient data), with the embedded LiteMedSAM (Apache-2.0, see
+../../NOTICE-lite_medsam) as its segmentation tool. The tokenizer is a byte-level BPE trained
+by medsam_agent_rt.training.tiny_qwen on the protocol's texts. The architecture is a scaled-down
+Qwen3-VL configuration (transformers); no Qwen weights are included.
+For phantoms and demonstrations only; not for clinical use.
+"""
