@@ -268,8 +268,9 @@ def save_checkpoint(
 
 
 def load_checkpoint(directory: str | Path, model: Any, optimizer: Any, scheduler: Any) -> dict:
-    """Restore what :func:`save_checkpoint` wrote (call before wrapping in DDP/FSDP); returns
-    its ``state``. Every rank reads the same files, so every rank restores the same RNG."""
+    """Restore what :func:`save_checkpoint` wrote into the (DDP/FSDP-wrapped) model and the
+    optimizer built on it; returns its ``state``. Every rank reads the same files, so every rank
+    restores the same RNG."""
     torch = import_torch()
     directory = Path(directory)
     if not (directory / "state.json").is_file():
@@ -282,9 +283,20 @@ def load_checkpoint(directory: str | Path, model: Any, optimizer: Any, scheduler
             f"checkpoint {directory} lacks {len(missing)} trainable tensors (e.g. "
             f"{sorted(missing)[0]}): was it written with another LoRA / freeze_vision setting?"
         )
-    m.load_state_dict(weights, strict=False)
     blob = torch.load(directory / "optim.pt", map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(blob["optimizer"])
+    if _is_fsdp(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        set_state_dict(
+            model,
+            optimizer,
+            model_state_dict=weights,
+            optim_state_dict=blob["optimizer"],
+            options=StateDictOptions(full_state_dict=True, strict=False),
+        )
+    else:
+        m.load_state_dict(weights, strict=False)
+        optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     rng = blob["rng"]
     random.setstate(rng["python"])
@@ -293,6 +305,26 @@ def load_checkpoint(directory: str | Path, model: Any, optimizer: Any, scheduler
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     return json.loads((directory / "state.json").read_text())
+
+
+def exportable(model: Any, rebuild: Any) -> Any:
+    """The model to export: itself (unwrapped), or for FSDP the full weights gathered from every
+    rank (call on all ranks) into ``rebuild()`` -- a fresh unsharded model -- on rank 0 (None
+    on the other ranks)."""
+    if not _is_fsdp(model):
+        return unwrap(model)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(
+        model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+    import torch.distributed as td
+
+    if td.get_rank() != 0:
+        return None
+    fresh = rebuild()
+    fresh.load_state_dict(full)
+    return fresh
 
 
 def export_hf(

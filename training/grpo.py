@@ -19,7 +19,9 @@ Algorithm, per step:
 Simplifications: sequences are processed one per forward pass; groups whose episodes all got
 the same reward have zero advantage and are skipped (no gradient, no compute); the policy
 samples turns without a KV cache across turns (like the runtime); the rollout phase and the
-update alternate in one process (no separate inference server).
+update alternate in one process (no separate inference server). No FSDP: each process samples
+its own episodes with the whole model (a sharded forward is collective, and processes take
+different numbers of turns); for large models use LoRA (+ bf16) with DDP.
 
 Logged per step (``log.jsonl`` + progress bar): mean reward and every reward component, mean
 turns (executed actions), invalid-output rate (episodes ending ``invalid_output`` and invalid
@@ -86,7 +88,6 @@ class GRPOConfig:
     lora_alpha: int = _f(32, "LoRA alpha")
     lora_dropout: float = _f(0.0, "LoRA dropout")
     freeze_vision: bool = _f(False, "no gradient for the vision tower")
-    fsdp: bool = _f(False, "shard parameters with FSDP")
     segmenter: str = _f("litemedsam", "segmenter spec of the tool (segmenters.build_segmenter)")
     device: str = _f("auto", "'auto', 'cpu' or 'cuda'")
     seed: int = _f(0, "seed of the prompt order and of sampling")
@@ -283,14 +284,14 @@ def train_grpo(
         ref = common.load_model(cfg.model, dtype=dtype, device=dist.device)[0].eval()
         ref.requires_grad_(False)
     total_opt = cfg.steps * cfg.inner_epochs * cfg.minibatches
-    opt, sched = build_optimizer(model, cfg, total_opt)
+    ddp = wrap_distributed(model, cfg, dist)
+    opt, sched = build_optimizer(ddp, cfg, total_opt)
     step, ckpt = 0, out / "checkpoint"
     log = common.JsonlLog(out / "log.jsonl", dist)
     if resume and (ckpt / "state.json").is_file():
-        step = int(common.load_checkpoint(ckpt, model, opt, sched)["step"])
+        step = int(common.load_checkpoint(ckpt, ddp, opt, sched)["step"])
         log.truncate_after(step)
         common.print0(dist, f"grpo: resumed at step {step}/{cfg.steps}")
-    ddp = wrap_distributed(model, cfg, dist)
     inner = common.unwrap(ddp)
     session_cfg = SessionConfig(max_actions=cfg.max_actions)
     autocast = cfg.precision == "bf16"

@@ -192,7 +192,7 @@ def wrap_distributed(model: Any, cfg: Any, dist: common.Dist) -> Any:
     if dist.world == 1:
         return model
     torch = common.import_torch()
-    if cfg.fsdp:
+    if getattr(cfg, "fsdp", False):
         from torch.distributed.fsdp import fully_shard
 
         inner = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -228,15 +228,21 @@ def train_sft(cfg: SFTConfig, eval_hook: EvalHook | None = None, *, resume: bool
         lora=cfg.lora(),
         freeze_vision=cfg.freeze_vision,
     )
-    opt, sched = build_optimizer(model, cfg, total)
+    ddp = wrap_distributed(model, cfg, dist)
+    opt, sched = build_optimizer(ddp, cfg, total)  # after FSDP replaced the parameters
     step, ckpt = 0, out / "checkpoint"
     log = common.JsonlLog(out / "log.jsonl", dist)
     if resume and (ckpt / "state.json").is_file():
-        step = int(common.load_checkpoint(ckpt, model, opt, sched)["step"])
+        step = int(common.load_checkpoint(ckpt, ddp, opt, sched)["step"])
         log.truncate_after(step)
         common.print0(dist, f"sft: resumed at step {step}/{total} from {ckpt}")
-    ddp = wrap_distributed(model, cfg, dist)
     autocast = cfg.precision == "bf16"
+    if cfg.fsdp and eval_hook is not None and dist.world > 1:
+        common.print0(
+            dist,
+            "sft: the evaluation hook is skipped with FSDP (one rank cannot run a sharded model)",
+        )
+        eval_hook = None
 
     def evaluate(at: int) -> dict[str, float]:
         if eval_hook is None or not dist.master:
@@ -301,11 +307,12 @@ def train_sft(cfg: SFTConfig, eval_hook: EvalHook | None = None, *, resume: bool
     if bar is not None:
         bar.close()
     summary: dict[str, Any] = {"steps": total, "conversations": len(data)}
+    export = common.exportable(ddp, lambda: common.load_model(cfg.model, lora=cfg.lora())[0])
     if dist.master:
         final = [r for r in common.read_jsonl(out / "log.jsonl") if "loss" in r]
         summary["final_loss"] = final[-1]["loss"] if final else None
         summary["eval"] = evaluate(step)
-        common.export_hf(ddp, tokenizer, cfg.model, out / "model")
+        common.export_hf(export, tokenizer, cfg.model, out / "model")
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if dist.world > 1:
         torch.distributed.barrier()

@@ -203,3 +203,57 @@ def test_data_order_is_a_permutation_per_epoch(tmp_path):
         Conversations([str(tmp_path / "missing.jsonl")])
     msgs = conv.messages(0)
     assert isinstance(msgs[1]["content"][0]["image"], np.ndarray)
+
+
+def _torchrun(tmp_path, nproc, cfg_kw):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "run_sft.py"
+    script.write_text(
+        "import json, sys, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from medsam_agent_rt.training.sft import SFTConfig, train_sft\n"
+        "train_sft(SFTConfig(**json.loads(sys.argv[1])))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_port",
+        str(29500 + nproc + os.getpid() % 1000),
+        str(script),
+        json.dumps(cfg_kw),
+    ]
+    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_two_process_step_equals_one_process_step(tiny_policy_dir, tmp_path, fsdp):
+    """torchrun with 2 gloo processes (DDP, or FSDP shards) on a global batch of 2 gives the
+    weights of 1 process on the same batch (up to float reduction order)."""
+    data = _write_data(tmp_path / "data", n=2)
+    kw = dict(
+        model=str(tiny_policy_dir),
+        data=[str(data)],
+        max_steps=1,
+        batch_size=2,
+        lr=1e-3,
+        warmup_steps=0,
+        device="cpu",
+        save_every=1,
+    )
+    _torchrun(tmp_path, 2, {**kw, "out": str(tmp_path / "two"), "fsdp": fsdp})
+    train_sft(SFTConfig(**kw, out=str(tmp_path / "one")))
+    w1 = common.load_model(tmp_path / "one" / "model")[0].state_dict()
+    w2 = common.load_model(tmp_path / "two" / "model")[0].state_dict()
+    w0 = common.load_model(tiny_policy_dir)[0].state_dict()
+    moved = [k for k in w0 if not torch.equal(w0[k], w1[k])]
+    assert len(moved) > 10
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-6)
