@@ -77,6 +77,24 @@ def all_reduce_sum(value: float, dist: Dist) -> float:
     return float(t.item())
 
 
+def all_reduce_grads(params: list[Any], dist: Dist) -> None:
+    """Sum the gradients of ``params`` over the processes (one flat buffer; a missing gradient
+    counts as zeros). Training code scales its loss by the global token count beforehand."""
+    if dist.world == 1:
+        return
+    torch = import_torch()
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    torch.distributed.all_reduce(flat)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
+
+
 def print0(dist: Dist, *args: Any) -> None:
     """Print on rank 0 only (stderr, so stdout stays clean for results)."""
     if dist.master:

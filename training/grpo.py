@@ -30,7 +30,8 @@ calls per call), tool errors, clip fraction, KL (when on), grad norm, policy tok
 One process:
     python -m medsam_agent_rt.training.grpo --model runs/sft/model --dataset phantoms \\
         --out runs/grpo
-N GPUs (DDP; every process collects its own groups):
+N GPUs (every process collects its own groups; gradients are summed over the processes with
+one all-reduce per optimizer step, so N processes take the step one process would take):
     torchrun --nproc_per_node 8 -m medsam_agent_rt.training.grpo --model ... --out runs/grpo \\
         --precision bf16 --lora-rank 64 --lr 1e-6 --group-size 8
 """
@@ -51,7 +52,6 @@ from medsam_agent_rt.training.sft import (
     add_config_args,
     build_optimizer,
     config_from_args,
-    wrap_distributed,
 )
 
 # ----------------------------------------------------------------------------- config
@@ -284,15 +284,14 @@ def train_grpo(
         ref = common.load_model(cfg.model, dtype=dtype, device=dist.device)[0].eval()
         ref.requires_grad_(False)
     total_opt = cfg.steps * cfg.inner_epochs * cfg.minibatches
-    ddp = wrap_distributed(model, cfg, dist)
-    opt, sched = build_optimizer(ddp, cfg, total_opt)
+    opt, sched = build_optimizer(model, cfg, total_opt)
     step, ckpt = 0, out / "checkpoint"
     log = common.JsonlLog(out / "log.jsonl", dist)
     if resume and (ckpt / "state.json").is_file():
-        step = int(common.load_checkpoint(ckpt, ddp, opt, sched)["step"])
+        step = int(common.load_checkpoint(ckpt, model, opt, sched)["step"])
         log.truncate_after(step)
         common.print0(dist, f"grpo: resumed at step {step}/{cfg.steps}")
-    inner = common.unwrap(ddp)
+    inner = model
     session_cfg = SessionConfig(max_actions=cfg.max_actions)
     autocast = cfg.precision == "bf16"
     per_rank = cfg.prompts_per_step // dist.world
@@ -329,12 +328,14 @@ def train_grpo(
             device=dist.device,
             temperature=cfg.temperature,
             max_new_tokens=cfg.max_new_tokens,
-            seed=cfg.seed * 1_000_003 + step * 1009 + dist.rank,
             splice=True,
         )
-        rollouts = collect_rollouts(
-            policy, segmenter, [samples[i] for i in order], cfg.group_size, session_cfg
-        )
+        rollouts = []
+        for j, i in enumerate(order):  # sampling seeded by the prompt's place in the stream,
+            policy.seed, policy._calls = cfg.seed * 1_000_003 + (base + j) * 1009, 0  # not the rank
+            for r in collect_rollouts(policy, segmenter, [samples[i]], cfg.group_size, session_cfg):
+                r.group = j
+                rollouts.append(r)
         comps = rewards.reward_components([r.record for r in rollouts])
         adv = group_advantages(
             [c["reward"] for c in comps], [r.group for r in rollouts], cfg.adv_eps
@@ -353,36 +354,28 @@ def train_grpo(
             float(np.nanmean(np.abs(o.numpy() - s.sampled_logprobs[1:][s.policy[1:] == 1])))
             for o, s in zip(old, seqs)
         ]
-        # --- update
-        ddp.train()
+        # --- update (every process takes the same optimizer steps; gradients are summed
+        # explicitly, since processes hold different numbers of sequences)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
         stats = {"clipped": 0.0, "ratio_sum": 0.0, "kl_sum": 0.0, "tokens": 0.0}
         gnorms = []
-        n_mb = max(1, min(cfg.minibatches, len(seqs))) if seqs else 0
         rng = np.random.default_rng([cfg.seed, step, dist.rank])
         for _ in range(cfg.inner_epochs):
             perm = rng.permutation(len(seqs))
-            for part in np.array_split(perm, n_mb) if n_mb else []:
+            for part in np.array_split(perm, cfg.minibatches):
                 n_tok = common.all_reduce_sum(sum(seqs[i].num_policy_tokens for i in part), dist)
-                for j, i in enumerate(part):
-                    sync = j == len(part) - 1 or dist.world == 1
-                    ctx = (
-                        contextlib.nullcontext()
-                        if sync or not hasattr(ddp, "no_sync")
-                        else ddp.no_sync()
-                    )
-                    with ctx:
-                        loss, st = sequence_loss(ddp, ref, seqs[i], old[i], cfg, dist.device)
-                        (loss * dist.world / max(n_tok, 1)).backward()
+                if n_tok == 0:
+                    continue  # no policy token with an advantage anywhere: no step
+                for i in part:
+                    loss, st = sequence_loss(model, ref, seqs[i], old[i], cfg, dist.device)
+                    (loss / n_tok).backward()
                     for key in ("clipped", "ratio_sum", "kl_sum"):
                         stats[key] += st.get(key, 0.0)
                     stats["tokens"] += seqs[i].num_policy_tokens
+                common.all_reduce_grads(params, dist)
                 gnorms.append(
-                    float(
-                        torch.nn.utils.clip_grad_norm_(
-                            [p for p in ddp.parameters() if p.requires_grad],
-                            cfg.grad_clip or float("inf"),
-                        )
-                    )
+                    float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf")))
                 )
                 opt.step()
                 sched.step()
@@ -410,7 +403,7 @@ def train_grpo(
         bar.set_postfix(reward=f"{rec['reward']:.3f}", turns=f"{rec['turns']:.2f}")
         if step % cfg.save_every == 0 or step == cfg.steps:
             common.save_checkpoint(
-                ckpt, ddp, opt, sched, {"step": step, "config": asdict(cfg)}, dist
+                ckpt, model, opt, sched, {"step": step, "config": asdict(cfg)}, dist
             )
         if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
             evaluate(step)
@@ -421,7 +414,7 @@ def train_grpo(
         summary["reward_first"] = rows[0]["reward"] if rows else None
         summary["reward_last"] = rows[-1]["reward"] if rows else None
         summary["eval"] = evaluate(step)
-        common.export_hf(ddp, tokenizer, cfg.model, out / "model")
+        common.export_hf(model, tokenizer, cfg.model, out / "model")
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if dist.world > 1:
         torch.distributed.barrier()

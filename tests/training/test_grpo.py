@@ -205,3 +205,57 @@ def test_config_errors_say_how_to_fix():
         GRPOConfig(temperature=0)
     with pytest.raises(ValueError, match="clip_eps"):
         GRPOConfig(clip_eps=1.5)
+
+
+@pytest.mark.slow
+def test_two_process_grpo_step_equals_one_process_step(tiny_policy_dir, tmp_path):
+    """torchrun with 2 gloo processes, one prompt each, takes the optimizer step 1 process takes
+    with both prompts (sampling is seeded by the prompt, gradients are summed)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    script = tmp_path / "run_grpo.py"
+    script.write_text(
+        "import json, sys, torch\n"
+        f"sys.path.insert(0, {str(here)!r})\n"
+        "torch.set_num_threads(1)\n"
+        "from training_fakes import BAD_BOX, GOOD_BOX, STOP, FakeFactory, SquareSample, make_candidate_generate\n"
+        "from medsam_agent_rt.training.rollouts import LivePolicy\n"
+        "from medsam_agent_rt.training.grpo import GRPOConfig, train_grpo\n"
+        "LivePolicy.generate = make_candidate_generate([(GOOD_BOX, False), (BAD_BOX, False)], [(STOP, False)])\n"
+        "train_grpo(GRPOConfig(**json.loads(sys.argv[1])), [SquareSample(0), SquareSample(1)], FakeFactory())\n"
+    )
+    kw = dict(
+        model=str(tiny_policy_dir),
+        steps=1,
+        prompts_per_step=2,
+        group_size=3,
+        lr=3e-3,
+        device="cpu",
+        save_every=1,
+        max_actions=2,
+        seed=4,
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for n, name in ((2, "two"), (1, "one")):
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(n),
+            "--master_port",
+            str(29700 + n + os.getpid() % 1000),
+            str(script),
+            json.dumps({**kw, "out": str(tmp_path / name)}),
+        ]
+        subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
+    w0 = common.load_model(tiny_policy_dir)[0].state_dict()
+    w1 = common.load_model(tmp_path / "one" / "model")[0].state_dict()
+    w2 = common.load_model(tmp_path / "two" / "model")[0].state_dict()
+    assert sum(not torch.equal(w0[k], w1[k]) for k in w0) > 10
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-6)
