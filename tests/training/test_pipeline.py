@@ -89,3 +89,28 @@ def test_preset_errors():
         run_pipeline(
             get_preset("qwen25vl-3b-lora"), "/tmp/never-written-msrt", segmenter=FakeFactory()
         )
+
+
+def test_embedded_default_policy_runs_an_episode_on_a_held_out_phantom():
+    """default_policy_spec() names the shipped phantom-tiny policy; it loads with the runtime's
+    HFPolicy and drives the embedded LiteMedSAM through a real episode on a test-split phantom."""
+    from pathlib import Path
+
+    from medsam_agent_rt.training.phantom_data import phantom_samples
+
+    from medsam_agent_rt.policies import build_policy, default_policy_spec
+    from medsam_agent_rt.segmenters import build_segmenter
+    from medsam_agent_rt.session import Session
+
+    spec = default_policy_spec()
+    assert spec is not None, "the package ships no embedded policy"
+    path = Path(spec)
+    assert (path / "README.md").is_file() and (path / "NOTICE").is_file()
+    assert sum(p.stat().st_size for p in path.iterdir()) < 8e6  # "a few MB"
+    sample = phantom_samples(get_preset("phantom-tiny").phantoms, "test", 1)[0]
+    image, gt = sample.load()
+    _, rec = Session(build_segmenter("litemedsam"), build_policy(spec)).run(
+        image, sample.description, gt
+    )
+    assert rec.turns and rec.turns[0].parse_error is None  # a well-formed first tool call
+    assert rec.end_reason in ("stop", "budget")
