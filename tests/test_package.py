@@ -116,4 +116,17 @@ def test_wheel_layout(tmp_path):
     # the embedded LiteMedSAM weights ship with their licence notice
     for asset in ("lite_medsam.safetensors", "LICENSE-lite_medsam", "NOTICE-lite_medsam"):
         assert f"medsam_agent_rt/assets/{asset}" in names
+    # the embedded default policy (phantom-tiny) ships whole: weights, configs, tokenizer, notes
+    policy = "medsam_agent_rt/assets/policies/phantom-tiny/"
+    for f in (
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "NOTICE",
+    ):
+        assert policy + f in names, f
     assert not any(n.startswith(("benchmarks/", "tests/", "export/", "training/")) for n in names)

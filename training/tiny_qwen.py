@@ -212,8 +212,11 @@ class TinyQwenSize:
     vision_hidden: int = 32
     vision_heads: int = 2
     vision_intermediate: int = 64
+    vision_patch: int | None = None  # None: the family's (Qwen3-VL 16, Qwen2.5-VL 14)
 
     def __post_init__(self) -> None:
+        if self.vision_patch is not None and self.vision_patch < 2:
+            raise ValueError(f"vision_patch must be >= 2 pixels (or None), got {self.vision_patch}")
         for name in ("text_hidden", "vision_hidden"):
             heads = getattr(self, name.replace("hidden", "heads"))
             if getattr(self, name) % heads:
@@ -300,7 +303,7 @@ def tiny_qwen_config(
             rope_parameters={**rope, "rope_theta": 5e6, "mrope_interleaved": True},
         )
         vision.update(
-            patch_size=16,
+            patch_size=size.vision_patch or 16,
             num_position_embeddings=1024,  # 32 x 32 learned grid, interpolated like the real 48 x 48
             deepstack_visual_indexes=[size.vision_layers // 2],
         )
@@ -308,12 +311,23 @@ def tiny_qwen_config(
     from transformers import Qwen2_5_VLConfig
 
     text.update(rope_parameters={**rope, "rope_theta": 1e6})
-    vision.update(patch_size=14, window_size=112, fullatt_block_indexes=[size.vision_layers - 1])
+    patch = size.vision_patch or 14
+    vision.update(
+        patch_size=patch, window_size=8 * patch, fullatt_block_indexes=[size.vision_layers - 1]
+    )
     return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
 
 
-def preprocessor_config(family: str) -> dict[str, Any]:
-    """preprocessor_config.json as the official checkpoints of the family write it."""
+def preprocessor_config(family: str, patch_size: int | None = None) -> dict[str, Any]:
+    """preprocessor_config.json as the official checkpoints of the family write it
+    (``patch_size`` overrides the family's patch side, matching a ``TinyQwenSize.vision_patch``)."""
+    out = _official_preprocessor_config(family)
+    if patch_size is not None:
+        out["patch_size"] = int(patch_size)
+    return out
+
+
+def _official_preprocessor_config(family: str) -> dict[str, Any]:
     if family == "qwen3_vl":
         return {
             "image_processor_type": "Qwen2VLImageProcessor",
@@ -389,6 +403,6 @@ def build_tiny_qwen(
 
     save_tokenizer(tok, out)
     (out / "preprocessor_config.json").write_text(
-        json.dumps(preprocessor_config(family), indent=2) + "\n"
+        json.dumps(preprocessor_config(family, size.vision_patch), indent=2) + "\n"
     )
     return out

@@ -368,14 +368,31 @@ class QwenChatEncoder:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def encode(
-        self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = False
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        add_generation_prompt: bool = False,
+        assistant_ids: Sequence[Sequence[int] | None] | None = None,
     ) -> ChatInputs:
         """Tokens, assistant mask and image inputs of ``messages`` (protocol.messages structure).
 
         add_generation_prompt=True ends with ``<|im_start|>assistant\\n`` (inference);
         False renders a finished conversation (SFT: train where assistant_mask == 1).
+
+        assistant_ids (RL): for the k-th assistant message, the exact token ids the model
+        sampled (its stop token included when it stopped on one), used instead of tokenizing the
+        message text, so a rollout is trained on what was sampled (re-tokenizing decoded text
+        can give other ids). They replace the body and its ``<|im_end|>`` (assistant_mask 1);
+        when they do not end with ``<|im_end|>`` (cut at the token limit, or ``<|endoftext|>``)
+        an ``<|im_end|>`` with assistant_mask 0 closes the turn. None entries: tokenize the text.
         """
         pieces, images = _pieces(messages, self.family, add_generation_prompt)
+        spliced = list(assistant_ids or [])
+        n_assistant = sum(m.get("role") == "assistant" for m in messages)
+        if len(spliced) > n_assistant:
+            raise ValueError(
+                f"assistant_ids has {len(spliced)} entries for {n_assistant} assistant messages"
+            )
         pixel_values, grid = None, np.zeros((0, 3), np.int64)
         if images:
             if self._processor is None:
@@ -384,13 +401,26 @@ class QwenChatEncoder:
         counts = [int(np.prod(g)) // self.spec.merge_size**2 for g in grid]
         ids: list[int] = []
         mask: list[int] = []
-        k = 0
+        k, a = 0, 0  # images seen, assistant messages closed
+        im_end = self.token_ids[IM_END]
         for is_tok, s, mine in pieces:
-            if is_tok:
+            own = spliced[a] if mine and a < len(spliced) else None
+            if own is not None:
+                if not is_tok:
+                    continue  # the body comes from the sampled ids
+                own = [int(t) for t in own]
+                ids += own
+                mask += [1] * len(own)
+                if not own or own[-1] != im_end:
+                    ids.append(im_end)
+                    mask.append(0)
+                a += 1
+            elif is_tok:
                 n = counts[k] if s == IMAGE_PAD else 1
                 k += s == IMAGE_PAD
                 ids += [self.token_ids[s]] * n
                 mask += [int(mine)] * n
+                a += mine and s == IM_END
             else:
                 t = self._encode_text(s)
                 ids += t

@@ -25,11 +25,18 @@ SPEC_FORMS = (
 )
 
 
+EMBEDDED_POLICY = "phantom-tiny"  # medsam_agent_rt/assets/policies/<name>/ (see its README)
+
+
 def default_policy_spec() -> str | None:
-    """The spec of the package's embedded default policy, or None while the package ships none
-    (a trained tiny policy is planned). ``medsam-agent segment`` uses it when no ``--policy`` is
-    given and asks for one when this returns None."""
-    return None
+    """The spec of the package's embedded default policy: the directory of the ``phantom-tiny``
+    policy shipped in the wheel (a ~1.7M-parameter Qwen3-VL trained on procedural phantoms; a
+    demo, not for clinical use), or None when the package ships none. ``medsam-agent segment``
+    uses it when no ``--policy`` is given and asks for one when this returns None."""
+    from medsam_agent_rt.assets import ASSETS_DIR
+
+    path = ASSETS_DIR / "policies" / EMBEDDED_POLICY
+    return str(path) if (path / "config.json").is_file() else None
 
 
 def build_policy(spec: str | Sequence[str] | Policy, **kwargs: Any) -> Policy:

@@ -169,3 +169,25 @@ def test_corpus_is_deterministic_and_covers_the_protocol():
     assert SYSTEM_PROMPT in a
     assert any('"stop_action"' in t for t in a) and any('"add_bbox"' in t for t in a)
     assert np.mean(['"add_point"' in t for t in a]) > 0.2
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_vision_patch_override_reaches_config_and_processor(family, tmp_path):
+    """A coarser patch (fewer vision tokens per view) is written consistently to the model config
+    and preprocessor_config.json, so the chat encoder accepts the checkpoint and a 512 view costs
+    (512 / (32 * 2))**2 = 64 tokens on Qwen3-VL."""
+    from transformers import AutoConfig
+
+    from medsam_agent_rt.policies.qwen_chat import load_image_spec
+
+    path = tq.build_tiny_qwen(tmp_path, family, size=tq.TinyQwenSize(vision_patch=32))
+    cfg = AutoConfig.from_pretrained(path, local_files_only=True)
+    pre = json.loads((path / "preprocessor_config.json").read_text())
+    assert pre["patch_size"] == cfg.vision_config.patch_size == 32
+    spec = load_image_spec(path, cfg.vision_config, family)
+    if family == "qwen3_vl":
+        assert spec.num_image_tokens(512, 512) == 64
+    else:
+        assert cfg.vision_config.window_size == 8 * 32
+    with pytest.raises(ValueError, match="vision_patch"):
+        tq.TinyQwenSize(vision_patch=1)

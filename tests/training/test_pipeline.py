@@ -1,0 +1,116 @@
+"""The pipeline: a dry run of every preset on a tiny model through the same code path (the
+geometric stand-in tool replaces the segmenter to keep it quick), disjoint data splits, and
+stage-level resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from medsam_agent_rt.training.phantom_data import PhantomSpec, split_seeds  # noqa: E402
+from medsam_agent_rt.training.pipeline import (  # noqa: E402
+    STAGES,
+    dry_run_data,
+    run_pipeline,
+    split_samples,
+)
+from medsam_agent_rt.training.presets import PRESETS, Preset, get_preset  # noqa: E402
+from training_fakes import FakeFactory  # noqa: E402
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_dry_run_of_every_preset(name, tmp_path):
+    preset = get_preset(name).dry_run()
+    data_root = dry_run_data(preset, tmp_path)
+    assert (data_root is None) == (preset.data == "phantoms")
+    summary = run_pipeline(preset, tmp_path, data_root=data_root, segmenter=FakeFactory())
+    state = json.loads((tmp_path / "pipeline.json").read_text())
+    assert all(state["stages"][s]["done"] for s in STAGES)
+    assert set(summary["held_out"]) == {"sft", "grpo", *preset.baselines}
+    assert summary["held_out"]["sft"]["n"] >= 1
+    assert (tmp_path / "grpo_reward_curve.png").stat().st_size > 1000
+    pkg = tmp_path / "package"
+    assert (pkg / "model.safetensors").is_file() and (pkg / "tokenizer.json").is_file()
+    cfg = json.loads((pkg / "config.json").read_text())
+    assert cfg["model_type"] == preset.family
+    assert summary["package_bytes"] > 0
+    sft_cfg = json.loads((tmp_path / "sft" / "checkpoint" / "state.json").read_text())["config"]
+    assert sft_cfg["lora_rank"] == preset.sft.get("lora_rank", 0)  # the preset's setup, shrunk
+    assert sft_cfg["precision"] == preset.sft.get("precision", "fp32")
+
+
+def test_a_finished_stage_is_not_run_again(tmp_path):
+    preset = get_preset("phantom-tiny").dry_run()
+    run_pipeline(preset, tmp_path, segmenter=FakeFactory(), stop_after="sft")
+    log = (tmp_path / "sft" / "log.jsonl").read_text()
+    state = json.loads((tmp_path / "pipeline.json").read_text())
+    assert state["stages"]["sft"]["done"] and "grpo" not in state["stages"]
+    summary = run_pipeline(preset, tmp_path, segmenter=FakeFactory())
+    assert (tmp_path / "sft" / "log.jsonl").read_text() == log  # SFT was not repeated
+    assert summary["stages"]["grpo"]["done"]
+    with pytest.raises(ValueError, match="holds a run of preset"):
+        run_pipeline(get_preset("qwen3vl-8b-lora").dry_run(), tmp_path, segmenter=FakeFactory())
+
+
+def test_phantom_splits_are_disjoint():
+    preset = Preset(
+        name="t",
+        tiny_size=get_preset("phantom-tiny").tiny_size,
+        phantoms=PhantomSpec(modalities=("endoscope", "fundus"), size=64),
+        opening_images=4,
+        episode_images=3,
+        grpo_images=2,
+        val_images=2,
+        test_images=2,
+    )
+    parts = split_samples(preset, None, None)
+    images = {k: {s.image_id for s in v} for k, v in parts.items()}
+    names = list(images)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not images[a] & images[b], (a, b)
+    seeds = {k: {s.meta["seed"] for s in v} for k, v in parts.items()}
+    assert seeds["test"] <= set(split_seeds("test", 2)) and seeds["val"] <= set(
+        split_seeds("val", 2)
+    )
+    assert max(seeds["grpo"]) < 1_000_000 <= min(seeds["val"]) < 2_000_000 <= min(seeds["test"])
+
+
+def test_preset_errors():
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("nope")
+    with pytest.raises(ValueError, match="base_model or tiny_size"):
+        Preset(name="x")
+    with pytest.raises(FileNotFoundError, match="--base-model"):
+        run_pipeline(
+            get_preset("qwen25vl-3b-lora"), "/tmp/never-written-msrt", segmenter=FakeFactory()
+        )
+
+
+def test_embedded_default_policy_runs_an_episode_on_a_held_out_phantom():
+    """default_policy_spec() names the shipped phantom-tiny policy; it loads with the runtime's
+    HFPolicy and drives the embedded LiteMedSAM through a real episode on a test-split phantom."""
+    from pathlib import Path
+
+    from medsam_agent_rt.training.phantom_data import phantom_samples
+
+    from medsam_agent_rt.policies import build_policy, default_policy_spec
+    from medsam_agent_rt.segmenters import build_segmenter
+    from medsam_agent_rt.session import Session
+
+    spec = default_policy_spec()
+    assert spec is not None, "the package ships no embedded policy"
+    path = Path(spec)
+    assert (path / "README.md").is_file() and (path / "NOTICE").is_file()
+    assert sum(p.stat().st_size for p in path.iterdir()) < 8e6  # "a few MB"
+    sample = phantom_samples(get_preset("phantom-tiny").phantoms, "test", 1)[0]
+    image, gt = sample.load()
+    _, rec = Session(build_segmenter("litemedsam"), build_policy(spec)).run(
+        image, sample.description, gt
+    )
+    assert rec.turns and rec.turns[0].parse_error is None  # a well-formed first tool call
+    assert rec.end_reason in ("stop", "budget")

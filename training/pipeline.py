@@ -1,0 +1,342 @@
+"""The whole MedSAM-Agent training recipe as one resumable command.
+
+    python -m medsam_agent_rt.training.pipeline --preset phantom-tiny [--out runs/phantom-tiny] [--resume]
+
+Stages (each skipped when its output is complete, continued when it was interrupted):
+
+1. base     the starting checkpoint: a tiny random Qwen-VL (phantom-tiny) or --base-model;
+2. data     SFT conversations: the expert's opening turn on many train images (no segmenter
+            needed) and whole expert episodes through the real Session + segmenter on others
+            (phantoms with disjoint train / val / test seeds, or a BiomedParse-style root);
+3. sft      supervised fine-tuning (training/sft.py);
+4. grpo     multi-turn GRPO on further train images (training/grpo.py);
+5. package  the GRPO policy written small (float16 by default) -- what ships;
+6. eval     held-out test images: the SFT policy, the packaged GRPO policy and the baselines
+            (oracle-box, clicker:3, expert) in one harness (training/evaluate.py);
+7. report   summary.json (every figure), grpo_reward_curve.png.
+
+Progress goes to stderr; the final summary JSON to stdout and ``OUT/summary.json``.
+``--dry-run`` runs any preset on a tiny model and a few samples through the same code path.
+GPU presets run under torchrun (data, packaging and evaluation on rank 0; SFT and GRPO on all):
+    torchrun --nproc_per_node 8 -m medsam_agent_rt.training.pipeline --preset qwen3vl-8b-lora \\
+        --base-model /models/Qwen3-VL-8B-Instruct --data-root /data/biomedparse --out runs/q3vl8b
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from medsam_agent_rt.training import common
+from medsam_agent_rt.training.presets import Preset, get_preset
+
+STAGES = ("base", "data", "sft", "grpo", "package", "eval", "report")
+
+
+def _log(msg: str) -> None:
+    print(f"[pipeline] {msg}", file=sys.stderr, flush=True)
+
+
+class _State:
+    """OUT/pipeline.json: which stages finished and how long each took."""
+
+    def __init__(self, out: Path, preset: Preset) -> None:
+        self.path = out / "pipeline.json"
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        if self.data and self.data.get("preset") != preset.name:
+            raise ValueError(
+                f"{out} holds a run of preset {self.data.get('preset')!r}, not {preset.name!r}: "
+                "use another --out"
+            )
+        self.data.update(preset=preset.name, stages=self.data.get("stages", {}))
+
+    def done(self, stage: str) -> bool:
+        return bool(self.data["stages"].get(stage, {}).get("done"))
+
+    def finish(self, stage: str, seconds: float, **info: Any) -> None:
+        prev = self.data["stages"].get(stage, {}).get("seconds", 0.0)
+        self.data["stages"][stage] = {"done": True, "seconds": prev + seconds, **info}
+        self.save()
+
+    def save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+
+# ----------------------------------------------------------------------------- samples
+
+
+def split_samples(preset: Preset, data_root: str | None, out: Path) -> dict[str, list[Any]]:
+    """{"opening", "episode", "grpo", "val", "test": [Sample, ...]} with disjoint images."""
+    from medsam_agent_rt.training.phantom_data import phantom_samples
+
+    p = preset
+    if p.data == "phantoms":
+        a, b = p.opening_images, p.opening_images + p.episode_images
+        return {
+            "opening": phantom_samples(p.phantoms, "train", p.opening_images),
+            "episode": phantom_samples(p.phantoms, "train", p.episode_images, offset=a),
+            "grpo": phantom_samples(p.phantoms, "train", p.grpo_images, offset=b),
+            "val": phantom_samples(p.phantoms, "val", p.val_images),
+            "test": phantom_samples(p.phantoms, "test", p.test_images),
+        }
+    from medsam_agent_rt.data import load_samples
+
+    if not data_root:
+        raise ValueError(f"preset {p.name!r} trains on a BiomedParse-style root: pass --data-root")
+    train = load_samples(data_root, splits=["train"])
+    ids = sorted({s.image_id for s in train})
+    n_grpo = p.grpo_images or max(1, len(ids) // 5)
+    grpo_ids = set(ids[-n_grpo:])  # the last images of the train split become RL prompts
+
+    def first(split: str, n: int) -> list[Any]:
+        return load_samples(data_root, splits=[split])[:n] if n else []
+
+    sft = [s for s in train if s.image_id not in grpo_ids]
+    return {
+        "opening": sft[: p.opening_images] if p.opening_images else sft,
+        "episode": sft[: p.episode_images] if p.episode_images else sft,
+        "grpo": [s for s in train if s.image_id in grpo_ids],
+        "val": first("val", p.val_images),
+        "test": first("test", p.test_images),
+    }
+
+
+def dry_run_data(preset: Preset, out: Path) -> str | None:
+    """For a dry run of a BiomedParse preset: a few phantoms written in that layout."""
+    if preset.data != "biomedparse":
+        return None
+    from medsam_agent_rt.data.writer import write_phantom_dataset
+
+    root = out / "dry-run-data"
+    write_phantom_dataset(
+        root,
+        n=5,
+        size=64,
+        modalities=["endoscope"],
+        splits="train=0.6,val=0.2,test=0.2",
+        show_progress=False,
+    )
+    return str(root)
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run_pipeline(
+    preset: Preset,
+    out: str | Path,
+    *,
+    base_model: str | None = None,
+    data_root: str | None = None,
+    segmenter: Any = None,
+    stop_after: str | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) every stage of ``preset`` into ``out``; returns the summary.
+    segmenter: a Segmenter or tool factory overriding ``preset.segmenter`` (tests)."""
+    torch = common.import_torch()
+    from medsam_agent_rt.training import evaluate, phantom_data
+    from medsam_agent_rt.training.grpo import GRPOConfig, train_grpo
+    from medsam_agent_rt.training.sft import SFTConfig, train_sft
+
+    if preset.base_model and not base_model and not Path(preset.base_model).is_dir():
+        raise FileNotFoundError(
+            f"preset {preset.name!r} starts from {preset.base_model!r}: pass --base-model with "
+            "the local checkpoint directory (nothing is downloaded)"
+        )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if preset.threads:
+        torch.set_num_threads(preset.threads)
+    dist = common.setup_dist(preset.sft.get("device", "auto"))
+    state = _State(out, preset) if dist.master else None
+    device = dist.device
+    t_all = time.perf_counter()
+
+    def barrier() -> None:
+        if dist.world > 1:
+            torch.distributed.barrier()
+
+    def stage(name: str) -> bool:
+        """Whether ``name`` must run (rank 0 decides from the state file; all ranks agree)."""
+        todo = [0.0 if state is None or state.done(name) else 1.0]
+        return common.all_reduce_sum(todo[0], dist) > 0 if dist.world > 1 else todo[0] > 0
+
+    # --- base
+    t0 = time.perf_counter()
+    base = Path(base_model or preset.base_model) if preset.base_model else out / "base"
+    if stage("base"):
+        if dist.master and not preset.base_model:
+            from medsam_agent_rt.training.tiny_qwen import build_tiny_qwen
+
+            _log(f"base: building a tiny {preset.family} model in {base}")
+            build_tiny_qwen(base, preset.family, seed=0, size=preset.tiny_size)
+        barrier()
+        if state:
+            state.finish("base", time.perf_counter() - t0, path=str(base))
+    samples = split_samples(preset, data_root, out)
+    if segmenter is None:
+        from medsam_agent_rt.segmenters import build_segmenter
+
+        segmenter = build_segmenter(preset.segmenter, device=device)
+    data_dir = out / "data"
+    # --- data
+    if stage("data"):
+        t0 = time.perf_counter()
+        if dist.master:
+            _log(
+                f"data: {len(samples['opening'])} opening turns, {len(samples['episode'])} expert episodes"
+            )
+            n_open = phantom_data.write_opening_turns(
+                samples["opening"], data_dir, expert=preset.expert
+            )
+            counts = phantom_data.write_expert_episodes(
+                samples["episode"],
+                segmenter,
+                data_dir,
+                expert=preset.expert,
+                min_final_iou=preset.min_final_iou,
+            )
+            state.finish("data", time.perf_counter() - t0, openings=n_open, **counts)
+        barrier()
+    if stop_after == "data":
+        return {}
+    val_hook = None
+    if samples["val"]:
+        val_hook = evaluate.validation_hook(
+            samples["val"], segmenter, max_new_tokens=preset.eval_max_new_tokens
+        )
+    # --- sft
+    sft_out = out / "sft"
+    if stage("sft"):
+        t0 = time.perf_counter()
+        data = [
+            str(p)
+            for p in (data_dir / "openings.jsonl", data_dir / "episodes.jsonl")
+            if p.is_file()
+        ]
+        cfg = SFTConfig(model=str(base), data=data, out=str(sft_out), **preset.sft)
+        _log(f"sft: {cfg.max_steps or cfg.epochs} steps/epochs on {data}")
+        train_sft(cfg, val_hook, resume=True)
+        if state:
+            state.finish("sft", time.perf_counter() - t0)
+        barrier()
+    if stop_after == "sft":
+        return {}
+    # --- grpo
+    grpo_out = out / "grpo"
+    if stage("grpo"):
+        t0 = time.perf_counter()
+        cfg = GRPOConfig(model=str(sft_out / "model"), out=str(grpo_out), **preset.grpo)
+        _log(f"grpo: {cfg.steps} steps x {cfg.prompts_per_step} prompts x G={cfg.group_size}")
+        train_grpo(cfg, samples["grpo"], segmenter, val_hook, resume=True)
+        if state:
+            state.finish("grpo", time.perf_counter() - t0)
+        barrier()
+    summary: dict[str, Any] = {}
+    if dist.master:
+        summary = _finish(preset, out, state, samples, segmenter, device)
+        summary["total_seconds"] = time.perf_counter() - t_all
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    barrier()
+    return summary
+
+
+def _finish(
+    preset: Preset, out: Path, state: _State, samples: dict, segmenter: Any, device: str
+) -> dict:
+    """package, eval and report (rank 0)."""
+    from medsam_agent_rt.training import evaluate, report
+
+    pkg = out / "package"
+    if not state.done("package"):
+        t0 = time.perf_counter()
+        _log(f"package: {preset.package_dtype} copy of the GRPO policy in {pkg}")
+        report.package_policy(out / "grpo" / "model", pkg, preset.package_dtype)
+        state.finish("package", time.perf_counter() - t0, bytes=report.dir_size(pkg))
+    eval_dir = out / "eval"
+    if not state.done("eval"):
+        t0 = time.perf_counter()
+        eval_dir.mkdir(exist_ok=True)
+
+        def hf(path: Path) -> Any:
+            from medsam_agent_rt.policies.hf import HFPolicy
+
+            return lambda: HFPolicy(path, device=device, max_new_tokens=preset.eval_max_new_tokens)
+
+        policies = {
+            "sft": hf(out / "sft" / "model"),
+            "grpo": hf(pkg),
+            **{b: b for b in preset.baselines},
+        }
+        _log(f"eval: {list(policies)} on {len(samples['test'])} held-out samples")
+        results = evaluate.evaluate_policies(
+            policies, samples["test"], segmenter, rows_path=eval_dir / "rows.jsonl"
+        )
+        (eval_dir / "results.json").write_text(json.dumps(results, indent=1))
+        state.finish("eval", time.perf_counter() - t0)
+    results = json.loads((eval_dir / "results.json").read_text())
+    t0 = time.perf_counter()
+    curve = report.reward_curve(
+        out / "grpo" / "log.jsonl", out / "grpo_reward_curve.png", title=preset.name
+    )
+    summary = report.summary(preset, out, state.data, results, curve)
+    (pkg / "README.md").write_text(report.policy_readme(summary))
+    (pkg / "NOTICE").write_text(report.NOTICE)
+    state.finish("report", time.perf_counter() - t0)
+    return summary
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="medsam_agent_rt.training.pipeline", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--preset", required=True, help="phantom-tiny | qwen3vl-8b-lora | qwen25vl-3b-lora"
+    )
+    parser.add_argument("--out", default=None, help="output directory (default runs/<preset>)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run in --out"
+    )
+    parser.add_argument("--base-model", default=None, help="local checkpoint for the GPU presets")
+    parser.add_argument(
+        "--data-root", default=None, help="BiomedParse-style dataset root (GPU presets)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="tiny model, few samples, same code path"
+    )
+    args = parser.parse_args(argv)
+    preset = get_preset(args.preset)
+    data_root = args.data_root
+    if args.dry_run:
+        preset = preset.dry_run()
+    out = Path(args.out or f"runs/{preset.name}")
+    if (
+        out.exists()
+        and any(out.iterdir())
+        and not args.resume
+        and (out / "pipeline.json").is_file()
+    ):
+        parser.error(f"{out} already holds a run: pass --resume to continue it, or another --out")
+    if args.dry_run and data_root is None:
+        out.mkdir(parents=True, exist_ok=True)
+        data_root = dry_run_data(preset, out)
+    summary = run_pipeline(
+        preset, out, base_model=None if args.dry_run else args.base_model, data_root=data_root
+    )
+    if summary:
+        print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
