@@ -18,11 +18,11 @@ run oracle-box oracle-box
 run clicker-1 clicker:1
 run clicker-3 clicker:3
 run clicker-5 clicker:5
-# expert: the trajectory generator's default mix (half jittered-box, half first-click openings);
-# expert-box: box openings only (still jittered); expert-upper: the tight GT box, then ΔIoU-accepted
-# corrections -- the upper bound of an agent with GT access over this segmenter.
+# expert: the default expert -- the tight GT box, then ΔIoU-accepted corrections: the upper bound
+# of an agent with GT access over this segmenter. expert-box: jittered box openings (as in the
+# SFT data); expert-mix: the trajectory generator's hybrid mix (half first-click openings).
 run expert expert
-run expert-box "expert:box_prob=1"
-run expert-upper "expert:box_prob=1,jitter_min=0,jitter_max=0"
+run expert-box "expert:jitter_min=0.05,jitter_max=0.1"
+run expert-mix "expert:box_prob=0.5,jitter_min=0.05,jitter_max=0.1"
 # the RITM / SimpleClick NoC protocol: 20 clicks
 run clicker-20 clicker:20 --max-turns 20
