@@ -1,7 +1,7 @@
 """Latency of whole agent episodes, stage by stage (measurements, not tests).
 
     python -m benchmarks.latency [--data DIR] [--limit N] [--repeats R] [--warmup W]
-        [--backend torch [onnx trt ...]] [--policy expert [clicker:3 ...]]
+        [--backend torch [onnx trt ...]] [--policy expert [default clicker:3 ...]]
         [--segmenter litemedsam] [--device cpu] [--max-turns 5] [--json PATH]
 
 With no arguments it runs the embedded defaults: LiteMedSAM on the torch backend (CPU) driven by
@@ -132,7 +132,7 @@ def measure(cfg: Config, samples: list, args: argparse.Namespace) -> dict[str, A
             t0 = time.perf_counter()
             seg = build_segmenter(cfg.segmenter, cfg.backend, cfg.device, cache_size=0)
             loads.append(time.perf_counter() - t0)
-        build_policy(cfg.policy)
+        inner = build_policy(cfg.policy)  # built once; reset() starts each episode
     except Exception as exc:  # noqa: BLE001 - a backend / policy not available is a row too
         row.update(status="error", error=f"{type(exc).__name__}: {exc}")
         return row
@@ -146,7 +146,7 @@ def measure(cfg: Config, samples: list, args: argparse.Namespace) -> dict[str, A
             for i, (image_id, target, image, gt) in enumerate(
                 tqdm(runs, desc=cfg.name, file=sys.stderr, disable=args.quiet)
             ):
-                policy = TimedPolicy(build_policy(cfg.policy), clock)
+                policy = TimedPolicy(inner, clock)
                 marks = {s: len(clock.each[s]) for s in ("encode", "predict", "postprocess")}
                 _, rec = Session(seg, policy, session_cfg).run(image, target, gt, image_id)
                 if i >= args.warmup:

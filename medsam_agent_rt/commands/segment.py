@@ -34,8 +34,9 @@ HELP = "Segment one image with the agent (policy + segmenter); write mask, overl
 
 EXIT_OK, EXIT_POLICY_FAILED, EXIT_USAGE, EXIT_TOOL_ERROR = 0, 1, 2, 3
 POLICY_HINT = (
-    "'expert', 'clicker:K' or 'oracle-box' (GT-driven: with --gt MASK), a local Qwen-VL model "
-    "directory, or the http://HOST:PORT/v1 URL of an OpenAI-compatible server"
+    "'default' (the embedded policy), 'expert', 'clicker:K' or 'oracle-box' (GT-driven: with "
+    "--gt MASK), a local Qwen-VL model directory, or the http://HOST:PORT/v1 URL of an "
+    "OpenAI-compatible server"
 )
 
 

@@ -1,7 +1,7 @@
 """``build_policy(spec)``: one string names every policy the CLI, evaluation and training use.
 
-Specs: ``expert`` / ``expert:seed=3,tau=0.02,...`` (ExpertConfig keys), ``clicker:K``,
-``oracle-box``, ``replay:FILE`` (an episode record JSON or a JSON list of texts), a list of texts
+Specs: ``default`` (the embedded policy, see ``default_policy_spec``), ``expert`` /
+``expert:seed=3,tau=0.02,...`` (ExpertConfig keys), ``clicker:K``, ``oracle-box``, ``replay:FILE`` (an episode record JSON or a JSON list of texts), a list of texts
 (replay), a local model directory (policies.hf, Qwen3-VL / Qwen2.5-VL, needs the ``hf`` extra),
 an ``http(s)://`` URL of an OpenAI-compatible server (policies.openai_compat), ``gguf:FILE``
 (not available yet). A ready Policy object is returned unchanged.
@@ -16,6 +16,7 @@ from typing import Any
 from medsam_agent_rt.policies.base import Policy
 
 SPEC_FORMS = (
+    "default (the embedded policy)",
     "expert[:key=value,...]",
     "clicker:K",
     "oracle-box",
@@ -52,6 +53,11 @@ def build_policy(spec: str | Sequence[str] | Policy, **kwargs: Any) -> Policy:
             f"policy spec must be a str, a list of texts or a Policy, got {type(spec).__name__}"
         )
     text = str(spec).strip()
+    if text == "default":
+        embedded = default_policy_spec()
+        if embedded is None:
+            raise ValueError("policy 'default': this installation ships no embedded policy")
+        return _with_spec(build_policy(embedded, **kwargs), "default")
     name, _, arg = text.partition(":")
     if name == "expert":
         from medsam_agent_rt.policies.expert import ExpertConfig, ExpertPolicy

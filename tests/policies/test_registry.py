@@ -14,6 +14,7 @@ from medsam_agent_rt.policies import (
     OracleBoxPolicy,
     ReplayPolicy,
     build_policy,
+    registry,
 )
 
 
@@ -82,6 +83,15 @@ def test_model_backed_specs_dispatch_lazily(tmp_path, monkeypatch):
         ("hf", str(tmp_path), {"device": "cpu"}),
         ("openai_compat", "http://127.0.0.1:8080", {"model": "m"}),
     ]
+    # 'default' is the embedded policy directory, loaded by the same hf path
+    from medsam_agent_rt.policies import default_policy_spec
+
+    p = build_policy("default", device="cpu")
+    assert (p.kind, p.spec) == ("hf", "default")
+    assert made[-1] == ("hf", default_policy_spec(), {"device": "cpu"})
+    monkeypatch.setattr(registry, "default_policy_spec", lambda: None)
+    with pytest.raises(ValueError, match="ships no embedded policy"):
+        build_policy("default")
 
 
 def test_missing_backend_module_names_the_extra(tmp_path, monkeypatch):
