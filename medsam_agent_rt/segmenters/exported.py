@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from medsam_agent_rt.segmenters.base import Preprocessing
+from medsam_agent_rt.segmenters.predictor import SamPredictorBase
 
 FORMAT = "medsam-agent-rt/sam-onnx"
 FORMAT_VERSION = 1
@@ -195,3 +196,27 @@ def load_export(directory: str | Path, verify: bool = True) -> ExportedModel:
                     "re-export the model"
                 )
     return ExportedModel(directory, manifest)
+
+
+class ExportedPredictor(SamPredictorBase):
+    """What the backends running an export directory (onnx, trt) share: the family,
+    preprocessing, prompt-fusion weights and sizes come from the manifest, and the decoder's
+    ``mask_input`` (1, 1, h, w) / ``has_mask_input`` (1,) float32 inputs are made here."""
+
+    def _init_from_export(self, exported: ExportedModel, cache_size: int) -> None:
+        SamPredictorBase.__init__(
+            self,
+            exported.family,
+            exported.preprocessing,
+            exported.prompt_weights(),
+            exported.mask_input_size,
+            cache_size,
+            str(exported.directory),
+        )
+        self._no_mask = np.zeros((1, 1, *self.mask_input_size), np.float32)
+        self._has = {False: np.zeros(1, np.float32), True: np.ones(1, np.float32)}
+
+    def _mask_inputs(self, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(mask_input (1, 1, h, w) float32 contiguous, has_mask_input (1,) float32)."""
+        m = self._no_mask if mask is None else mask.reshape(1, 1, *self.mask_input_size)
+        return np.ascontiguousarray(m, np.float32), self._has[mask is not None]

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from medsam_agent_rt.segmenters.exported import ExportedModel, load_export
-from medsam_agent_rt.segmenters.predictor import SamPredictorBase
+from medsam_agent_rt.segmenters.exported import ExportedModel, ExportedPredictor, load_export
 
 
 def require_onnxruntime():
@@ -80,7 +79,7 @@ def resolve_providers(
     return list(providers), ("cuda" if gpu else "cpu"), device_id
 
 
-class OnnxSegmenter(SamPredictorBase):
+class OnnxSegmenter(ExportedPredictor):
     """An exported SAM-family model in ONNX Runtime, implementing ``Segmenter``.
 
     export: an export directory or a loaded :class:`ExportedModel`; precision: "fp32" | "fp16"
@@ -130,16 +129,7 @@ class OnnxSegmenter(SamPredictorBase):
         self.encoder_session = ort.InferenceSession(str(enc_path), opts, providers=self.providers)
         self.decoder_session = ort.InferenceSession(str(dec_path), opts, providers=self.providers)
         self._ort = ort
-        super().__init__(
-            exported.family,
-            exported.preprocessing,
-            exported.prompt_weights(),
-            exported.mask_input_size,
-            cache_size,
-            str(exported.directory),
-        )
-        self._no_mask = np.zeros((1, 1, *self.mask_input_size), np.float32)
-        self._has = {False: np.zeros(1, np.float32), True: np.ones(1, np.float32)}
+        self._init_from_export(exported, cache_size)
 
     # ------------------------------------------------------------------ model calls
     def _encode(self, x: np.ndarray) -> Any:
@@ -163,9 +153,9 @@ class OnnxSegmenter(SamPredictorBase):
         else:
             binding.bind_ortvalue_input("image_embeddings", embedding)
         binding.bind_cpu_input("sparse_embeddings", np.ascontiguousarray(sparse[None], np.float32))
-        m = self._no_mask if mask is None else mask.reshape(1, 1, *self.mask_input_size)
-        binding.bind_cpu_input("mask_input", np.ascontiguousarray(m, np.float32))
-        binding.bind_cpu_input("has_mask_input", self._has[mask is not None])
+        mask_input, has_mask = self._mask_inputs(mask)
+        binding.bind_cpu_input("mask_input", mask_input)
+        binding.bind_cpu_input("has_mask_input", has_mask)
         binding.bind_output("low_res_masks", "cpu")
         binding.bind_output("iou_predictions", "cpu")
         self.decoder_session.run_with_iobinding(binding)

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from medsam_agent_rt.segmenters.exported import ExportedModel, load_export
-from medsam_agent_rt.segmenters.predictor import SamPredictorBase
+from medsam_agent_rt.segmenters.exported import ExportedModel, ExportedPredictor, load_export
 from medsam_agent_rt.segmenters.trt_engine import (
     TokenProfile,
     TrtEngine,
@@ -51,7 +50,7 @@ def _require_torch_cuda(device: str):
     return torch
 
 
-class TrtSegmenter(SamPredictorBase):
+class TrtSegmenter(ExportedPredictor):
     """An exported SAM-family model in TensorRT, implementing ``Segmenter``.
 
     export: an export directory or :class:`ExportedModel`; precision: "fp32" | "fp16" (default:
@@ -136,16 +135,7 @@ class TrtSegmenter(SamPredictorBase):
                 self.engine_paths[part] = path
         self.encoder_engine, self.decoder_engine = engines["encoder"], engines["decoder"]
         self._torch = torch
-        super().__init__(
-            exported.family,
-            exported.preprocessing,
-            exported.prompt_weights(),
-            exported.mask_input_size,
-            cache_size,
-            str(exported.directory),
-        )
-        self._no_mask = np.zeros((1, 1, *self.mask_input_size), np.float32)
-        self._has = {False: np.zeros(1, np.float32), True: np.ones(1, np.float32)}
+        self._init_from_export(exported, cache_size)
 
     # ------------------------------------------------------------------ model calls
     def _encode(self, x: np.ndarray) -> Any:
@@ -167,13 +157,13 @@ class TrtSegmenter(SamPredictorBase):
                 f"{tokens} prompt tokens exceed the TensorRT decoder profile (max "
                 f"{self.profile.max}); build the segmenter with max_prompt_tokens >= {tokens}"
             )
-        m = self._no_mask if mask is None else mask.reshape(1, 1, *self.mask_input_size)
+        mask_input, has_mask = self._mask_inputs(mask)
         out = self.decoder_engine.run(
             {
                 "image_embeddings": embedding,
                 "sparse_embeddings": np.ascontiguousarray(sparse[None], np.float32),
-                "mask_input": np.ascontiguousarray(m, np.float32),
-                "has_mask_input": self._has[mask is not None],
+                "mask_input": mask_input,
+                "has_mask_input": has_mask,
             }
         )
         with self._torch.cuda.stream(self.stream):
