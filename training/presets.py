@@ -137,6 +137,10 @@ PHANTOM_TINY = Preset(
         "save_every": 2,
         "device": "cpu",
         "max_new_tokens": 64,
+        # measured: without the KL term 20 % of held-out stop calls came out malformed (the
+        # updates that sharpen box digits leak into this tiny model's stop call); with 0.1 the
+        # held-out reward gain over SFT is the same (+0.061 vs +0.064) and 2 % are malformed
+        "kl_coef": 0.1,
     },
     commands="python -m medsam_agent_rt.training.pipeline --preset phantom-tiny --out runs/phantom-tiny",
 )

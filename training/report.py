@@ -152,7 +152,7 @@ directory when no `--policy` is given.
 Training: SFT on expert trajectories (the expert's opening box on {summary["settings"]["opening_images"]}
 phantom images, whole expert episodes through LiteMedSAM on {summary["settings"]["episode_images"]} more),
 then multi-turn GRPO ({summary["grpo_train_reward"]["steps"]} steps) with the released reward
-(0.2 format + 0.8 quality), LiteMedSAM as the tool.
+(0.2 format + 0.8 quality){_kl_note(summary)}, LiteMedSAM as the tool.
 
 Held-out phantom test seeds ({n} targets; the same harness, segmenter and samples for every row):
 
@@ -172,3 +172,9 @@ by medsam_agent_rt.training.tiny_qwen on the protocol's texts. The architecture 
 Qwen3-VL configuration (transformers); no Qwen weights are included.
 For phantoms and demonstrations only; not for clinical use.
 """
+
+
+def _kl_note(summary: dict[str, Any]) -> str:
+    """', plus a KL term (coefficient c) to the SFT policy' when the GRPO settings have one."""
+    kl = float(summary.get("settings", {}).get("grpo", {}).get("kl_coef", 0.0) or 0.0)
+    return f" plus a KL term (k3, coefficient {kl:g}) to the SFT policy" if kl else ""
