@@ -398,7 +398,7 @@ class JsonlLog:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The records of a training log (``[]`` before the first is written)."""
+    from medsam_agent_rt.evaluation.shards import read_jsonl as read_lines
+
+    return read_lines(path) if Path(path).is_file() else []

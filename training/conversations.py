@@ -92,18 +92,9 @@ def iter_conversations(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of a conversations JSONL file (images still as relative paths).
     A final line without its newline (an interrupted write) is ignored; any other malformed
     line raises ValueError naming the file and line number."""
-    path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if not line.endswith("\n") and n == len(lines):
-            return  # torn tail from an interrupted append
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+    from medsam_agent_rt.evaluation.shards import iter_jsonl
+
+    for n, obj in iter_jsonl(path):
         if "id" not in obj or "messages" not in obj:
             raise ValueError(f"{path}:{n}: a conversation needs 'id' and 'messages'")
         yield obj

@@ -44,7 +44,7 @@ from typing import Any
 from medsam_agent_rt.training.conversations import ConversationWriter, iter_conversations
 from medsam_agent_rt.training.trajectory_stats import trajectory_stats, turn_summaries
 
-from medsam_agent_rt.evaluation.datasets import SampleRef, dataset_digest, resolve_dataset
+from medsam_agent_rt.evaluation.datasets import SampleRef, dataset_digest, resolve_run_samples
 from medsam_agent_rt.evaluation.shards import append_jsonl, read_jsonl, repair_tail
 from medsam_agent_rt.evaluation.workers import group_by_image, map_groups
 
@@ -266,15 +266,7 @@ def generate(
     from medsam_agent_rt.data._progress import progress
 
     out = Path(out)
-    refs = resolve_dataset(
-        config.dataset,
-        splits=config.splits,
-        datasets=config.datasets,
-        modalities=config.modalities,
-        limit=config.limit,
-    )
-    if not refs:
-        raise ValueError(f"dataset {config.dataset!r}: no samples (after filters)")
+    refs = resolve_run_samples(config)
     run_cfg = {**config.to_dict(), "n_samples": len(refs), "dataset_digest": dataset_digest(refs)}
     _check_config(out, run_cfg, overwrite)
     ledger_path, conv_path = out / LEDGER, out / CONVERSATIONS

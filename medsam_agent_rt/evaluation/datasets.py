@@ -34,6 +34,17 @@ import numpy as np
 DEMO_ENV = "MSRT_SHARED_DATA"
 DEMO_NAME = "biomedparse-demo"
 PHANTOM_PREFIX = "phantoms"
+#: The ids and texts a SampleRef shares with data.Sample (and repeats in every result row).
+SAMPLE_FIELDS = (
+    "sample_id",
+    "image_id",
+    "dataset",
+    "split",
+    "target",
+    "description",
+    "modality",
+    "site",
+)
 
 
 @dataclass(frozen=True)
@@ -69,16 +80,7 @@ class SampleRef:
         from medsam_agent_rt.data import Sample
 
         sample = Sample(
-            sample_id=self.sample_id,
-            image_id=self.image_id,
-            dataset=self.dataset,
-            split=self.split,
-            target=self.target,
-            description=self.description,
-            modality=self.modality,
-            site=self.site,
-            image_path=Path(self.image_path),
-            mask_path=Path(self.mask_path),
+            **self._fields(), image_path=Path(self.image_path), mask_path=Path(self.mask_path)
         )
         return sample.load()
 
@@ -86,14 +88,7 @@ class SampleRef:
         """The ids and texts (what a result row repeats)."""
         return {
             "index": self.index,
-            "sample_id": self.sample_id,
-            "image_id": self.image_id,
-            "dataset": self.dataset,
-            "split": self.split,
-            "target": self.target,
-            "description": self.description,
-            "modality": self.modality,
-            "site": self.site,
+            **self._fields(),
             "source": (
                 {"phantom": [self.phantom[0], self.phantom[1], list(self.phantom[2])]}
                 if self.phantom is not None
@@ -106,20 +101,23 @@ class SampleRef:
         """The inverse of ``info()`` (a result row or a ledger line)."""
         src = info.get("source") or {}
         ph = src.get("phantom")
+        phantom = None if ph is None else (str(ph[0]), int(ph[1]), (int(ph[2][0]), int(ph[2][1])))
         return cls(
             int(info["index"]),
-            info["sample_id"],
-            info["image_id"],
-            info["dataset"],
-            info["split"],
-            info["target"],
-            info["description"],
-            info["modality"],
-            info["site"],
-            src.get("image_path"),
-            src.get("mask_path"),
-            None if ph is None else (str(ph[0]), int(ph[1]), (int(ph[2][0]), int(ph[2][1]))),
+            **{f: info[f] for f in SAMPLE_FIELDS},
+            image_path=src.get("image_path"),
+            mask_path=src.get("mask_path"),
+            phantom=phantom,
         )
+
+    @classmethod
+    def of(cls, index: int, sample: Any, **source: Any) -> SampleRef:
+        """The reference of a data.Sample at ``index``; ``source``: image_path / mask_path, or
+        phantom."""
+        return cls(index, **{f: getattr(sample, f) for f in SAMPLE_FIELDS}, **source)
+
+    def _fields(self) -> dict[str, str]:
+        return {f: getattr(self, f) for f in SAMPLE_FIELDS}
 
 
 @functools.lru_cache(maxsize=4)
@@ -213,20 +211,7 @@ def _phantom_refs(spec: str) -> list[SampleRef]:
             ph = _phantom(mod, seed, p["size"])
             stem = Path(image_file_name(f"{seed:08d}", ph.modality_label, ph.site)).stem
             for s in ph.to_samples(ds, p["split"], stem):
-                refs.append(
-                    SampleRef(
-                        len(refs),
-                        s.sample_id,
-                        s.image_id,
-                        s.dataset,
-                        s.split,
-                        s.target,
-                        s.description,
-                        s.modality,
-                        s.site,
-                        phantom=(mod, seed, tuple(p["size"])),
-                    )
-                )
+                refs.append(SampleRef.of(len(refs), s, phantom=(mod, seed, tuple(p["size"]))))
     return refs
 
 
@@ -266,24 +251,28 @@ def resolve_dataset(
         if modalities is not None:
             samples = filter_samples(samples, modalities=modalities)
         refs = [
-            SampleRef(
-                i,
-                s.sample_id,
-                s.image_id,
-                s.dataset,
-                s.split,
-                s.target,
-                s.description,
-                s.modality,
-                s.site,
-                image_path=str(s.image_path),
-                mask_path=str(s.mask_path),
-            )
+            SampleRef.of(i, s, image_path=str(s.image_path), mask_path=str(s.mask_path))
             for i, s in enumerate(samples)
         ]
     if limit is not None:
         refs = refs[:limit]
     return [r if r.index == i else replace(r, index=i) for i, r in enumerate(refs)]
+
+
+def resolve_run_samples(config: Any) -> list[SampleRef]:
+    """The samples a run config names (its ``dataset``, ``splits``, ``datasets``,
+    ``modalities`` and ``limit``, as in EvalConfig and TrajectoryConfig); ValueError when the
+    filters leave none."""
+    refs = resolve_dataset(
+        config.dataset,
+        splits=config.splits,
+        datasets=config.datasets,
+        modalities=config.modalities,
+        limit=config.limit,
+    )
+    if not refs:
+        raise ValueError(f"dataset {config.dataset!r}: no samples (after filters)")
+    return refs
 
 
 def shard_of(refs: Sequence[SampleRef], rank: int, world_size: int) -> list[SampleRef]:

@@ -23,7 +23,7 @@ from typing import Any
 from medsam_agent_rt.evaluation.datasets import (
     SampleRef,
     dataset_digest,
-    resolve_dataset,
+    resolve_run_samples,
     shard_of,
 )
 from medsam_agent_rt.evaluation.metrics import summarise, timing
@@ -158,15 +158,7 @@ def evaluate(
 
     r, w = rank_from_env(rank, world_size)
     out = Path(out)
-    refs = resolve_dataset(
-        config.dataset,
-        splits=config.splits,
-        datasets=config.datasets,
-        modalities=config.modalities,
-        limit=config.limit,
-    )
-    if not refs:
-        raise ValueError(f"dataset {config.dataset!r}: no samples (after filters)")
+    refs = resolve_run_samples(config)
     device = _device_for_rank(config.device)
     meta = {
         "config": config.to_dict(),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,22 +63,26 @@ def append_jsonl(path: Path, obj: Any) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: Path) -> list[Any]:
-    """The objects of a JSONL file; a torn last line is ignored, any other malformed line is a
-    ValueError naming file and line."""
-    out = []
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """(line number, object) of each line of a JSONL file; blank lines and a torn last line (an
+    interrupted append) are skipped, any other malformed line is a ValueError naming file and
+    line."""
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         if not line.endswith("\n") and n == len(lines):
-            break
+            return
         try:
-            out.append(json.loads(line))
+            yield n, json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-    return out
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """The objects of a JSONL file (see ``iter_jsonl``)."""
+    return [obj for _, obj in iter_jsonl(path)]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
