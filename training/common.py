@@ -145,7 +145,11 @@ def load_model(
     torch = import_torch()
     import transformers
 
-    from medsam_agent_rt.policies.qwen_chat import FAMILIES, QwenChatEncoder, load_image_spec
+    from medsam_agent_rt.policies.qwen_chat import (
+        QwenChatEncoder,
+        load_image_spec,
+        qwen_vl_model_class,
+    )
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -153,14 +157,7 @@ def load_model(
     if dtype not in ("float32", "bfloat16"):
         raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
     config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
-    if config.model_type not in FAMILIES:
-        raise ValueError(
-            f"{path} is model_type {config.model_type!r}; training supports {FAMILIES}"
-        )
-    cls = {
-        "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
-        "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
-    }[config.model_type]
+    cls = qwen_vl_model_class(transformers, config.model_type, str(path), "training supports")
     model = cls.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
     model.to(device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medsam_agent_rt.policies.qwen_chat import FAMILIES
 from medsam_agent_rt.protocol import text as ptext
-
-FAMILIES = ("qwen3_vl", "qwen2_5_vl")
 
 # Qwen2/Qwen3 pre-tokenizer: letters in words, every digit alone, punctuation runs, newlines.
 QWEN_PRETOKENIZE_REGEX = (

@@ -25,29 +25,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medsam_agent_rt.policies.base import PolicyTurn
 from medsam_agent_rt.policies.qwen_chat import (
-    FAMILIES,
     IM_END,
     ChatInputs,
     QwenChatEncoder,
     load_image_spec,
+    qwen_vl_model_class,
 )
-
-try:  # the Policy protocol is written in parallel (runtime issue); same shape either way
-    from medsam_agent_rt.policies.base import PolicyTurn  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - until policies/base.py is on main
-
-    @dataclass
-    class PolicyTurn:  # type: ignore[no-redef]
-        """One policy turn: the raw text and backend details."""
-
-        text: str
-        info: dict[str, Any] = field(default_factory=dict)
-
 
 _DTYPES = {
     "float32": "float32",
@@ -136,14 +124,9 @@ class HFPolicy:
 
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
         self.family: str = config.model_type
-        if self.family not in FAMILIES:
-            raise ValueError(
-                f"checkpoint {path} is model_type {self.family!r}; the hf policy runs {FAMILIES}"
-            )
-        model_cls = {
-            "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
-            "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
-        }[self.family]
+        model_cls = qwen_vl_model_class(
+            transformers, self.family, f"checkpoint {path}", "the hf policy runs"
+        )
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
         spec = load_image_spec(
             path, config.vision_config, self.family, min_pixels=min_pixels, max_pixels=max_pixels

@@ -54,6 +54,20 @@ CONTROL_TOKENS = (
     "<|video_pad|>",
 )
 FAMILIES = ("qwen3_vl", "qwen2_5_vl")
+_MODEL_CLASSES = {
+    "qwen3_vl": "Qwen3VLForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+}
+
+
+def qwen_vl_model_class(transformers: Any, model_type: str, what: str, who: str) -> Any:
+    """The transformers class of a Qwen-VL ``model_type``; otherwise a ValueError saying that
+    ``what`` (the checkpoint) has it and ``who`` runs only FAMILIES."""
+    if model_type not in _MODEL_CLASSES:
+        raise ValueError(f"{what} is model_type {model_type!r}; {who} {FAMILIES}")
+    return getattr(transformers, _MODEL_CLASSES[model_type])
+
+
 _DEFAULT_SYSTEM = {"qwen2_5_vl": "You are a helpful assistant.", "qwen3_vl": None}
 
 
