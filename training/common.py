@@ -13,7 +13,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -399,3 +399,30 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     from medsam_agent_rt.evaluation.shards import read_jsonl as read_lines
 
     return read_lines(path) if Path(path).is_file() else []
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_config_args(parser: Any, cls: type) -> None:
+    """One ``--flag`` per dataclass field, with its help string and default."""
+    for f in fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+        kind = type(default)
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", default=default, help=f.metadata["help"])
+        elif kind is tuple:
+            parser.add_argument(
+                flag, nargs=len(default), type=float, default=default, help=f.metadata["help"]
+            )
+        elif kind is list:
+            parser.add_argument(flag, nargs="+", default=default, help=f.metadata["help"])
+        else:
+            parser.add_argument(
+                flag, type=kind, default=default, help=f"{f.metadata['help']} (default {default})"
+            )
+
+
+def config_from_args(args: Any, cls: type) -> Any:
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})

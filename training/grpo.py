@@ -47,12 +47,8 @@ from typing import Any
 
 import numpy as np
 from medsam_agent_rt.training import common, rewards
-from medsam_agent_rt.training.sft import (
-    _f,
-    add_config_args,
-    build_optimizer,
-    config_from_args,
-)
+from medsam_agent_rt.training.common import add_config_args, config_from_args
+from medsam_agent_rt.training.sft import _f, build_optimizer
 
 # ----------------------------------------------------------------------------- config
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -322,40 +322,16 @@ def train_sft(cfg: SFTConfig, eval_hook: EvalHook | None = None, *, resume: bool
 # ----------------------------------------------------------------------------- CLI
 
 
-def add_config_args(parser: Any, cls: type) -> None:
-    """One ``--flag`` per dataclass field, with its help string and default."""
-    for f in fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default_factory is MISSING else f.default_factory()
-        kind = type(default)
-        if kind is bool:
-            parser.add_argument(flag, action="store_true", default=default, help=f.metadata["help"])
-        elif kind is tuple:
-            parser.add_argument(
-                flag, nargs=len(default), type=float, default=default, help=f.metadata["help"]
-            )
-        elif kind is list:
-            parser.add_argument(flag, nargs="+", default=default, help=f.metadata["help"])
-        else:
-            parser.add_argument(
-                flag, type=kind, default=default, help=f"{f.metadata['help']} (default {default})"
-            )
-
-
-def config_from_args(args: Any, cls: type) -> Any:
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="medsam_agent_rt.training.sft", description=__doc__.split("\n")[0]
     )
-    add_config_args(parser, SFTConfig)
+    common.add_config_args(parser, SFTConfig)
     parser.add_argument("--resume", action="store_true", help="continue from out/checkpoint")
     args = parser.parse_args(argv)
-    train_sft(config_from_args(args, SFTConfig), resume=args.resume)
+    train_sft(common.config_from_args(args, SFTConfig), resume=args.resume)
     return 0
 
 
