@@ -5,7 +5,7 @@
 1. Oracle box: every mask's GT bounding box given once (single mask, and multimask keeping the
    best-scoring mask); Dice at GT resolution per modality and overall. Also the first-click
    opening (a click at the GT pixel farthest from its boundary), single vs multimask.
-2. Carrying strategies (segmenters.episode): GT box first, then ``--clicks`` simulator clicks
+2. Carrying strategies (segmenters.prompt_chain): GT box first, then ``--clicks`` simulator clicks
    (``ops.next_click``: the larger of the false-negative / false-positive regions, at its
    distance-transform maximum, never twice on one pixel); "every click kept" and the expert
    variant "a click is kept only if it raises IoU by >= tau, else stop". Per-turn Dice curves.
@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks._demo import demo_root
 from medsam_agent_rt import ops
-from medsam_agent_rt.segmenters import STRATEGIES, Episode, build_segmenter
+from medsam_agent_rt.segmenters import STRATEGIES, PromptChain, build_segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def run_episode(seg, image, gt, strategy, clicks, tau, clicker):
     """Per-turn (Dice, IoU) of one episode: box, then up to ``clicks`` clicks; tau None = every
     click kept, else the expert rule (keep if ΔIoU >= tau, else stop). Curves are carried
     forward after a stop / a perfect mask, so every curve has 1 + clicks entries."""
-    ep = Episode(seg, image, strategy=strategy)
+    ep = PromptChain(seg, image, strategy=strategy)
     step = ep.add_box(gt_box(gt))
     m = ops.mask_metrics(step.mask, gt)
     dice, iou = [float(m.dice[0])], [float(m.iou[0])]

@@ -5,7 +5,7 @@
 For every one of the 71 masks of the BiomedParse demo set: the oracle box, then ``--clicks``
 corrective clicks (``ops.next_click`` on the torch mask), run on LiteMedSAM with torch and
 replayed with the SAME prompts on ONNX Runtime FP32 and FP16 (family default carrying strategy,
-``segmenters.Episode``). Reported per backend: mask IoU against torch (min / mean over all masks
+``segmenters.PromptChain``). Reported per backend: mask IoU against torch (min / mean over all masks
 and turns, how many turns give identical masks) and the max abs difference of the low-res logits.
 """
 
@@ -22,7 +22,7 @@ from benchmarks._timing import write_json
 from benchmarks.accuracy import gt_box, load_demo
 from benchmarks.segmenter import _export_dir
 from medsam_agent_rt import ops
-from medsam_agent_rt.segmenters import Episode, build_segmenter
+from medsam_agent_rt.segmenters import PromptChain, build_segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         image = sample["image"]
         for gt in sample["masks"].values():
             masks += 1
-            ep = Episode(ref, image)
-            replay = {name: Episode(seg, image) for name, seg in others.items()}
+            ep = PromptChain(ref, image)
+            replay = {name: PromptChain(seg, image) for name, seg in others.items()}
             box = gt_box(gt)
             steps = [("box", box, None)]
             out = ep.add_box(box)

@@ -9,7 +9,7 @@ TensorRT FP32 / FP16 where TensorRT and a GPU exist. Adding a backend is one mor
 - ``encoder``: ``set_image`` of an image not in the cache (preprocessing + image encoder);
 - ``decoder``: one ``predict`` turn (box + 2 clicks + previous logits: fusion, decoder,
   post-processing to 1024 x 1024);
-- ``episode cached``: a 5-turn episode (box, then 4 clicks, ``segmenters.Episode``) with the
+- ``episode cached``: a 5-turn episode (box, then 4 clicks, ``segmenters.PromptChain``) with the
   embedding computed once — what this runtime does;
 - ``episode re-encode``: the same 5 turns re-encoding the image before every turn — what the
   MedSAM-Agent authors' RL server did; ``speed-up`` = re-encode / cached.
@@ -31,7 +31,7 @@ import numpy as np
 
 from benchmarks._demo import demo_root
 from benchmarks._timing import fmt_seconds, write_json
-from medsam_agent_rt.segmenters import Episode, build_segmenter
+from medsam_agent_rt.segmenters import PromptChain, build_segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_IMAGE = "06_CT_abdomen"
@@ -101,7 +101,7 @@ def _median(fn: Callable[[], object], repeats: int) -> float:
 def _episode(seg, image, re_encode: bool) -> None:
     if re_encode:
         seg.clear_cache()
-    ep = Episode(seg, image, strategy="box+all_clicks+prev_logits")
+    ep = PromptChain(seg, image, strategy="box+all_clicks+prev_logits")
     ep.add_box(BOX)
     for xy, positive in CLICKS:
         if re_encode:

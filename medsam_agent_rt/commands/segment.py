@@ -64,7 +64,7 @@ def _count(minimum: int):
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from medsam_agent_rt.segmenters.episode import STRATEGIES
+    from medsam_agent_rt.segmenters.prompt_chain import STRATEGIES
     from medsam_agent_rt.segmenters.registry import BACKENDS
 
     p.epilog = "exit codes: 0 done, 1 policy failed, 2 bad input, 3 tool error, 130 interrupted"

@@ -202,6 +202,8 @@ class HFPolicy:
     ) -> tuple[list[int], list[float]]:
         """Generated token ids (stop token included when reached) and their log-probs."""
         torch, transformers = _import_hf()
+        if self.model is None:
+            raise RuntimeError(f"{self!r} is closed: build a new policy to generate")
         kw = inputs.model_kwargs(self.device, self.dtype)
         sample = temperature > 0
         gen = {
@@ -235,11 +237,17 @@ class HFPolicy:
         return ids, [float(x) for x in lp.tolist()[: len(ids)]]
 
     def close(self) -> None:
-        """Free the model (and GPU memory)."""
+        """Free the model (and GPU memory); idempotent. ``act`` raises afterwards."""
         torch, _ = _import_hf()
         self.model = None  # type: ignore[assignment]
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+    def __enter__(self) -> HFPolicy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return (

@@ -199,8 +199,20 @@ class OpenAIPolicy:
     def reset(self, task: Any = None) -> None:
         """Start an episode (the server keeps no state between requests)."""
 
+    def close(self) -> None:
+        """Drop the HTTP opener (no connection outlives a request); ``act`` raises afterwards."""
+        self._opener = None
+
+    def __enter__(self) -> OpenAIPolicy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def act(self, observation: Any) -> PolicyTurn:
         """One assistant turn from the server for ``observation.messages``."""
+        if self._opener is None:
+            raise OpenAIPolicyError(f"{self!r} is closed: build a new policy to send requests")
         messages = observation_messages(observation)
         retry = bool(getattr(observation, "retry", False))
         temperature = self.temperature

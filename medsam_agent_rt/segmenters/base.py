@@ -1,14 +1,15 @@
 """The segmentation tool's interface, mirroring segment-anything's ``SamPredictor``.
 
-Every backend (torch, onnx, trt) implements :class:`Segmenter`; the per-episode chained prompt
-state of PROTOCOL.md lives in ``segmenters.episode`` on top of it, so backends stay stateless
-beyond the cached image embedding.
+Every backend (torch, onnx, trt) implements :class:`Segmenter`: the stateless ``encode`` /
+``decode`` pair (any number of episodes share one segmenter, each holding its own ``Encoded``)
+and segment-anything's ``set_image`` / ``predict`` on top. The per-episode chained prompt state
+of PROTOCOL.md lives in ``segmenters.prompt_chain``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -60,13 +61,35 @@ class Segmenter(Protocol):
     """A SAM-family model behind one backend.
 
     Coordinates are (x, y) pixels of the ORIGINAL image; the segmenter maps them to its input
-    frame. ``set_image`` encodes once (cached by image content); ``predict`` runs only the prompt
-    encoder and mask decoder.
+    frame. ``encode`` runs the image encoder once per image content (a thread-safe store shared
+    by all callers); ``decode`` runs only the prompt encoder and mask decoder against the
+    ``Encoded`` it is given. ``set_image`` / ``predict`` are the same over one remembered image.
     """
 
     family: str
     backend: str
     preprocessing: Preprocessing
+
+    def encode(self, image: np.ndarray) -> Any:
+        """image: (H, W, 3) uint8 RGB -> an ``segmenters.store.Encoded`` (embedding on the
+        backend's device, original and resized sizes)."""
+        ...
+
+    def decode(
+        self,
+        encoded: Any,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> Prediction:
+        """Like ``predict``, against ``encoded`` (no hidden current image)."""
+        ...
+
+    def close(self) -> None:
+        """Release native resources (idempotent); the segmenter is unusable afterwards."""
+        ...
 
     def set_image(self, image: np.ndarray) -> None:
         """image: (H, W, 3) uint8 RGB. Computes (or fetches from the LRU cache) the embedding."""

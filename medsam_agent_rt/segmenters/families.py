@@ -18,7 +18,7 @@ a model only performs as published on the inputs it was trained on:
   side to 256, min-max to [0, 1], zero-pad to 256 x 256; boxes mapped with
   ``int(v * 256 / max(H, W))`` (floor).
 
-Episode defaults (how prompts are carried between turns; see ``segmenters.episode``):
+Episode defaults (how prompts are carried between turns; see ``segmenters.prompt_chain``):
 
 - ``litemedsam``: "box+all_clicks" — MEASURED best on the 71 demo masks (benchmarks/accuracy.py,
   GT box then simulator clicks kept only when IoU rises by >= 0.01: Dice 0.808 -> 0.822, the

@@ -2,7 +2,7 @@
 
 The encoder and decoder graphs (``medsam-agent export sam``; layout in ``segmenters.exported``)
 run in two ONNX Runtime sessions; everything around them — image checks, preprocessing, the
-embedding LRU cache, prompt checks, prompt fusion (``ops.encode_sparse_prompts``), mask selection
+shared encoding store, prompt checks, prompt fusion (``ops.encode_sparse_prompts``), mask selection
 and post-processing (``ops.postprocess_masks``) — is the code every backend shares
 (``segmenters.predictor``). Inputs and outputs are bound with ``IOBinding``: on a GPU execution
 provider the cached image embedding stays in device memory and only the prompt tokens, the
@@ -143,6 +143,9 @@ class OnnxSegmenter(ExportedPredictor):
 
     def _embedding_to_numpy(self, embedding: Any) -> np.ndarray:
         return embedding if isinstance(embedding, np.ndarray) else embedding.numpy()
+
+    def _release(self) -> None:
+        self.encoder_session = self.decoder_session = None  # ORT frees a session with it
 
     def _decode(
         self, embedding: Any, sparse: np.ndarray, mask: np.ndarray | None

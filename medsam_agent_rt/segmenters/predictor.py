@@ -1,19 +1,25 @@
-"""What every backend shares: the embedding LRU cache and the predictor path around the model.
+"""What every backend shares: the stateless ``encode`` / ``decode`` contract around two model calls.
 
-:class:`SamPredictorBase` implements the whole ``Segmenter`` API (``set_image`` / ``predict`` /
-``reset_image``) once: image checks and the family's preprocessing, a content-keyed LRU cache of
-image embeddings, prompt validation (``segmenters.prompts``), the mapping of prompts to the model
-input frame, prompt fusion (``ops.encode_sparse_prompts``), mask selection and post-processing
-(``ops.postprocess_masks``). A backend (torch, ONNX Runtime, TensorRT) only supplies the two model
-calls, :meth:`SamPredictorBase._encode` and :meth:`SamPredictorBase._decode`, so all backends
-accept and reject exactly the same inputs and return the same structures. NumPy only.
+:class:`SamPredictorBase` implements the whole ``Segmenter`` API once:
+
+- ``encode(image) -> Encoded``: image checks and the family's preprocessing, then the image
+  encoder, through the thread-safe content-keyed :class:`~segmenters.store.EncodingStore` that
+  every episode on this segmenter shares (an image is encoded once, also under concurrency);
+- ``decode(encoded, ...) -> Prediction``: prompt validation (``segmenters.prompts``), the mapping
+  of prompts to the model input frame, prompt fusion (``ops.encode_sparse_prompts``), the mask
+  decoder, mask selection and post-processing (``ops.postprocess_masks``). No hidden state: any
+  number of episodes / threads decode against their own ``Encoded``;
+- segment-anything's ``set_image`` / ``predict`` / ``reset_image``: a thin convenience layer that
+  remembers one ``Encoded`` (not for sharing between episodes);
+- ``close()`` and the context-manager protocol (releases the backend's native resources).
+
+A backend (torch, ONNX Runtime, TensorRT) supplies the model calls :meth:`_encode`,
+:meth:`_decode`, :meth:`_embedding_to_numpy` and, if it owns native resources, :meth:`_release`,
+so all backends accept and reject exactly the same inputs. NumPy only.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,14 +28,7 @@ from medsam_agent_rt import ops
 from medsam_agent_rt.segmenters.base import Prediction, Preprocessing
 from medsam_agent_rt.segmenters.preprocess import as_rgb_uint8, preprocess_image, to_input_coords
 from medsam_agent_rt.segmenters.prompts import check_prompts
-
-
-def image_key(rgb: np.ndarray) -> str:
-    """Content key of an (H, W, 3) uint8 image: BLAKE2b-128 of its bytes and shape."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr(rgb.shape).encode())
-    h.update(np.ascontiguousarray(rgb).data)
-    return h.hexdigest()
+from medsam_agent_rt.segmenters.store import Encoded, EncodingStore, image_key
 
 
 class NoImageError(RuntimeError, AttributeError):
@@ -37,18 +36,12 @@ class NoImageError(RuntimeError, AttributeError):
     ``isinstance(seg, Segmenter)`` protocol checks work before an image is set)."""
 
 
-@dataclass
-class Encoded:
-    """One cached image: the backend's embedding object (a torch tensor, a NumPy array, a device
-    buffer), the original (H, W) and the (rows, cols) of the resized image in the model input."""
-
-    embedding: Any
-    original_size: tuple[int, int]
-    resized_size: tuple[int, int]
+class ClosedError(RuntimeError):
+    """A call on a segmenter after ``close()``."""
 
 
 class SamPredictorBase:
-    """The Segmenter API over two model calls supplied by a subclass.
+    """The Segmenter API over the model calls supplied by a subclass.
 
     Subclasses set ``backend`` and call ``__init__`` with the family, its preprocessing (input
     size already adapted to the model), the prompt-fusion weights and the mask input size, then
@@ -66,17 +59,14 @@ class SamPredictorBase:
         cache_size: int = 8,
         source: str = "",
     ) -> None:
-        if int(cache_size) < 0:
-            raise ValueError(f"cache_size must be >= 0, got {cache_size}")
+        self.store = EncodingStore(cache_size)
         self.family = family
         self.preprocessing: Preprocessing = preprocessing
         self.source = source
-        self.cache_size = int(cache_size)
-        self._cache: OrderedDict[str, Encoded] = OrderedDict()
         self._current: Encoded | None = None
         self._weights = weights
         self.mask_input_size: tuple[int, int] = (int(mask_input_size[0]), int(mask_input_size[1]))
-        self.encoder_calls = 0  # how many times the image encoder actually ran
+        self.closed = False
 
     # ------------------------------------------------------------------ backend hooks
     def _encode(self, x: np.ndarray) -> Any:
@@ -94,32 +84,118 @@ class SamPredictorBase:
     def _embedding_to_numpy(self, embedding: Any) -> np.ndarray:
         raise NotImplementedError
 
-    # ------------------------------------------------------------------ image
-    def set_image(self, image: np.ndarray) -> None:
-        """image: (H, W, 3) uint8 RGB ((H, W), (H, W, 1) grayscale and RGBA are converted)."""
+    def _release(self) -> None:
+        """Free the backend's native resources (sessions, engines, device buffers, the model)."""
+
+    # ------------------------------------------------------------------ lifetime
+    @property
+    def cache_size(self) -> int:
+        return self.store.capacity
+
+    @property
+    def encoder_calls(self) -> int:
+        """How many times the image encoder actually ran."""
+        return self.store.computed
+
+    def close(self) -> None:
+        """Drop every encoding and release the backend's native resources; idempotent. Later
+        calls raise :class:`ClosedError`."""
+        if self.closed:
+            return
+        self.closed = True
+        self._current = None
+        self.store.clear()
+        self._release()
+
+    def __enter__(self) -> SamPredictorBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClosedError(f"the {self.backend} segmenter ({self.family}) is closed")
+
+    # ------------------------------------------------------------------ stateless contract
+    def encode(self, image: np.ndarray) -> Encoded:
+        """image: (H, W, 3) uint8 RGB ((H, W), (H, W, 1) grayscale and RGBA are converted) ->
+        its :class:`Encoded`, from the shared store or computed (once, also under concurrency)."""
+        self._check_open()
         rgb = as_rgb_uint8(image)
         key = image_key(rgb)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            self._current = hit
-            return
-        x, resized = preprocess_image(rgb, self.preprocessing)
-        emb = self._encode(x)
-        self.encoder_calls += 1
-        enc = Encoded(emb, (int(rgb.shape[0]), int(rgb.shape[1])), resized)
-        if self.cache_size:
-            self._cache[key] = enc
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        self._current = enc
+
+        def compute() -> Encoded:
+            x, resized = preprocess_image(rgb, self.preprocessing)
+            size = (int(rgb.shape[0]), int(rgb.shape[1]))
+            return Encoded(self._encode(x), size, resized, key)
+
+        return self.store.get_or_encode(key, compute)
+
+    def embedding(self, encoded: Encoded) -> np.ndarray:
+        """(1, C, h, w) float32 host copy of an encoded image's embedding."""
+        return self._embedding_to_numpy(encoded.embedding)
+
+    def sparse_tokens(
+        self,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        box: np.ndarray | None,
+        original_size: tuple[int, int],
+    ) -> np.ndarray:
+        """Checked original-image prompts -> (S, C) float32 fused sparse tokens (the official
+        token list: points, a pad token when there is no box, the two box corners)."""
+        pre = self.preprocessing
+        pts_in = None if points is None else to_input_coords(points, original_size, pre)
+        box_in = None if box is None else to_input_coords(box.reshape(2, 2), original_size, pre)
+        coords, labs = ops.sam_prompt_tokens(
+            pts_in, labels, None if box_in is None else box_in.reshape(4)
+        )
+        return ops.encode_sparse_prompts(coords, labs, self._weights)
+
+    def decode(
+        self,
+        encoded: Encoded,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> Prediction:
+        """Masks of ``encoded`` for the prompts: point_coords (N, 2) (x, y) px and point_labels
+        (N,) {0, 1}; box (4,) x1 y1 x2 y2 px; mask_input (1, 256, 256) low-res logits of an
+        earlier prediction. Returns 3 masks (multimask_output) or 1, at the original size, with
+        scores and low-res logits."""
+        self._check_open()
+        if not isinstance(encoded, Encoded):
+            raise TypeError(
+                f"decode() needs the Encoded returned by encode(image), got {type(encoded).__name__}"
+            )
+        pts, labels, bx, mask = check_prompts(
+            point_coords, point_labels, box, mask_input, encoded.original_size, self.mask_input_size
+        )
+        sparse = self.sparse_tokens(pts, labels, bx, encoded.original_size)
+        low_all, iou_all = self._decode(encoded.embedding, sparse, mask)
+        sl = slice(1, None) if multimask_output else slice(0, 1)
+        low = np.ascontiguousarray(low_all[sl], np.float32)
+        scores = np.ascontiguousarray(iou_all[sl], np.float32)
+        s = self.preprocessing.input_size
+        _, masks = ops.postprocess_masks(
+            low, (s, s), encoded.resized_size, encoded.original_size, return_logits=False
+        )
+        return Prediction(masks=masks, scores=scores, low_res_logits=low)
+
+    # ------------------------------------------------------------------ SamPredictor layer
+    def set_image(self, image: np.ndarray) -> None:
+        """Encode ``image`` and remember it for ``predict`` (segment-anything's API)."""
+        self._current = self.encode(image)
 
     def reset_image(self) -> None:
-        """Forget the current image (its embedding stays in the cache)."""
+        """Forget the current image (its encoding stays in the store)."""
         self._current = None
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        self.store.clear()
 
     @property
     def is_image_set(self) -> bool:
@@ -136,22 +212,7 @@ class SamPredictorBase:
         """(1, C, h, w) float32 embedding of the current image."""
         if self._current is None:
             raise NoImageError("no image set: call set_image(image) first")
-        return self._embedding_to_numpy(self._current.embedding)
-
-    # ------------------------------------------------------------------ prompts
-    def sparse_tokens(
-        self, points: np.ndarray | None, labels: np.ndarray | None, box: np.ndarray | None
-    ) -> np.ndarray:
-        """Checked original-image prompts -> (S, C) float32 fused sparse tokens (the official
-        token list: points, a pad token when there is no box, the two box corners)."""
-        assert self._current is not None
-        size, pre = self._current.original_size, self.preprocessing
-        pts_in = None if points is None else to_input_coords(points, size, pre)
-        box_in = None if box is None else to_input_coords(box.reshape(2, 2), size, pre)
-        coords, labs = ops.sam_prompt_tokens(
-            pts_in, labels, None if box_in is None else box_in.reshape(4)
-        )
-        return ops.encode_sparse_prompts(coords, labs, self._weights)
+        return self.embedding(self._current)
 
     def predict(
         self,
@@ -161,22 +222,9 @@ class SamPredictorBase:
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
     ) -> Prediction:
-        """point_coords (N, 2) (x, y) px and point_labels (N,) {0, 1}; box (4,) x1 y1 x2 y2 px;
-        mask_input (1, 256, 256) low-res logits of an earlier prediction. Returns 3 masks
-        (multimask_output) or 1, at the original size, with scores and low-res logits."""
+        """``decode`` against the image of the last ``set_image``."""
         if self._current is None:
             raise NoImageError("predict() called before set_image(): set an image first")
-        enc = self._current
-        pts, labels, bx, mask = check_prompts(
-            point_coords, point_labels, box, mask_input, enc.original_size, self.mask_input_size
+        return self.decode(
+            self._current, point_coords, point_labels, box, mask_input, multimask_output
         )
-        sparse = self.sparse_tokens(pts, labels, bx)
-        low_all, iou_all = self._decode(enc.embedding, sparse, mask)
-        sl = slice(1, None) if multimask_output else slice(0, 1)
-        low = np.ascontiguousarray(low_all[sl], np.float32)
-        scores = np.ascontiguousarray(iou_all[sl], np.float32)
-        s = self.preprocessing.input_size
-        _, masks = ops.postprocess_masks(
-            low, (s, s), enc.resized_size, enc.original_size, return_logits=False
-        )
-        return Prediction(masks=masks, scores=scores, low_res_logits=low)

@@ -1,10 +1,10 @@
 """The PyTorch backend: :class:`TorchSegmenter`, a SAM-family model behind the Segmenter API.
 
-``set_image`` preprocesses the image the family's official way and runs the image encoder once
-(an LRU cache keyed by image content skips it for images seen before); ``predict`` maps the
-prompts to the model input frame, fuses them with ``ops.encode_sparse_prompts``, runs the prompt
-encoder's mask path and the mask decoder, and upsamples with ``ops.postprocess_masks``. All of
-that except the two model calls lives in ``segmenters.predictor`` (shared with onnx / trt).
+``encode`` preprocesses the image the family's official way and runs the image encoder once
+(the shared content-keyed store skips it for images seen before); ``decode`` maps the prompts to
+the model input frame, fuses them with ``ops.encode_sparse_prompts``, runs the prompt encoder's
+mask path and the mask decoder, and upsamples with ``ops.postprocess_masks``. All of that except
+the two model calls lives in ``segmenters.predictor`` (shared with onnx / trt).
 """
 
 from __future__ import annotations
@@ -16,11 +16,7 @@ import numpy as np
 
 from medsam_agent_rt import ops
 from medsam_agent_rt.segmenters.families import FamilySpec, family_spec
-from medsam_agent_rt.segmenters.predictor import (  # noqa: F401 - re-exported names
-    NoImageError,
-    SamPredictorBase,
-    image_key,
-)
+from medsam_agent_rt.segmenters.predictor import SamPredictorBase
 
 
 def require_torch():
@@ -91,6 +87,9 @@ class TorchSegmenter(SamPredictorBase):
 
     def _embedding_to_numpy(self, embedding: Any) -> np.ndarray:
         return embedding.detach().cpu().numpy()
+
+    def _release(self) -> None:
+        self.model = None  # the weights go with the last reference
 
     def _decode(
         self, embedding: Any, sparse: np.ndarray, mask: np.ndarray | None

@@ -4,7 +4,7 @@ On first use the encoder and decoder ONNX graphs of the export (``precision`` "f
 FP16 is the FP16 graph, TensorRT 11 has no FP16 builder flag) are built into engines and cached
 on disk (``segmenters.trt_engine``: key = ONNX SHA-256, TensorRT version, GPU name and compute
 capability, precision, token profile); later constructions deserialize them. Both engines run
-on one CUDA stream with device buffers allocated once; the cached image embedding stays on the
+on one CUDA stream with device buffers allocated once; the stored image embedding stays on the
 GPU and is bound to the decoder by address; prompt fusion and post-processing are the shared
 ``ops`` path (``segmenters.predictor``), so inputs are checked exactly as on the other backends.
 
@@ -14,6 +14,7 @@ torch CUDA objects).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -135,14 +136,21 @@ class TrtSegmenter(ExportedPredictor):
                 self.engine_paths[part] = path
         self.encoder_engine, self.decoder_engine = engines["encoder"], engines["decoder"]
         self._torch = torch
+        self._run_lock = threading.Lock()  # one stream and one set of bound buffers per engine
         self._init_from_export(exported, cache_size)
 
     # ------------------------------------------------------------------ model calls
     def _encode(self, x: np.ndarray) -> Any:
         torch = self._torch
-        out = self.encoder_engine.run({"image": np.ascontiguousarray(x, np.float32)})
-        with torch.cuda.stream(self.stream):
-            return out["image_embeddings"].clone()  # the cached copy, ordered on the stream
+        with self._run_lock:
+            out = self.encoder_engine.run({"image": np.ascontiguousarray(x, np.float32)})
+            with torch.cuda.stream(self.stream):
+                return out["image_embeddings"].clone()  # the stored copy, ordered on the stream
+
+    def _release(self) -> None:
+        with self._run_lock:
+            self.stream.synchronize()
+            self.encoder_engine = self.decoder_engine = None  # contexts, engines and buffers
 
     def _embedding_to_numpy(self, embedding: Any) -> np.ndarray:
         with self._torch.cuda.stream(self.stream):
@@ -158,15 +166,16 @@ class TrtSegmenter(ExportedPredictor):
                 f"{self.profile.max}); build the segmenter with max_prompt_tokens >= {tokens}"
             )
         mask_input, has_mask = self._mask_inputs(mask)
-        out = self.decoder_engine.run(
-            {
-                "image_embeddings": embedding,
-                "sparse_embeddings": np.ascontiguousarray(sparse[None], np.float32),
-                "mask_input": mask_input,
-                "has_mask_input": has_mask,
-            }
-        )
-        with self._torch.cuda.stream(self.stream):
-            low = out["low_res_masks"][0].cpu().numpy()
-            iou = out["iou_predictions"][0].cpu().numpy()
+        with self._run_lock:  # the output buffers are reused by the next run
+            out = self.decoder_engine.run(
+                {
+                    "image_embeddings": embedding,
+                    "sparse_embeddings": np.ascontiguousarray(sparse[None], np.float32),
+                    "mask_input": mask_input,
+                    "has_mask_input": has_mask,
+                }
+            )
+            with self._torch.cuda.stream(self.stream):
+                low = out["low_res_masks"][0].cpu().numpy()
+                iou = out["iou_predictions"][0].cpu().numpy()
         return low, iou

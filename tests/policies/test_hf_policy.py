@@ -258,6 +258,16 @@ def test_bfloat16_runs(checkpoints):
     assert 1 <= len(turn.info["token_ids"]) <= 6 and isinstance(turn.text, str)
 
 
+def test_close_and_context_manager(checkpoints):
+    obs = SimpleNamespace(messages=build_messages(TARGET, _episode_views()[:1], []))
+    with HFPolicy(checkpoints["qwen3_vl"], max_new_tokens=2) as policy:
+        assert policy.act(obs).info["token_ids"]
+    assert policy.model is None
+    with pytest.raises(RuntimeError, match="closed"):
+        policy.act(obs)
+    policy.close()  # idempotent
+
+
 def test_bad_arguments(tmp_path, checkpoints):
     with pytest.raises(FileNotFoundError, match="config.json"):
         HFPolicy(tmp_path / "nothing")

@@ -282,6 +282,16 @@ def test_model_is_discovered_once(server):
     assert server.requests[1]["json"]["model"] == "qwen3-vl-medsam"
 
 
+def test_close_and_context_manager(server):
+    server.reply(BOX)
+    obs = {"messages": build_messages(TARGET, _views(1), [])}
+    with OpenAIPolicy(server.url, model="m") as policy:
+        policy.act(obs)
+    with pytest.raises(OpenAIPolicyError, match="closed"):
+        policy.act(obs)
+    assert len(server.requests) == 1  # nothing sent after close
+
+
 def test_retry_temperature_and_extra_body(server):
     server.reply(BOX)
     server.reply(BOX)

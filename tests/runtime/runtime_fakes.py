@@ -76,7 +76,7 @@ class FakeTool:
         return step
 
     def commit(self, step):
-        """Adopt a previewed step (as segmenters.episode.Episode.commit does)."""
+        """Adopt a previewed step (as segmenters.prompt_chain.PromptChain.commit does)."""
         self.box, self.clicks = step.prompts["next"]
         self.calls.append(("commit", self.box, [list(c) for c in self.clicks]))
         return step

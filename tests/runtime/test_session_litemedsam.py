@@ -17,8 +17,8 @@ from medsam_agent_rt.session import Session, SessionConfig
 from medsam_agent_rt.trajectory import EpisodeRecord
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("medsam_agent_rt.segmenters.episode") is None,
-    reason="needs the embedded segmenter (medsam_agent_rt.segmenters.episode)",
+    importlib.util.find_spec("medsam_agent_rt.segmenters.prompt_chain") is None,
+    reason="needs the embedded segmenter (medsam_agent_rt.segmenters.prompt_chain)",
 )
 
 CASES = [

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from medsam_agent_rt.segmenters import Episode, Segmenter, build_segmenter  # noqa: E402
+from medsam_agent_rt.segmenters import PromptChain, Segmenter, build_segmenter  # noqa: E402
 from medsam_agent_rt.segmenters.onnx_backend import OnnxSegmenter  # noqa: E402
 from medsam_agent_rt.segmenters.torch_backend import TorchSegmenter  # noqa: E402
 
@@ -187,7 +187,7 @@ def test_litemedsam_episode_same_masks_as_torch(litemedsam_export, litemedsam_se
     ]
     results = {}
     for seg in (litemedsam_seg, onnx_seg):
-        ep = Episode(seg, image, strategy="box+all_clicks+prev_logits")
+        ep = PromptChain(seg, image, strategy="box+all_clicks+prev_logits")
         out = []
         for kind, arg in steps:
             out.append(ep.add_box(arg) if kind == "box" else ep.add_point(*arg))

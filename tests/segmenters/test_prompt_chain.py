@@ -1,4 +1,4 @@
-"""Episode: the prompts each carrying strategy sends, multimask on the first prompt only,
+"""PromptChain: the prompts each carrying strategy sends, multimask on the first prompt only,
 preview/commit, and a real chained run on TorchSegmenter."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medsam_agent_rt.segmenters import STRATEGIES, Episode, Prediction
+from medsam_agent_rt.segmenters import STRATEGIES, Encoded, Prediction, PromptChain
 
 
 class Recorder:
-    """A Segmenter that records every predict() call and returns masks it can be checked by:
+    """A Segmenter that records every decode() call and returns masks it can be checked by:
     mask k of call n has k + n pixels set, score 0.1 * (k + 1) reversed on odd calls (so the
     best-scoring mask is not always mask 0), logits = n + k."""
 
@@ -21,6 +21,14 @@ class Recorder:
         self.calls: list[dict] = []
         self.size = (h, w)
         self.images = 0
+
+    def encode(self, image):
+        self.images += 1
+        return Encoded(None, self.size, self.size, "k")
+
+    def decode(self, encoded, *args, **kwargs):
+        assert isinstance(encoded, Encoded) and encoded.original_size == self.size
+        return self.predict(*args, **kwargs)
 
     def set_image(self, image):
         self.images += 1
@@ -66,7 +74,7 @@ BOX, BOX2 = [1, 1, 8, 8], [2, 2, 9, 9]
 
 def _run(strategy):
     seg = Recorder()
-    ep = Episode(seg, IMG, strategy=strategy, multimask_first=True)
+    ep = PromptChain(seg, IMG, strategy=strategy, multimask_first=True)
     ep.add_box(BOX)
     ep.add_point((3, 4), True)
     ep.add_point((5, 6), False)
@@ -122,7 +130,7 @@ def test_previous_logits_are_those_of_the_kept_mask():
 
 def test_preview_does_not_change_state_and_commit_checks_its_base():
     seg = Recorder()
-    ep = Episode(seg, IMG, strategy="box+all_clicks")
+    ep = PromptChain(seg, IMG, strategy="box+all_clicks")
     ep.add_box(BOX)
     a = ep.preview_point((3, 4), True)
     b = ep.preview_point((7, 7), False)
@@ -131,7 +139,25 @@ def test_preview_does_not_change_state_and_commit_checks_its_base():
     assert done.committed and ep.clicks == [(7.0, 7.0, False)] and ep.num_steps == 2
     with pytest.raises(ValueError, match="current state"):
         ep.commit(a)  # previewed from an older state
-    assert seg.images == 1  # the image is set once per episode
+    assert seg.images == 1  # the image is encoded once per episode
+
+
+def test_undo_returns_to_the_state_before_the_last_commit():
+    seg = Recorder()
+    ep = PromptChain(seg, IMG, strategy="box+all_clicks+prev_logits")
+    assert ep.undo() is None and ep.num_steps == 0
+    first = ep.add_box(BOX)
+    ep.add_point((3, 4), True)
+    undone = ep.undo()
+    assert undone.action == "point" and ep.clicks == [] and ep.num_steps == 1
+    np.testing.assert_array_equal(ep.mask, first.mask)
+    np.testing.assert_array_equal(ep.low_res_logits, first.low_res_logits)
+    ep.add_point((5, 6), False)  # the next step chains from the restored logits
+    np.testing.assert_array_equal(seg.calls[-1]["mask_input"], first.low_res_logits[None])
+    assert _pts(seg.calls[-1]) == [[5, 6]] and len(ep.history) == 2
+    ep.undo()
+    ep.undo()
+    assert ep.box is None and not ep.mask.any() and ep.low_res_logits is None
 
 
 def test_family_defaults_and_bad_arguments():
@@ -139,11 +165,11 @@ def test_family_defaults_and_bad_arguments():
 
     seg = Recorder()
     seg.family = "litemedsam"
-    ep = Episode(seg, IMG)
+    ep = PromptChain(seg, IMG)
     assert ep.strategy == FAMILIES["litemedsam"].default_strategy == "box+all_clicks"
     assert ep.multimask_first == FAMILIES["litemedsam"].multimask_first
     with pytest.raises(ValueError, match="strategy must be one of"):
-        Episode(seg, IMG, strategy="all")
+        PromptChain(seg, IMG, strategy="all")
     with pytest.raises(ValueError, match="box must be 4"):
         ep.add_box([1, 2, 3])
     assert set(STRATEGIES) == {
@@ -171,13 +197,14 @@ def test_real_chain_on_litemedsam(litemedsam_seg, demo_image):
     gt = masks["liver"]
     ys, xs = np.nonzero(gt)
     box = [xs.min(), ys.min(), xs.max(), ys.max()]
-    ep = Episode(
+    ep = PromptChain(
         litemedsam_seg, image, strategy="box+all_clicks+prev_logits", multimask_first=False
     )
     s1 = ep.add_box(box)
     miss = np.argwhere(gt & ~s1.mask)
     y, x = miss[len(miss) // 2]
     s2 = ep.add_point((x, y), True)
+    litemedsam_seg.set_image(image)
     direct = litemedsam_seg.predict(
         np.array([[x, y]], float),
         np.array([1]),

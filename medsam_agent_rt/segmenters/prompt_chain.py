@@ -1,6 +1,8 @@
 """The tool side of one episode (PROTOCOL.md): one chained prompt state over one Segmenter.
 
-The image is encoded once (``set_image`` at construction; later turns only run the decoder).
+The image is encoded once (``segmenter.encode`` at construction, through the segmenter's shared
+store; later turns only run ``segmenter.decode`` against this chain's own ``Encoded``, so any
+number of chains may share one segmenter, interleaved or in threads).
 Each action (a box or a click) builds the prompts the carrying STRATEGY prescribes, runs the
 segmenter, keeps one mask and becomes the new state:
 
@@ -18,7 +20,8 @@ mask; later prompts ask for a single mask. Masks are the logits binarised at > 0
 
 ``preview_box`` / ``preview_point`` run a step WITHOUT changing the state (the expert policy's
 ΔIoU acceptance tries candidates); ``commit(step)`` adopts a preview; ``add_box`` / ``add_point``
-do both. Bad prompts raise ValueError from the segmenter and leave the state unchanged.
+do both; ``undo()`` returns to the state before the last committed step. Bad prompts raise
+ValueError from the segmenter and leave the state unchanged.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ class StepResult:
     _next: _State = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
 
-class Episode:
+class PromptChain:
     """Chained prompt state of one episode over ``segmenter`` for ``image`` (H, W, 3) uint8.
 
     strategy: one of STRATEGIES (default: the segmenter family's measured default);
@@ -112,8 +115,8 @@ class Episode:
         self.segmenter = segmenter
         self.strategy = strategy
         self.multimask_first = bool(multimask_first)
-        segmenter.set_image(image)
-        self.image_size: tuple[int, int] = tuple(segmenter.original_size)
+        self.encoded = segmenter.encode(image)
+        self.image_size: tuple[int, int] = tuple(self.encoded.original_size)
         self._state = _State()
         self.history: list[StepResult] = []
 
@@ -166,7 +169,8 @@ class Episode:
         base = self._state
         pts, labs, box, mask_input = self._prompts(base, action, nxt)
         multimask = self.multimask_first and base.steps == 0
-        pred = self.segmenter.predict(
+        pred = self.segmenter.decode(
+            self.encoded,
             point_coords=pts,
             point_labels=labs,
             box=box,
@@ -233,6 +237,15 @@ class Episode:
         )
         self.history.append(done)
         return done
+
+    def undo(self) -> StepResult | None:
+        """Return to the state before the last committed step; returns that step (None when
+        there is nothing to undo)."""
+        if not self.history:
+            return None
+        step = self.history.pop()
+        self._state = step._base
+        return step
 
     def add_box(self, xyxy_px: Any) -> StepResult:
         """Run and commit a box step (a new box replaces the old one)."""
