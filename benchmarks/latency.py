@@ -121,9 +121,10 @@ def measure(cfg: Config, samples: list, args: argparse.Namespace) -> dict[str, A
     """Run one configuration; returns its row (stages, counts) or its error."""
     from tqdm import tqdm
 
+    from medsam_agent_rt.episode import Episode
     from medsam_agent_rt.policies import build_policy
     from medsam_agent_rt.segmenters import build_segmenter
-    from medsam_agent_rt.session import Session, SessionConfig
+    from medsam_agent_rt.session_config import SessionConfig
 
     row: dict[str, Any] = {"name": cfg.name, "config": asdict(cfg), "status": "ok"}
     loads = []
@@ -148,7 +149,7 @@ def measure(cfg: Config, samples: list, args: argparse.Namespace) -> dict[str, A
             ):
                 policy = TimedPolicy(inner, clock)
                 marks = {s: len(clock.each[s]) for s in ("encode", "predict", "postprocess")}
-                _, rec = Session(seg, policy, session_cfg).run(image, target, gt, image_id)
+                _, rec = Episode(seg, policy, session_cfg).run(image, target, gt, image_id)
                 if i >= args.warmup:
                     tally.add(rec, policy, clock, marks)
     except Exception as exc:  # noqa: BLE001 - e.g. a policy server went down: report, go on

@@ -48,6 +48,20 @@ class SessionConfig:
             "prompt-carrying strategy of the tool; None: the segmenter family's measured default"
         ),
     )
+    turn_deadline_s: float | None = field(
+        default=None,
+        metadata=_help(
+            "seconds a policy answer may take; a later answer is discarded and the episode ends "
+            "with 'turn_deadline' (None: no limit; a running call is not interrupted)"
+        ),
+    )
+    episode_deadline_s: float | None = field(
+        default=None,
+        metadata=_help(
+            "seconds from start() after which the episode ends with 'episode_deadline' (checked "
+            "before each policy call and after each answer; None: no limit)"
+        ),
+    )
     record_masks: bool = field(
         default=True,
         metadata=_help("store each turn's mask (RLE) so messages can be rebuilt from the record"),
@@ -69,6 +83,14 @@ class SessionConfig:
             raise ValueError(
                 f"SessionConfig.max_hole_area must be None or an integer >= 0, got {hole!r}"
             )
+        for name in ("turn_deadline_s", "episode_deadline_s"):
+            v = getattr(self, name)
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int | float) or not v > 0
+            ):
+                raise ValueError(
+                    f"SessionConfig.{name} must be None or a number of seconds > 0, got {v!r}"
+                )
         if self.connectivity not in (4, 8):
             raise ValueError(
                 f"SessionConfig.connectivity must be 4 or 8, got {self.connectivity!r}"

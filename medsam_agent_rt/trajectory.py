@@ -32,14 +32,20 @@ from medsam_agent_rt.protocol import (
 from medsam_agent_rt.protocol.messages import Message
 
 SCHEMA_VERSION = 1
-END_REASONS = ("stop", "budget", "invalid_output", "tool_error")
-# What became of one policy call:
+END_REASONS = ("stop", "budget", "invalid_output", "tool_error", "accepted", "cancelled",
+               "turn_deadline", "episode_deadline")  # fmt: skip
+# What became of one turn (source "agent": a policy call; otherwise a person's action):
 #   executed      a box/point ran on the tool (mask stored)
 #   stop          stop_action accepted (the episode ends)
 #   refused_stop  stop_action in the first turn, refused (the question is asked again)
 #   invalid       unparsable output (retried, or the episode ends with invalid_output)
 #   tool_error    the tool raised on a parsed action (the episode ends with tool_error)
-TURN_OUTCOMES = ("executed", "stop", "refused_stop", "invalid", "tool_error")
+#   late          the answer came after a deadline (discarded; the episode ends)
+#   cancelled     the episode was cancelled while the policy answered (discarded)
+#   undo          a person undid the last box/click (the mask after it is stored)
+#   accept        a person accepted the current mask (the episode ends with "accepted")
+TURN_OUTCOMES = ("executed", "stop", "refused_stop", "invalid", "tool_error", "late",
+                 "cancelled", "undo", "accept")  # fmt: skip
 
 
 # ============================================================================ masks
@@ -142,7 +148,8 @@ def action_record(action: Action, geo: ViewGeometry) -> dict[str, Any]:
 
 @dataclass
 class TurnRecord:
-    """One policy call. ``step``: actions executed before it (its place in the conversation);
+    """One policy call, or (``source`` != "agent") a person's box / click / undo / accept;
+    ``index``: its place in ``EpisodeRecord.turns``. ``step``: actions executed before it (its place in the conversation);
     ``retry``: None, or why this call repeats the previous question ("invalid_output" /
     "refused_stop"); ``action``: {"name", "grid", "pixels", "positive", "clamped"} when parsed;
     ``mask``: RLE of the tool's mask after an executed action; ``prompts``: the prompts the
@@ -170,6 +177,7 @@ class TurnRecord:
         default_factory=lambda: {"policy": 0.0, "tool": 0.0, "render": 0.0}
     )
     info: dict[str, Any] = field(default_factory=dict)
+    source: str = "agent"  # "agent": a policy call; else who applied it ("human")
 
 
 @dataclass
@@ -201,7 +209,12 @@ class EpisodeRecord:
         return ViewGeometry(**self.view)
 
     def executed(self) -> list[TurnRecord]:
-        return [t for t in self.turns if t.outcome == "executed"]
+        """The policy's executed actions, in order (a person's actions are not included)."""
+        return [t for t in self.turns if t.outcome == "executed" and t.source == "agent"]
+
+    def human(self) -> list[TurnRecord]:
+        """What people applied (boxes, clicks, undos, accept), in order."""
+        return [t for t in self.turns if t.source != "agent"]
 
     def masks(self) -> list[np.ndarray]:
         """The tool's mask after each executed action, (H, W) bool each."""
@@ -209,13 +222,15 @@ class EpisodeRecord:
 
     def summarize(self, seconds: dict[str, float]) -> None:
         """Fill ``totals`` from the turns (call once the episode has ended)."""
-        count = {o: sum(t.outcome == o for t in self.turns) for o in TURN_OUTCOMES}
+        calls = [t for t in self.turns if t.source == "agent"]
+        count = {o: sum(t.outcome == o for t in calls) for o in TURN_OUTCOMES}
         per_turn = {
             k: sum(t.timings.get(k, 0.0) for t in self.turns)
             for k in ("policy", "preview", "tool", "render", "stats")
         }
         self.totals = {
-            "policy_calls": len(self.turns),
+            "policy_calls": len(calls),
+            "human_actions": len(self.turns) - len(calls),
             "actions": count["executed"],
             "invalid": count["invalid"],
             "refused_stops": count["refused_stop"],
@@ -235,15 +250,18 @@ class EpisodeRecord:
         view = render_view(image, geo)
         images, texts = [view], []
         for t in self.turns[:upto]:
-            if t.outcome == "executed":
-                if t.mask is None:
-                    raise ValueError(f"turn {t.index} has no stored mask (record_masks was off)")
+            changed = t.outcome == "executed" or t.outcome == "undo"
+            if changed and t.mask is None:
+                raise ValueError(f"turn {t.index} has no stored mask (record_masks was off)")
+            if changed and t.source == "agent":
                 images.append(render_observation(view, rle_decode(t.mask), geo))
                 texts.append(t.text)
+            elif changed:  # a person's action: seen only through the latest overlay
+                images[-1] = render_observation(view, rle_decode(t.mask), geo)
         return images, texts
 
     def messages(self, image: np.ndarray, turn: int) -> list[Message]:
-        """The exact messages policy call ``turn`` (0-based) received (views re-rendered from the
+        """The exact messages the policy call at ``turns[turn]`` received (views re-rendered from the
         stored masks; byte-identical to what the policy saw)."""
         if not 0 <= turn < len(self.turns):
             raise ValueError(f"turn must be in 0..{len(self.turns) - 1}, got {turn}")

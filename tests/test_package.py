@@ -34,9 +34,33 @@ def test_import_with_numpy_alone():
         "sys.meta_path.insert(0, Block())\n"
         "import medsam_agent_rt, medsam_agent_rt.ops, medsam_agent_rt.cli\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in " + repr(HEAVY) + "))\n"
+        "print('medsam_agent_rt.episode' in sys.modules)\n"
+        "from medsam_agent_rt import Episode, build_policy, build_segmenter, read_image\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in " + repr(HEAVY) + "))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.split() == ["[]", "False", "[]"]  # lazy, and still NumPy alone
+
+
+def test_top_level_names_are_the_real_objects():
+    from medsam_agent_rt.episode import Episode
+    from medsam_agent_rt.io import read_image, read_mask
+    from medsam_agent_rt.policies import build_policy
+    from medsam_agent_rt.segmenters import build_segmenter
+    from medsam_agent_rt.session_config import SessionConfig
+
+    got = [getattr(medsam_agent_rt, n) for n in ("Episode", "build_policy", "build_segmenter",
+                                                 "read_image", "read_mask", "SessionConfig")]  # fmt: skip
+    assert got == [Episode, build_policy, build_segmenter, read_image, read_mask, SessionConfig]
+    assert {"Episode", "build_policy", "build_segmenter", "read_image"} <= set(
+        medsam_agent_rt.__all__
+    ) and set(medsam_agent_rt.__all__) <= set(dir(medsam_agent_rt))
+    try:
+        medsam_agent_rt.Session  # noqa: B018 - the old name is gone, not aliased
+    except AttributeError as exc:
+        assert "no attribute 'Session'" in str(exc)
+    else:
+        raise AssertionError("medsam_agent_rt.Session should not exist")
 
 
 def test_build_info_fields():

@@ -1,6 +1,6 @@
 """Held-out evaluation of trained policies next to the GT-driven baselines, in one harness: every
-policy runs the real Session with the same segmenter on the same samples (samples outer, so the
-segmenter's embedding cache encodes each image once for all policies). Per-sample rows go to a
+policy runs the real Episode with the same segmenter on the same samples (samples outer, so the
+segmenter's encoding store encodes each image once for all policies). Per-sample rows go to a
 JSONL file as they finish, so an interrupted evaluation resumes; samples with an empty GT are
 skipped (PROTOCOL.md, evaluation conventions).
 
@@ -60,7 +60,7 @@ def evaluate_policies(
     ``rows_path`` (JSONL; rows already there are reused, not re-run)."""
     from tqdm import tqdm
 
-    from medsam_agent_rt.session import Session
+    from medsam_agent_rt.episode import Episode
 
     done: dict[tuple[str, str], dict[str, Any]] = {}
     if rows_path is not None and Path(rows_path).is_file():
@@ -68,8 +68,8 @@ def evaluate_policies(
             if line.strip():
                 r = json.loads(line)
                 done[(r["policy"], r["sample_id"])] = r
-    sessions = {
-        name: Session(segmenter, _policy(src), session_config) for name, src in policies.items()
+    episodes = {
+        name: Episode(segmenter, _policy(src), session_config) for name, src in policies.items()
     }
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in policies}
     total = len(samples) * len(policies)
@@ -79,10 +79,10 @@ def evaluate_policies(
             if not gt.any():
                 bar.update(len(policies))
                 continue
-            for name, session in sessions.items():
+            for name, episode in episodes.items():
                 row = done.get((name, s.sample_id))
                 if row is None:
-                    _, rec = session.run(image, s.description, gt, s.sample_id)
+                    _, rec = episode.run(image, s.description, gt, s.sample_id)
                     row = episode_row(name, s, rec)
                     if rows_path is not None:
                         with open(rows_path, "a") as f:

@@ -2,7 +2,7 @@
 
 Algorithm, per step:
 1. Take ``prompts_per_step`` training samples (image + target + GT mask) and run ``group_size``
-   episodes of each through the real Session and segmenter with the current policy sampling at
+   episodes of each through the real Episode and segmenter with the current policy sampling at
    ``temperature`` (1.0 as released) -- rollouts.py.
 2. Score each episode with rewards.agent_reward (format + quality, PROTOCOL.md). Advantage of an
    episode = (reward - group mean) / (group std + eps); optionally plus process credit: each
@@ -251,7 +251,7 @@ def train_grpo(
     from medsam_agent_rt.training.rollouts import LivePolicy, collect_rollouts, rollout_sequences
     from tqdm import tqdm
 
-    from medsam_agent_rt.session import SessionConfig
+    from medsam_agent_rt.session_config import SessionConfig
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -1,5 +1,5 @@
 """Phantom samples with disjoint train / val / test seeds, and the SFT conversations made from
-them: whole expert episodes through the real Session and segmenter, plus (cheap, no segmenter)
+them: whole expert episodes through the real Episode and segmenter, plus (cheap, no segmenter)
 opening turns -- the expert's first action on a fresh phantom, i.e. the first assistant turn of
 the episode the expert would play there. Both are written with training/conversations.py and
 resume where they stopped (ids already in the file are skipped).
@@ -96,26 +96,26 @@ def write_expert_episodes(
     session_config: Any = None,
     progress: bool = True,
 ) -> dict[str, int]:
-    """One expert episode per sample through the real Session; episodes whose final IoU passes
+    """One expert episode per sample through the real Episode; episodes whose final IoU passes
     ``min_final_iou`` are written as conversations. Resumable. Returns counts."""
     from medsam_agent_rt.training.conversations import ConversationWriter, read_conversation_ids
     from tqdm import tqdm
 
+    from medsam_agent_rt.episode import Episode
     from medsam_agent_rt.policies import build_policy
-    from medsam_agent_rt.session import Session
 
     writer = ConversationWriter(out_dir, "episodes.jsonl")
     done = read_conversation_ids(writer.path)
     skipped_path = Path(out_dir) / "episodes.rejected"
     rejected = set(skipped_path.read_text().split()) if skipped_path.is_file() else set()
     counts = {"written": 0, "rejected": 0, "resumed": 0}
-    session = Session(segmenter, build_policy(expert), session_config)
+    episode = Episode(segmenter, build_policy(expert), session_config)
     for s in tqdm(samples, desc="expert episodes", disable=not progress, dynamic_ncols=True):
         if s.sample_id in done or s.sample_id in rejected:
             counts["resumed"] += 1
             continue
         image, gt = s.load()
-        _, rec = session.run(image, s.description, gt, s.sample_id)
+        _, rec = episode.run(image, s.description, gt, s.sample_id)
         iou = rec.final.get("iou") or 0.0
         if iou < min_final_iou or rec.end_reason != "stop":
             with open(skipped_path, "a") as f:

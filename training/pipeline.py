@@ -6,7 +6,7 @@ Stages (each skipped when its output is complete, continued when it was interrup
 
 1. base     the starting checkpoint: a tiny random Qwen-VL (phantom-tiny) or --base-model;
 2. data     SFT conversations: the expert's opening turn on many train images (no segmenter
-            needed) and whole expert episodes through the real Session + segmenter on others
+            needed) and whole expert episodes through the real Episode + segmenter on others
             (phantoms with disjoint train / val / test seeds, or a BiomedParse-style root);
 3. sft      supervised fine-tuning (training/sft.py);
 4. grpo     multi-turn GRPO on further train images (training/grpo.py);

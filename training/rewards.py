@@ -82,7 +82,7 @@ def _executed_scores(rec: Any) -> tuple[list[float], list[float]]:
         if t.iou is None or t.dice is None:
             raise ValueError(
                 f"episode {rec.image_id!r} turn {t.index}: no IoU/Dice recorded; rewards need "
-                "episodes run with a ground-truth mask (Session.run(image, target, gt))"
+                "episodes run with a ground-truth mask (Episode.run(image, target, gt))"
             )
         ious.append(float(t.iou))
         dices.append(float(t.dice))

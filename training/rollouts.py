@@ -1,11 +1,11 @@
-"""RL rollouts through the real Session and segmenter, and the token sequences GRPO trains on.
+"""RL rollouts through the real Episode and segmenter, and the token sequences GRPO trains on.
 
 ``LivePolicy`` is the runtime's HFPolicy over a model held in memory (the one being trained):
 same chat encoder, same generation code, greedy or sampled. With ``splice=True`` (rollouts) the
 earlier assistant turns of the conversation are the exact ids it sampled rather than its decoded
 text tokenized again, so what the model conditioned on while sampling is what GRPO trains on.
 
-``collect_rollouts`` runs G episodes per sample with ``Session`` (nothing of the episode loop is
+``collect_rollouts`` runs G episodes per sample with ``Episode`` (nothing of the episode loop is
 re-implemented: parsing, the first-stop refusal, the invalid-output retry, tool errors and the
 turn budget are the runtime's). ``rollout_sequences`` turns one episode record into training
 sequences: the accepted chain (every executed action, then the call that ended the episode) as
@@ -92,17 +92,17 @@ class LivePolicy(HFPolicy):
             return super().act(observation)
         messages = observation_messages(observation)
         texts = [m["content"][0]["text"] for m in messages if m.get("role") == "assistant"]
-        if len(texts) == len(self._accepted) + 1 and self._pending is not None:
-            text, ids = self._pending
-            if texts[-1] != text:
-                raise RuntimeError("the session's last assistant text is not the policy's answer")
-            self._accepted.append(ids)
-        elif len(texts) != len(self._accepted):
+        previous = getattr(observation, "previous", None)
+        if previous == "executed":  # the last answer is now the last assistant turn: keep its ids
+            if self._pending is None or texts[-1:] != [self._pending[0]]:
+                raise RuntimeError("the episode's last assistant text is not the policy's answer")
+            self._accepted.append(self._pending[1])
+        self._pending = None  # any other outcome dropped the answer from the conversation
+        if len(texts) != len(self._accepted):
             raise RuntimeError(
                 f"conversation has {len(texts)} assistant turns, the policy tracked "
-                f"{len(self._accepted)}: one LivePolicy per session, reset() per episode"
+                f"{len(self._accepted)}: one LivePolicy per episode, reset() per episode"
             )
-        self._pending = None
         inputs = self.encoder.encode(
             messages, add_generation_prompt=True, assistant_ids=self._accepted
         )
@@ -151,15 +151,15 @@ def collect_rollouts(
     progress: Any = None,
 ) -> list[Rollout]:
     """``group_size`` episodes per sample (data.Sample: image, mask, description) through the
-    real Session; the segmenter's embedding cache encodes each image once per group."""
-    from medsam_agent_rt.session import Session
+    real Episode; the segmenter's encoding store encodes each image once per group."""
+    from medsam_agent_rt.episode import Episode
 
-    session = Session(segmenter, policy, session_config)
+    episode = Episode(segmenter, policy, session_config)
     out = []
     for gi, sample in enumerate(samples):
         image, gt = sample.load()
         for _ in range(group_size):
-            _, rec = session.run(image, sample.description, gt, sample.sample_id)
+            _, rec = episode.run(image, sample.description, gt, sample.sample_id)
             out.append(Rollout(rec, image, gi, sample.sample_id))
             if progress is not None:
                 progress.update(1)

@@ -2,7 +2,7 @@
 
 Algorithm (PROTOCOL.md, "Expert trajectories"), per sample and per episode k < ``per_sample``:
 
-1. Run one episode of ``session.Session`` with ``policies.expert.ExpertPolicy`` (seed
+1. Run one episode of ``episode.Episode`` with ``policies.expert.ExpertPolicy`` (seed
    ``seed + k``) over the real segmenter: the opening is a jittered GT box (box-to-point,
    probability ``box_prob``) or a click at the GT pixel farthest from its boundary
    (sequential-click); every correction is the click simulator's candidate, previewed on the
@@ -132,8 +132,9 @@ class TrajectoryRunner:
 
     def run(self, ref: SampleRef) -> list[dict[str, Any]]:
         """[{"ledger": row, "messages": [...] or None}] for k in 0..per_sample-1."""
+        from medsam_agent_rt.episode import Episode
         from medsam_agent_rt.policies.expert import ExpertPolicy
-        from medsam_agent_rt.session import Session, SessionConfig
+        from medsam_agent_rt.session_config import SessionConfig
 
         self.setup()
         c = self.config
@@ -149,10 +150,10 @@ class TrajectoryRunner:
         out = []
         for k, conv_id in enumerate(ids):
             cfg = SessionConfig(max_actions=c.max_actions, strategy=c.strategy)
-            session = Session(
+            episode = Episode(
                 self._seg, ExpertPolicy(c.expert_config(k)), cfg, tool_spec=c.segmenter
             )
-            _, rec = session.run(image, ref.description, gt, ref.sample_id)
+            _, rec = episode.run(image, ref.description, gt, ref.sample_id)
             turns = turn_summaries(rec)
             final_iou = rec.final["iou"]
             reason = None

@@ -291,14 +291,11 @@ def _fail(args: argparse.Namespace, code: int, message: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from medsam_agent_rt.commands._segment_io import (
-        check_out_dir,
-        default_out_dir,
-        read_gt,
-        write_outputs,
-    )
+    from medsam_agent_rt.commands._segment_io import check_out_dir, default_out_dir, read_gt
+    from medsam_agent_rt.episode import Episode
+    from medsam_agent_rt.io.outputs import write_outputs
     from medsam_agent_rt.policies import default_policy_spec
-    from medsam_agent_rt.session import Session, SessionConfig
+    from medsam_agent_rt.session_config import SessionConfig
 
     if not args.target.strip():
         raise _usage("--target must describe the structure, e.g. 'left kidney in abdomen CT'")
@@ -343,7 +340,7 @@ def _run(args: argparse.Namespace) -> int:
         f"up to {config.max_actions} actions"
     )
 
-    session = Session(
+    episode = Episode(
         segmenter,
         policy,
         config,
@@ -351,7 +348,7 @@ def _run(args: argparse.Namespace) -> int:
         on_turn=lambda turn: _say(turn_line(turn, config.max_actions)),
     )
     try:
-        mask, record = session.run(image.rgb, args.target, gt, image_id=str(args.image))
+        mask, record = episode.run(image.rgb, args.target, gt, image_id=str(args.image))
     except Exception as exc:  # noqa: BLE001 - the policy raised (server down, model crash)
         return _fail(
             args, EXIT_POLICY_FAILED, f"the policy {name!r} failed: {type(exc).__name__}: {exc}"

@@ -66,6 +66,6 @@ def contact_sheet(
 
 def save_contact_sheet(path: str | os.PathLike, modalities: Sequence[str], **kw) -> None:
     """Write ``contact_sheet(modalities, **kw)`` as a PNG."""
-    from medsam_agent_rt.data._imageio import write_png
+    from medsam_agent_rt.io.writers import write_png
 
     write_png(path, contact_sheet(modalities, **kw))

@@ -2,8 +2,10 @@
 consumer (trajectory generation, evaluation, training) takes.
 
 A sample carries its texts and ids eagerly and its pixels lazily: ``load_image()`` /
-``load_mask()`` read the files on demand (or return in-memory arrays, for phantoms), so a list of
-100k samples costs a few MB.
+``load_mask()`` read the files on demand through ``medsam_agent_rt.io`` (any format it reads:
+PNG / JPEG / TIFF / BMP, DICOM, NIfTI with a NIfTI mask volume) or return in-memory arrays (for
+phantoms), so a list of 100k samples costs a few MB. ``meta`` may carry the reader's ``frame``,
+``window``, ``axis`` and ``slice_index`` for multi-frame files and volumes.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from medsam_agent_rt.data import _imageio
 from medsam_agent_rt.data.modality import describe
+
+READ_ARGS = ("frame", "window", "axis", "slice_index")  # meta keys passed to io.read_image
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,22 +60,41 @@ class Sample:
             raise ValueError(f"sample {self.sample_id!r}: needs mask_path or mask_array")
 
     # ------------------------------------------------------------------ pixels
+    def read_image(self) -> Any:
+        """The image file as an ``io.LoadedImage`` (rgb + metadata)."""
+        from medsam_agent_rt.io import read_image
+
+        if self.image_path is None:
+            raise ValueError(f"sample {self.sample_id!r} is in memory: it has no image file")
+        args = {k: self.meta[k] for k in READ_ARGS if k in self.meta}
+        return read_image(self.image_path, **args)
+
     def load_image(self) -> np.ndarray:
         """The image, RGB uint8 (H, W, 3)."""
         if self.image_array is not None:
             return self.image_array
-        return _imageio.read_rgb(self.image_path)
+        return self.read_image().rgb
 
-    def load_mask(self) -> np.ndarray:
-        """The ground-truth mask, bool (H, W)."""
+    def load_mask(self, like: Any = None) -> np.ndarray:
+        """The ground-truth mask, bool (H, W). A NIfTI mask volume is cut like the image (read
+        here unless ``like``, its LoadedImage, is given)."""
         if self.mask_array is not None:
             return self.mask_array
-        return _imageio.read_mask(self.mask_path)
+        from medsam_agent_rt.io import detect_format, read_mask
+
+        path = Path(self.mask_path)
+        if like is None and path.is_file() and detect_format(path) == "nifti":
+            like = self.read_image()
+        return read_mask(self.mask_path, like=like if _is_volume(like) else None)
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """(image RGB uint8 (H, W, 3), mask bool (H, W)); raises ValueError naming both files
         when their sizes differ."""
-        image, mask = self.load_image(), self.load_mask()
+        if self.image_array is not None:
+            image, mask = self.image_array, self.load_mask()
+        else:
+            loaded = self.read_image()
+            image, mask = loaded.rgb, self.load_mask(like=loaded)
         if image.shape[:2] != mask.shape:
             raise ValueError(
                 f"sample {self.sample_id!r}: mask {self.mask_path or '<array>'} is "
@@ -161,3 +183,8 @@ def counts(samples: Iterable[Sample]) -> dict[str, dict[str, dict[str, int]]]:
         per = out.setdefault(s.dataset, {}).setdefault(s.split, {})
         per[s.target] = per.get(s.target, 0) + 1
     return out
+
+
+def _is_volume(like: Any) -> bool:
+    """Whether ``like`` is a LoadedImage cut from a NIfTI volume (its masks are cut alike)."""
+    return like is not None and getattr(like, "format", None) == "nifti"

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from medsam_agent_rt.data import _imageio
 from medsam_agent_rt.data.modality import modality_slug
 from medsam_agent_rt.data.naming import image_file_name, mask_file_name
+from medsam_agent_rt.io.writers import write_png
 
 GENERATOR_VERSION = 1
 MANIFEST = "phantoms.json"
@@ -114,11 +114,11 @@ def _write_one(job: tuple[str, int, tuple[int, int], str, str, str]) -> dict[str
     ph = generate(modality, seed, size)
     stem = f"{seed:08d}"
     fname = image_file_name(stem, ph.modality_label, ph.site)
-    _imageio.write_png(Path(image_dir) / fname, ph.image)
+    write_png(Path(image_dir) / fname, ph.image)
     anns = []
     for target, m in ph.masks.items():
         mname = mask_file_name(fname, target)
-        _imageio.write_png(Path(mask_dir) / mname, m)
+        write_png(Path(mask_dir) / mname, m)
         sent = ph.description(target)
         ann = {
             "file_name": fname,

@@ -1,4 +1,4 @@
-"""One sample -> one result row: run the episode through ``session.Session`` and keep what the
+"""One sample -> one result row: run the episode through ``episode.Episode`` and keep what the
 aggregates, the report and the gallery need (see ``evaluation.metrics`` for the fields)."""
 
 from __future__ import annotations
@@ -65,13 +65,14 @@ class EpisodeRunner:
     strategy: str | None = None
     max_turns: int = 5
     keep_records: bool = True
-    _session: Any = field(default=None, repr=False)
+    _episode: Any = field(default=None, repr=False)
 
     def setup(self) -> None:
-        if self._session is not None:
+        if self._episode is not None:
             return
+        from medsam_agent_rt.episode import Episode
         from medsam_agent_rt.policies import build_policy
-        from medsam_agent_rt.session import Session, SessionConfig
+        from medsam_agent_rt.session_config import SessionConfig
 
         policy = build_policy(self.policy)  # first: a bad spec fails before a model loads
         seg = self.segmenter
@@ -83,7 +84,7 @@ class EpisodeRunner:
         cfg = SessionConfig(
             max_actions=self.max_turns, strategy=self.strategy, record_masks=self.keep_records
         )
-        self._session = Session(seg, policy, cfg, tool_spec=spec)
+        self._episode = Episode(seg, policy, cfg, tool_spec=spec)
 
     def __getstate__(self) -> dict[str, Any]:
         if not isinstance(self.segmenter, str) or not isinstance(self.policy, str):
@@ -91,7 +92,7 @@ class EpisodeRunner:
                 "worker processes need the segmenter and the policy as spec strings (a ready "
                 "object runs in-process only: use workers=1)"
             )
-        return {**self.__dict__, "_session": None}
+        return {**self.__dict__, "_episode": None}
 
     def run(self, ref: SampleRef) -> dict[str, Any]:
         """The row of ``ref``: evaluated, or skipped ("empty_gt", "load_error")."""
@@ -102,5 +103,5 @@ class EpisodeRunner:
             return skipped_row(ref, "load_error", f"{type(exc).__name__}: {exc}")
         if not gt.any():
             return skipped_row(ref, "empty_gt")
-        result = self._session.run(image, ref.description, gt, ref.sample_id)
+        result = self._episode.run(image, ref.description, gt, ref.sample_id)
         return episode_row(ref, result.record, self.keep_records)

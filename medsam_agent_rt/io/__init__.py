@@ -1,12 +1,16 @@
 """Medical image input and episode outputs.
 
+The one door for files, used by the CLI, datasets, evaluation, training and the server.
+
 Input: :func:`read_image` reads PNG / JPEG / TIFF / BMP, DICOM (file or series directory) and
 NIfTI, chosen from the file's signature, into a :class:`LoadedImage` (``rgb`` (H, W, 3) uint8
-plus the metadata: intensity mapping, spacing, frame / slice, affine, ...). Windowing for CT
-(presets, explicit (C, W)) is in :mod:`~medsam_agent_rt.io.windowing`.
+plus the metadata: intensity mapping, spacing, frame / slice, affine, ...); :func:`read_mask`
+reads a ground-truth mask (mask image, or the matching slice of a NIfTI mask volume). Windowing
+for CT (presets, explicit (C, W)) is in :mod:`~medsam_agent_rt.io.windowing`.
 
-Output: mask PNG, mask NIfTI aligned to the input, trajectory JSON and the overlay strip, each
-written atomically (nothing left behind on failure).
+Output: mask PNG, mask NIfTI aligned to the input, trajectory JSON, the overlay strip and plain
+PNGs, each written atomically (nothing left behind on failure); :func:`write_outputs` writes the
+whole output folder of one episode at once.
 
 Typical use (what ``medsam-agent segment`` does)::
 
@@ -26,6 +30,8 @@ from medsam_agent_rt.io.atomic import atomic_directory, atomic_write_bytes
 from medsam_agent_rt.io.errors import ImageReadError, MissingDecoderError, UnsupportedFormatError
 from medsam_agent_rt.io.layout import SliceLayout
 from medsam_agent_rt.io.loaded import LoadedImage
+from medsam_agent_rt.io.masks import read_mask
+from medsam_agent_rt.io.outputs import write_outputs
 from medsam_agent_rt.io.reader import FORMATS, detect_format, read_image
 from medsam_agent_rt.io.strip import (
     action_label,
@@ -40,7 +46,7 @@ from medsam_agent_rt.io.windowing import (
     parse_window,
     window_to_uint8,
 )
-from medsam_agent_rt.io.writers import write_json, write_mask_nifti, write_mask_png
+from medsam_agent_rt.io.writers import write_json, write_mask_nifti, write_mask_png, write_png
 
 __all__ = [
     "FORMATS",
@@ -59,10 +65,13 @@ __all__ = [
     "map_to_uint8",
     "parse_window",
     "read_image",
+    "read_mask",
     "turn_caption",
     "window_to_uint8",
     "write_json",
     "write_mask_nifti",
     "write_mask_png",
+    "write_outputs",
     "write_overlay_strip",
+    "write_png",
 ]

@@ -8,7 +8,6 @@ to a new row after ``max_columns``. Captions longer than a tile are cut with "..
 
 from __future__ import annotations
 
-import io as _io
 import math
 import os
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medsam_agent_rt.io.atomic import atomic_write_bytes
+from medsam_agent_rt.io.writers import encode_png
 
 BACKGROUND = (24, 24, 24)
 TEXT = (255, 255, 255)
@@ -115,14 +115,6 @@ def compose_overlay_strip(
         draw.text((x + pad, y + pad), text, fill=TEXT, font=font)
         canvas.paste(Image.fromarray(np.ascontiguousarray(tile)), (x, y + band))
     return np.asarray(canvas)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = _io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def write_overlay_strip(

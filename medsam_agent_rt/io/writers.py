@@ -43,14 +43,30 @@ def as_binary_mask(mask: Any, like: LoadedImage | None = None, name: str = "mask
 
 
 # ----------------------------------------------------------------------------- PNG
-def encode_mask_png(mask: Any) -> bytes:
-    """An 8-bit grayscale PNG with 0 (background) and 255 (foreground)."""
+def encode_png(image: Any) -> bytes:
+    """PNG bytes of a uint8 (H, W) / (H, W, 3) image or a bool (H, W) mask (as 0/255)."""
     from PIL import Image
 
-    m = as_binary_mask(mask).astype(np.uint8) * 255
+    a = np.asarray(image)
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
+        raise ValueError(
+            f"image must be uint8 (H, W) or (H, W, 3) or bool (H, W), got {a.dtype} {a.shape}"
+        )
     buf = _io.BytesIO()
-    Image.fromarray(m).save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(a)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def write_png(path: str | os.PathLike[str], image: Any) -> Path:
+    """Write ``image`` (see :func:`encode_png`) as PNG atomically; returns the path."""
+    return atomic_write_bytes(path, encode_png(image))
+
+
+def encode_mask_png(mask: Any) -> bytes:
+    """An 8-bit grayscale PNG with 0 (background) and 255 (foreground)."""
+    return encode_png(as_binary_mask(mask))
 
 
 def write_mask_png(

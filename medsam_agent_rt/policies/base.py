@@ -1,8 +1,8 @@
 """The Policy protocol: what drives the tool, one turn at a time.
 
-Per episode the session calls ``reset(task)`` once, then ``act(observation)`` per turn. A policy
+Per episode the episode (``medsam_agent_rt.episode``) calls ``reset(task)`` once, then ``act(observation)`` per turn. A policy
 returns the assistant text exactly as a model would emit it (phrase + ``<tool_call>`` block);
-the session parses it (protocol.actions), so every policy — trained model, server, scripted or
+the episode parses it (protocol.actions), so every policy — trained model, server, scripted or
 GT-driven — goes through the same parser and the same record.
 """
 
@@ -39,7 +39,10 @@ class Observation:
     turn: 0-based index of this call in the episode (retries included); step: actions executed
     so far; retry: None, or why the previous question is asked again ("invalid_output" after an
     unparsable answer, "refused_stop" after a first-turn stop) — the messages are then the same as
-    at the previous call, so a deterministic policy may want to vary its answer.
+    at the previous call, so a deterministic policy may want to vary its answer; previous: what
+    became of this policy's previous answer — "executed" (it ran on the tool and is now the last
+    assistant turn of ``messages``), "refused_stop", "invalid_output" (dropped from the
+    conversation), or None on the first call.
     GT-driven policies only: mask, the current (H, W) bool mask (all False before the first
     action), and preview(action) -> (H, W) bool, the mask the action WOULD give on the episode's
     chained tool state, without committing it.
@@ -49,6 +52,7 @@ class Observation:
     turn: int
     step: int
     retry: str | None = None
+    previous: str | None = None
     mask: np.ndarray | None = None
     preview: Callable[[Action], np.ndarray] | None = None
 

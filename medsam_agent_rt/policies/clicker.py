@@ -3,9 +3,15 @@ then stop (the RITM / SimpleClick protocol; NoC and mIoU@k baselines)."""
 
 from __future__ import annotations
 
-from medsam_agent_rt.policies._gt import point_to_grid
 from medsam_agent_rt.policies.base import Observation, PolicyTurn, Task
-from medsam_agent_rt.protocol import PHRASE_FIRST_POINT, PHRASE_REFINE, Stop, format_action
+from medsam_agent_rt.protocol import (
+    PHRASE_FIRST_POINT,
+    PHRASE_REFINE,
+    PixelPoint,
+    Stop,
+    format_action,
+    to_grid,
+)
 
 
 class ClickerPolicy:
@@ -35,7 +41,7 @@ class ClickerPolicy:
         click = ops.next_click(observation.mask, self._gt, self._clicked or None)
         if click is None:
             return PolicyTurn(format_action(Stop()), {"reason": "perfect"})
-        action = point_to_grid(click.x, click.y, click.positive, self._geo)
+        action = to_grid(PixelPoint(click.x, click.y, click.positive), self._geo)
         ex, ey, _ = self._geo.grid_to_pixel(action.x, action.y)
         self._clicked += [[click.x, click.y], [ex, ey]]
         phrase = PHRASE_FIRST_POINT if observation.step == 0 else PHRASE_REFINE

@@ -28,14 +28,17 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from medsam_agent_rt.policies._gt import box_to_grid, episode_seed, gt_box, point_to_grid
+from medsam_agent_rt.policies._gt import episode_seed, gt_box
 from medsam_agent_rt.policies.base import Observation, PolicyTurn, Task
 from medsam_agent_rt.protocol import (
     PHRASE_BOX,
     PHRASE_FIRST_POINT,
     PHRASE_REFINE,
+    PixelBox,
+    PixelPoint,
     Stop,
     format_action,
+    to_grid,
 )
 
 
@@ -137,7 +140,7 @@ class ExpertPolicy:
                 if candidate is None:
                     break
             x, y, positive = candidate
-            action = point_to_grid(x, y, positive, self._geo)
+            action = to_grid(PixelPoint(x, y, positive), self._geo)
             ex, ey, _ = self._geo.grid_to_pixel(action.x, action.y)
             tried |= {(x, y), (ex, ey)}
             gain = ops.iou(observation.preview(action), self._gt) - iou_now
@@ -160,11 +163,11 @@ class ExpertPolicy:
         if self._opening == "box":
             box = self._jittered_box()
             return PolicyTurn(
-                format_action(box_to_grid(box, self._geo), PHRASE_BOX),
+                format_action(to_grid(PixelBox(*box), self._geo), PHRASE_BOX),
                 {"opening": "box", "box_px": list(box)},
             )
         click = ops.next_click(np.zeros_like(self._gt), self._gt)
-        action = point_to_grid(click.x, click.y, True, self._geo)
+        action = to_grid(PixelPoint(click.x, click.y, True), self._geo)
         ex, ey, _ = self._geo.grid_to_pixel(action.x, action.y)
         self._clicked += [[click.x, click.y], [ex, ey]]
         info = {"opening": "click", "click_px": [click.x, click.y]}

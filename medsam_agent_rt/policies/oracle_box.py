@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from medsam_agent_rt.policies._gt import box_to_grid, gt_box
+from medsam_agent_rt.policies._gt import gt_box
 from medsam_agent_rt.policies.base import Observation, PolicyTurn, Task
-from medsam_agent_rt.protocol import Stop, format_action
+from medsam_agent_rt.protocol import PixelBox, Stop, format_action, to_grid
 
 
 class OracleBoxPolicy:
@@ -22,7 +22,7 @@ class OracleBoxPolicy:
         if task.gt_mask is None:
             raise ValueError("oracle-box is GT-driven: the task needs gt_mask")
         px = gt_box(task.gt_mask)
-        self._box = None if px is None else box_to_grid(px, task.geometry)
+        self._box = None if px is None else to_grid(PixelBox(*px), task.geometry)
         self._px = px
 
     def act(self, observation: Observation) -> PolicyTurn:

@@ -1,6 +1,6 @@
 """The MedSAM-Agent protocol (PROTOCOL.md) in one package: the exact strings (``text``), the chat
-message structure (``messages``), the 512 view and 0..999 grid mapping (``view``) and the action
-parser (``actions``). Training, inference, evaluation and serving all import it from here."""
+message structure (``messages``), the 512 view and 0..999 grid mapping (``view``), actions mapped
+between pixels and the grid in both directions (``coords``) and the action parser (``actions``). Training, inference, evaluation and serving all import it from here."""
 
 from medsam_agent_rt.protocol.actions import (
     PARSE_ERROR_REASONS,
@@ -9,14 +9,12 @@ from medsam_agent_rt.protocol.actions import (
     AddPoint,
     ParsedTurn,
     ParseError,
-    PixelBox,
-    PixelPoint,
     Stop,
     format_action,
     parse_action,
     parse_turn,
-    to_pixels,
 )
+from medsam_agent_rt.protocol.coords import PixelBox, PixelPoint, to_grid, to_pixels
 from medsam_agent_rt.protocol.messages import (
     Message,
     assistant_message,
@@ -80,6 +78,7 @@ __all__ = [
     "render_observation",
     "render_view",
     "system_message",
+    "to_grid",
     "to_pixels",
     "tool_call_text",
     "user_message",

@@ -37,7 +37,6 @@ from medsam_agent_rt.protocol.text import (
     PHRASE_STOP,
     assistant_text,
 )
-from medsam_agent_rt.protocol.view import ViewGeometry
 
 OPEN_TAG, CLOSE_TAG, END_TOKEN = "<tool_call>", "</tool_call>", "<|im_end|>"
 
@@ -126,58 +125,6 @@ class ParsedTurn:
     @property
     def ok(self) -> bool:
         return not isinstance(self.result, ParseError)
-
-
-# ============================================================================ pixel actions
-
-
-@dataclass(frozen=True)
-class PixelBox:
-    """A box in image pixels (x1, y1, x2, y2; x = column). ``clamped``: any coordinate was moved to
-    fit (grid out of range, letterbox padding, or a box widened to keep x1 < x2 / y1 < y2)."""
-
-    x1: int
-    y1: int
-    x2: int
-    y2: int
-    clamped: bool = False
-
-    def as_array(self) -> list[int]:
-        return [self.x1, self.y1, self.x2, self.y2]
-
-
-@dataclass(frozen=True)
-class PixelPoint:
-    """A click in image pixels."""
-
-    x: int
-    y: int
-    positive: bool
-    clamped: bool = False
-
-
-def to_pixels(action: Action, geometry: ViewGeometry) -> PixelBox | PixelPoint | None:
-    """Map a grid action to image pixels (None for Stop). A box that collapses to zero width or
-    height in pixels (tiny image, coarse grid) is widened by one pixel and flagged."""
-    if isinstance(action, AddPoint):
-        x, y, c = geometry.grid_to_pixel(action.x, action.y)
-        return PixelPoint(x, y, action.positive, c or action.clamped)
-    if isinstance(action, AddBox):
-        x1, y1, c1 = geometry.grid_to_pixel(action.x1, action.y1)
-        x2, y2, c2 = geometry.grid_to_pixel(action.x2, action.y2)
-        clamped = c1 or c2 or action.clamped
-        x1, x2, cx = _widen(x1, x2, geometry.width)
-        y1, y2, cy = _widen(y1, y2, geometry.height)
-        return PixelBox(x1, y1, x2, y2, clamped or cx or cy)
-    if isinstance(action, Stop):
-        return None
-    raise TypeError(f"action must be AddBox, AddPoint or Stop, got {type(action).__name__}")
-
-
-def _widen(a: int, b: int, length: int) -> tuple[int, int, bool]:
-    if a < b or length < 2:
-        return a, b, False
-    return (a, a + 1, True) if a + 1 <= length - 1 else (a - 1, a, True)
 
 
 # ============================================================================ formatter

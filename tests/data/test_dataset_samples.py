@@ -1,4 +1,5 @@
-"""``Sample``: lazy pixels, shape checks, records; the image/mask file reader."""
+"""``Sample``: lazy pixels read through ``medsam_agent_rt.io`` (any format it reads, NIfTI mask
+volumes cut like their image), shape checks, records; the mask reader and the PNG writer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import pytest
 from PIL import Image
 
 from medsam_agent_rt.data import Sample, counts, filter_samples, group_by_image
-from medsam_agent_rt.data._imageio import read_mask, read_rgb, write_png
+from medsam_agent_rt.io import read_image, read_mask, write_png
+
+
+def read_rgb(path):
+    return read_image(path).rgb
 
 
 def _sample(tmp_path, image, mask, sid="d/test/a_CT_x_t"):
@@ -58,11 +63,15 @@ def test_mask_modes(tmp_path):
 
 
 def test_missing_and_mismatched_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="image file not found"):
+    with pytest.raises(FileNotFoundError, match="nope.png"):
         read_rgb(tmp_path / "nope.png")
+    with pytest.raises(FileNotFoundError, match="mask file not found"):
+        read_mask(tmp_path / "nope.png")
     (tmp_path / "junk.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="cannot be decoded"):
+    with pytest.raises(ValueError, match="junk.png: unsupported or unrecognised format"):
         read_rgb(tmp_path / "junk.png")
+    with pytest.raises(ValueError, match="junk.png: unsupported or unrecognised format"):
+        read_mask(tmp_path / "junk.png")
     s = _sample(tmp_path, np.zeros((10, 10, 3), np.uint8), np.zeros((10, 12), np.uint8))
     with pytest.raises(ValueError, match="is 12x10 but image .* is 10x10"):
         s.load()
@@ -73,7 +82,7 @@ def test_write_png_is_atomic_and_checked(tmp_path):
     write_png(tmp_path / "m.png", m)
     assert list(tmp_path.iterdir()) == [tmp_path / "m.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "m.png")), m * 255)
-    with pytest.raises(ValueError, match="expected uint8"):
+    with pytest.raises(ValueError, match="must be uint8"):
         write_png(tmp_path / "f.png", np.zeros((3, 3), np.float32))
     assert not (tmp_path / "f.png").exists()
 
@@ -121,3 +130,32 @@ def test_grouping_filters_counts():
         "a": {"train": {"liver": 1, "spleen": 1}, "test": {"liver": 1}},
         "b": {"test": {"polyp": 1}},
     }
+
+
+def test_nifti_volume_sample_cuts_the_mask_like_the_image(tmp_path):
+    """A dataset of NIfTI volumes: the sample's meta picks the slice, the mask volume is cut at
+    the same slice and orientation as the image (reference: the same read_image call on a volume
+    whose voxels ARE the mask)."""
+    nib = pytest.importorskip("nibabel")
+    rng = np.random.default_rng(2)
+    vol = rng.integers(0, 1000, (12, 10, 5)).astype(np.int16)
+    seg = np.zeros((12, 10, 5), np.uint8)
+    seg[2:7, 3:9, 1] = 1
+    seg[4:10, 1:4, 3] = 1
+    affine = np.diag([0.8, 0.9, 2.5, 1.0])
+    nib.save(nib.Nifti1Image(vol, affine), tmp_path / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(seg, affine), tmp_path / "ct_liver.nii.gz")
+    nib.save(nib.Nifti1Image((seg * 200).astype(np.int16), affine), tmp_path / "ref.nii.gz")
+    for k in (1, 3):
+        s = Sample("d/test/ct_liver", "d/test/ct", "d", "test", "liver", "liver in CT", "CT",
+                   "abdomen", tmp_path / "ct.nii.gz", tmp_path / "ct_liver.nii.gz",
+                   meta={"slice_index": k, "window": "minmax"})  # fmt: skip
+        image, mask = s.load()
+        want = read_image(tmp_path / "ref.nii.gz", slice_index=k).rgb[:, :, 0] > 0
+        assert mask.shape == image.shape[:2] and mask.sum() == seg[:, :, k].sum() > 0
+        np.testing.assert_array_equal(mask, want)
+        np.testing.assert_array_equal(s.load_mask(), mask)  # the image is read to cut it
+        direct = read_image(tmp_path / "ct.nii.gz", slice_index=k, window="minmax").rgb
+        np.testing.assert_array_equal(image, direct)
+    with pytest.raises(ValueError, match="needs the NIfTI image it belongs to"):
+        read_mask(tmp_path / "ct_liver.nii.gz")

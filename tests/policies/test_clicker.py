@@ -12,9 +12,10 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 from runtime_fakes import FakeFactory, blob_gt, make_image, rule_mask  # noqa: E402
 
+from medsam_agent_rt.episode import Episode  # noqa: E402
 from medsam_agent_rt.policies import ClickerPolicy  # noqa: E402
 from medsam_agent_rt.protocol import AddPoint, parse_action  # noqa: E402
-from medsam_agent_rt.session import Session, SessionConfig  # noqa: E402
+from medsam_agent_rt.session_config import SessionConfig  # noqa: E402
 
 
 def scipy_click(pred, gt, exclude):
@@ -34,7 +35,7 @@ def scipy_click(pred, gt, exclude):
 @pytest.mark.parametrize("k", [1, 3])
 def test_clicks_follow_the_simulator_then_stop(k):
     image, gt = make_image(48, 48), blob_gt(48, 48)  # square, <= 1000 px: exact pixel round trip
-    mask, rec = Session(FakeFactory(radius=5), ClickerPolicy(k)).run(image, "t", gt)
+    mask, rec = Episode(FakeFactory(radius=5), ClickerPolicy(k)).run(image, "t", gt)
     pred, clicks = np.zeros_like(gt), []
     for turn in rec.turns[:k]:
         exp = scipy_click(pred, gt, [c[:2] for c in clicks])
@@ -52,7 +53,7 @@ def test_clicks_follow_the_simulator_then_stop(k):
 
 
 def test_clicker_respects_the_session_budget_and_validates_k():
-    _, rec = Session(FakeFactory(), ClickerPolicy(9), SessionConfig(max_actions=5)).run(
+    _, rec = Episode(FakeFactory(), ClickerPolicy(9), SessionConfig(max_actions=5)).run(
         make_image(), "t", blob_gt()
     )
     assert rec.end_reason == "budget" and rec.totals["actions"] == 5

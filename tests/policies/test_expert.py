@@ -13,15 +13,15 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 from runtime_fakes import FakeFactory, FakeTool, blob_gt, make_image  # noqa: E402
 
+from medsam_agent_rt.episode import Episode  # noqa: E402
 from medsam_agent_rt.policies import ExpertConfig, ExpertPolicy, OracleBoxPolicy  # noqa: E402
 from medsam_agent_rt.protocol import AddBox, AddPoint, Stop, parse_action, parse_turn  # noqa: E402
-from medsam_agent_rt.session import Session  # noqa: E402
 
 
 def episode(config=None, image=None, gt=None, factory=None):
     image = make_image(64, 96) if image is None else image
     gt = blob_gt(64, 96) if gt is None else gt
-    return Session(factory or FakeFactory(), ExpertPolicy(config)).run(image, "t", gt)
+    return Episode(factory or FakeFactory(), ExpertPolicy(config)).run(image, "t", gt)
 
 
 def fingerprint(rec):
@@ -98,7 +98,7 @@ def test_every_correction_gains_at_least_tau_and_the_expert_stops_when_none_does
 def test_expert_beats_or_equals_oracle_box():
     """From the same (unjittered) GT box, accepted corrections can only raise IoU."""
     image, gt = make_image(64, 96), blob_gt(64, 96)
-    _, oracle = Session(FakeFactory(), OracleBoxPolicy()).run(image, "t", gt)
+    _, oracle = Episode(FakeFactory(), OracleBoxPolicy()).run(image, "t", gt)
     cfg = ExpertConfig(box_prob=1.0, jitter_min=0.0, jitter_max=0.0)
     _, rec = episode(cfg, image, gt)
     assert rec.turns[0].mask == oracle.turns[0].mask
@@ -157,7 +157,7 @@ def test_texts_are_the_trained_policy_format_and_gt_is_required():
         turn = parse_turn(t.text)
         assert turn.ok and turn.repairs == () and "\n<tool_call>\n" in t.text
     with pytest.raises(ValueError, match="GT-driven"):
-        Session(FakeFactory(), ExpertPolicy()).run(make_image(), "t")
+        Episode(FakeFactory(), ExpertPolicy()).run(make_image(), "t")
 
 
 def test_empty_gt_and_perfect_masks_stop():

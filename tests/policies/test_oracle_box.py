@@ -10,9 +10,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))  # the shared fake tool
 from runtime_fakes import FakeFactory, blob_gt, make_image, rule_mask  # noqa: E402
 
+from medsam_agent_rt.episode import Episode  # noqa: E402
 from medsam_agent_rt.policies import OracleBoxPolicy  # noqa: E402
 from medsam_agent_rt.protocol import AddBox, parse_action  # noqa: E402
-from medsam_agent_rt.session import Session  # noqa: E402
 
 
 def grid(p: int, s: int, pad: int) -> int:
@@ -24,7 +24,7 @@ def test_gt_box_then_stop():
     ys, xs = np.nonzero(gt)
     x1, y1, x2, y2 = xs.min(), ys.min(), xs.max(), ys.max()
     factory = FakeFactory()
-    mask, rec = Session(factory, OracleBoxPolicy()).run(image, "t", gt)
+    mask, rec = Episode(factory, OracleBoxPolicy()).run(image, "t", gt)
     # S = 96, pad_y = 16; 96 <= 1000 so the box comes back to the exact pixels
     assert parse_action(rec.turns[0].text) == AddBox(
         grid(x1, 96, 0), grid(y1, 96, 16), grid(x2, 96, 0), grid(y2, 96, 16)
@@ -37,12 +37,12 @@ def test_gt_box_then_stop():
 
 def test_empty_gt_stops_and_a_one_pixel_target_gets_a_valid_box():
     image = make_image(32, 32)
-    mask, rec = Session(FakeFactory(), OracleBoxPolicy()).run(image, "t", np.zeros((32, 32), bool))
+    mask, rec = Episode(FakeFactory(), OracleBoxPolicy()).run(image, "t", np.zeros((32, 32), bool))
     assert [t.outcome for t in rec.turns] == ["refused_stop", "stop"] and not mask.any()
     assert rec.final["iou"] == 1.0  # empty GT and empty prediction
     dot = np.zeros((32, 32), bool)
     dot[5, 7] = True
-    _, rec = Session(FakeFactory(), OracleBoxPolicy()).run(image, "t", dot)
+    _, rec = Episode(FakeFactory(), OracleBoxPolicy()).run(image, "t", dot)
     a = parse_action(rec.turns[0].text)
     assert isinstance(a, AddBox) and a.x1 < a.x2 and a.y1 < a.y2
     assert rec.turns[0].outcome == "executed"

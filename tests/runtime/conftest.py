@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # runtime_fakes (importlib mode)
 
 
 def _loopback(host) -> bool:

@@ -46,6 +46,7 @@ class FakeTool:
         self.box = None
         self.clicks = []
         self.calls = []
+        self.stack = []  # (box, clicks) before each committed step, for undo
         self.fail_on = fail_on or (lambda name, n: False)
 
     def _step(self, name, box, clicks):
@@ -57,12 +58,22 @@ class FakeTool:
         )
 
     def add_box(self, box):
+        step = self._step("add_box", [int(v) for v in box], self.clicks)
+        self.stack.append((self.box, list(self.clicks)))
         self.box = [int(v) for v in box]
-        return self._step("add_box", self.box, self.clicks)
+        return step
 
     def add_point(self, xy, positive):
-        self.clicks.append((int(xy[0]), int(xy[1]), bool(positive)))
-        return self._step("add_point", self.box, self.clicks)
+        clicks = [*self.clicks, (int(xy[0]), int(xy[1]), bool(positive))]
+        step = self._step("add_point", self.box, clicks)
+        self.stack.append((self.box, list(self.clicks)))
+        self.clicks = clicks
+        return step
+
+    def undo(self):
+        """Return to the state before the last committed step (as PromptChain.undo does)."""
+        self.box, self.clicks = self.stack.pop()
+        self.calls.append(("undo", self.box, [list(c) for c in self.clicks]))
 
     def preview_box(self, box):
         step = self._step("preview_box", [int(v) for v in box], self.clicks)
@@ -77,6 +88,7 @@ class FakeTool:
 
     def commit(self, step):
         """Adopt a previewed step (as segmenters.prompt_chain.PromptChain.commit does)."""
+        self.stack.append((self.box, list(self.clicks)))
         self.box, self.clicks = step.prompts["next"]
         self.calls.append(("commit", self.box, [list(c) for c in self.clicks]))
         return step

@@ -1,5 +1,5 @@
 """ARCHITECTURE decision 8: a full episode opens no non-loopback socket (the ``no_network``
-guard lives in conftest.py; test_session_litemedsam.py runs it around the real segmenter)."""
+guard lives in conftest.py; test_episode_litemedsam.py runs it around the real segmenter)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import socket
 import pytest
 from runtime_fakes import FakeFactory, blob_gt, make_image
 
+from medsam_agent_rt.episode import Episode
 from medsam_agent_rt.policies import build_policy
-from medsam_agent_rt.session import Session
 
 
 def test_the_guard_catches_non_loopback_and_allows_loopback(no_network):
@@ -28,6 +28,6 @@ def test_the_guard_catches_non_loopback_and_allows_loopback(no_network):
 
 @pytest.mark.parametrize("spec", ["expert", "clicker:2", "oracle-box"])
 def test_a_full_episode_with_the_fake_tool_stays_offline(no_network, spec):
-    mask, rec = Session(FakeFactory(), build_policy(spec)).run(make_image(), "t", blob_gt())
+    mask, rec = Episode(FakeFactory(), build_policy(spec)).run(make_image(), "t", blob_gt())
     assert rec.end_reason in ("stop", "budget") and mask.any()
     assert no_network == []

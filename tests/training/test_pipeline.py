@@ -98,9 +98,9 @@ def test_embedded_default_policy_runs_an_episode_on_a_held_out_phantom():
 
     from medsam_agent_rt.training.phantom_data import phantom_samples
 
+    from medsam_agent_rt.episode import Episode
     from medsam_agent_rt.policies import build_policy, default_policy_spec
     from medsam_agent_rt.segmenters import build_segmenter
-    from medsam_agent_rt.session import Session
 
     spec = default_policy_spec()
     assert spec is not None, "the package ships no embedded policy"
@@ -109,7 +109,7 @@ def test_embedded_default_policy_runs_an_episode_on_a_held_out_phantom():
     assert sum(p.stat().st_size for p in path.iterdir()) < 8e6  # "a few MB"
     sample = phantom_samples(get_preset("phantom-tiny").phantoms, "test", 1)[0]
     image, gt = sample.load()
-    _, rec = Session(build_segmenter("litemedsam"), build_policy(spec)).run(
+    _, rec = Episode(build_segmenter("litemedsam"), build_policy(spec)).run(
         image, sample.description, gt
     )
     assert rec.turns and rec.turns[0].parse_error is None  # a well-formed first tool call

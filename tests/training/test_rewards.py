@@ -154,11 +154,11 @@ def test_turn_credits_follow_iou_gains():
 
 
 def test_rewards_of_a_real_session_record():
-    """On a record produced by the real Session (geometric stand-in tool), the reward uses the
+    """On a record produced by the real Episode (geometric stand-in tool), the reward uses the
     per-turn IoU/Dice the session computed with ops and the record's end reason."""
+    from medsam_agent_rt.episode import Episode
     from medsam_agent_rt.policies import ReplayPolicy
     from medsam_agent_rt.protocol import PHRASE_BOX, PHRASE_STOP, assistant_text
-    from medsam_agent_rt.session import Session
 
     class BoxTool:
         strategy = "box"
@@ -187,7 +187,7 @@ def test_rewards_of_a_real_session_record():
         assistant_text(PHRASE_BOX, "add_bbox", {"bbox_2d": [202, 202, 795, 595]}),  # 20..79, 20..59
         assistant_text(PHRASE_STOP, "stop_action", {}),
     ]
-    _, rec = Session(BoxTool, ReplayPolicy(texts), tool_spec="box").run(image, "square", gt)
+    _, rec = Episode(BoxTool, ReplayPolicy(texts), tool_spec="box").run(image, "square", gt)
     pred = np.zeros_like(gt)
     pred[20:60, 20:80] = True
     iou = (pred & gt).sum() / (pred | gt).sum()

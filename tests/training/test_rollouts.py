@@ -1,4 +1,4 @@
-"""rollouts: episodes through the real Session, the policy/environment token split, the sampled
+"""rollouts: episodes through the real Episode, the policy/environment token split, the sampled
 ids spliced into the training sequences, and log-probs that match the ones drawn at sampling."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from training_fakes import (  # noqa: E402
 )
 
 from medsam_agent_rt.protocol import build_messages  # noqa: E402
-from medsam_agent_rt.session import SessionConfig  # noqa: E402
+from medsam_agent_rt.session_config import SessionConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -27,10 +27,10 @@ from medsam_agent_rt.training.sft import (  # noqa: E402
 )
 from training_fakes import GOOD_BOX, STOP, FakeFactory, SquareSample  # noqa: E402
 
+from medsam_agent_rt.episode import Episode  # noqa: E402
 from medsam_agent_rt.policies import ReplayPolicy  # noqa: E402
 from medsam_agent_rt.policies.hf import HFPolicy  # noqa: E402
 from medsam_agent_rt.protocol import PHRASE_REFINE, assistant_text  # noqa: E402
-from medsam_agent_rt.session import Session  # noqa: E402
 
 CLICK = assistant_text(
     PHRASE_REFINE, "add_point", {"point_2d": [500, 500], "point_type": "negative"}
@@ -42,7 +42,7 @@ def _write_data(root, n=2, script=SCRIPT):
     w = ConversationWriter(root)
     for i in range(n):
         s = SquareSample(i)
-        _, rec = Session(FakeFactory(), ReplayPolicy(list(script))).run(
+        _, rec = Episode(FakeFactory(), ReplayPolicy(list(script))).run(
             s.image, s.description, s.mask
         )
         w.write(f"c{i}", rec.conversation(s.image))
@@ -72,7 +72,7 @@ def test_training_tokens_are_the_inference_tokens_plus_the_answers(
 
     monkeypatch.setattr(HFPolicy, "act", act)
     s = SquareSample()
-    _, rec = Session(FakeFactory(), policy).run(s.image, s.description, s.mask)
+    _, rec = Episode(FakeFactory(), policy).run(s.image, s.description, s.mask)
     assert [t.outcome for t in rec.turns] == ["executed", "executed", "stop"]
     path = ConversationWriter(tmp_path).write("c", rec.conversation(s.image))
     conv = next(iter_conversations(tmp_path / "conversations.jsonl"))

@@ -62,8 +62,9 @@ def label_of(action):
 
 
 def test_conversations_parse_back_and_replay_to_the_same_masks(generated, segmenter):
+    from medsam_agent_rt.episode import Episode
     from medsam_agent_rt.policies import ReplayPolicy
-    from medsam_agent_rt.session import Session, SessionConfig
+    from medsam_agent_rt.session_config import SessionConfig
 
     out, stats = generated
     refs = {r.sample_id: r for r in resolve_dataset(DATA)}
@@ -86,7 +87,7 @@ def test_conversations_parse_back_and_replay_to_the_same_masks(generated, segmen
         # replay through the same segmenter: same masks, same final IoU, same images
         image, gt = ref.load()
         cfg = SessionConfig(max_actions=CFG.max_actions)
-        _, rec = Session(segmenter, ReplayPolicy(texts), cfg).run(image, ref.description, gt)
+        _, rec = Episode(segmenter, ReplayPolicy(texts), cfg).run(image, ref.description, gt)
         assert [mask_digest(m) for m in rec.masks()] == [t["mask"] for t in turns if t["mask"]]
         assert rec.final["iou"] == conv["meta"]["final_iou"]
         replayed = rec.conversation(image)

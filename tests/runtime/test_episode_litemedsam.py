@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medsam_agent_rt.episode import Episode
 from medsam_agent_rt.policies import ExpertConfig, ExpertPolicy, OracleBoxPolicy, ReplayPolicy
-from medsam_agent_rt.session import Session, SessionConfig
+from medsam_agent_rt.session_config import SessionConfig
 from medsam_agent_rt.trajectory import EpisodeRecord
 
 pytestmark = pytest.mark.skipif(
@@ -53,7 +54,7 @@ def dice(a, b):
 @pytest.mark.parametrize("case", CASES[:1])
 def test_oracle_box_equals_the_segmenters_gt_box_prediction(segmenter, demo_dir, case):
     image, gt = load(demo_dir, case)
-    mask, rec = Session(segmenter, OracleBoxPolicy()).run(image, "t", gt)
+    mask, rec = Episode(segmenter, OracleBoxPolicy()).run(image, "t", gt)
     ys, xs = np.nonzero(gt)
     box = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
     assert rec.turns[0].action["pixels"] == box.tolist()  # 256 px: exact grid round trip
@@ -76,8 +77,8 @@ def test_expert_beats_or_equals_oracle_box_on_demo_masks(segmenter, demo_dir):
     gains = []
     for case in CASES[:3]:
         image, gt = load(demo_dir, case)
-        _, oracle = Session(segmenter, OracleBoxPolicy()).run(image, "t", gt)
-        _, expert = Session(segmenter, ExpertPolicy(cfg), short).run(image, "t", gt)
+        _, oracle = Episode(segmenter, OracleBoxPolicy()).run(image, "t", gt)
+        _, expert = Episode(segmenter, ExpertPolicy(cfg), short).run(image, "t", gt)
         assert expert.turns[0].mask == oracle.turns[0].mask
         assert expert.final["iou"] >= oracle.final["iou"]
         gains.append(expert.final["dice"] - oracle.final["dice"])
@@ -89,9 +90,9 @@ def test_a_replayed_record_reproduces_the_masks(segmenter, demo_dir):
     policy = ExpertPolicy(
         ExpertConfig(seed=3, retries=1, box_prob=0.5, jitter_min=0.05, jitter_max=0.10)
     )
-    mask, rec = Session(segmenter, policy, SessionConfig(max_actions=3)).run(image, "t", gt)
+    mask, rec = Episode(segmenter, policy, SessionConfig(max_actions=3)).run(image, "t", gt)
     texts = [t.text for t in rec.turns]
-    mask2, rec2 = Session(segmenter, ReplayPolicy(texts), SessionConfig(max_actions=3)).run(
+    mask2, rec2 = Episode(segmenter, ReplayPolicy(texts), SessionConfig(max_actions=3)).run(
         image, "t", gt
     )
     np.testing.assert_array_equal(mask, mask2)
@@ -100,6 +101,6 @@ def test_a_replayed_record_reproduces_the_masks(segmenter, demo_dir):
 
 def test_a_full_episode_with_the_embedded_segmenter_stays_offline(segmenter, demo_dir, no_network):
     image, gt = load(demo_dir, CASES[3])  # a fresh image: the encoder runs inside the guard
-    mask, rec = Session(segmenter, OracleBoxPolicy()).run(image, "t", gt)
+    mask, rec = Episode(segmenter, OracleBoxPolicy()).run(image, "t", gt)
     assert rec.end_reason == "stop" and mask.any() and rec.totals["seconds"]["encode"] > 0
     assert no_network == []

@@ -10,6 +10,7 @@ import pytest
 from runtime_fakes import FakeFactory, RecordingPolicy, blob_gt, make_image, rule_mask
 from scipy import ndimage
 
+from medsam_agent_rt.episode import Episode
 from medsam_agent_rt.policies import PolicyTurn, ReplayPolicy
 from medsam_agent_rt.protocol import (
     FOLLOWUP_TURN_TEXT,
@@ -20,7 +21,7 @@ from medsam_agent_rt.protocol import (
     first_turn_text,
     format_action,
 )
-from medsam_agent_rt.session import Session, SessionConfig, run_episode
+from medsam_agent_rt.session_config import SessionConfig
 from medsam_agent_rt.trajectory import EpisodeRecord
 
 BOX = format_action(AddBox(300, 250, 700, 700))
@@ -39,7 +40,7 @@ def run(texts, config=None, image=None, gt=None, **kw):
     image = make_image() if image is None else image
     factory = FakeFactory(**kw)
     policy = RecordingPolicy(ReplayPolicy(texts))
-    mask, rec = Session(factory, policy, config).run(image, "liver in CT", gt, image_id="img0")
+    mask, rec = Episode(factory, policy, config).run(image, "liver in CT", gt, image_id="img0")
     return mask, rec, factory, policy
 
 
@@ -226,7 +227,7 @@ def test_encoder_failure_and_bad_tool_output_are_tool_errors():
     def broken(image):
         raise MemoryError("encoder out of memory")
 
-    mask, rec = Session(broken, ReplayPolicy([BOX])).run(make_image(), "x")
+    mask, rec = Episode(broken, ReplayPolicy([BOX])).run(make_image(), "x")
     assert rec.end_reason == "tool_error" and "MemoryError" in rec.error and rec.turns == []
     assert not mask.any()
 
@@ -236,7 +237,7 @@ def test_encoder_failure_and_bad_tool_output_are_tool_errors():
         def add_box(self, box):
             return type("S", (), {"mask": np.zeros((3, 3), bool), "score": 1.0})()
 
-    _, rec = Session(lambda im: WrongShape(), ReplayPolicy([BOX])).run(make_image(), "x")
+    _, rec = Episode(lambda im: WrongShape(), ReplayPolicy([BOX])).run(make_image(), "x")
     assert rec.end_reason == "tool_error" and "shape" in rec.turns[0].tool_error
 
 
@@ -252,7 +253,7 @@ def test_preview_errors_inside_a_gt_policy_are_tool_errors():
             return PolicyTurn(POS)
 
     fail = lambda name, n: name.startswith("preview")  # noqa: E731
-    mask, rec = Session(FakeFactory(fail_on=fail), Previewer()).run(make_image(), "x", blob_gt())
+    mask, rec = Episode(FakeFactory(fail_on=fail), Previewer()).run(make_image(), "x", blob_gt())
     assert rec.end_reason == "tool_error" and "preview" in rec.error and not mask.any()
 
 
@@ -267,21 +268,21 @@ def test_policy_exceptions_propagate():
             raise ConnectionError("server down")
 
     with pytest.raises(ConnectionError):
-        Session(FakeFactory(), Crash()).run(make_image(), "x")
+        Episode(FakeFactory(), Crash()).run(make_image(), "x")
 
 
 def test_bad_inputs_are_refused_before_anything_runs():
     factory = FakeFactory()
     with pytest.raises(ValueError, match="gt must be"):
-        Session(factory, ReplayPolicy([BOX])).run(make_image(64, 96), "x", np.zeros((64, 95), bool))
+        Episode(factory, ReplayPolicy([BOX])).run(make_image(64, 96), "x", np.zeros((64, 95), bool))
     from medsam_agent_rt.policies import OracleBoxPolicy
 
     with pytest.raises(ValueError, match="GT-driven"):
-        Session(factory, OracleBoxPolicy()).run(make_image(), "x")
+        Episode(factory, OracleBoxPolicy()).run(make_image(), "x")
     with pytest.raises(ValueError, match="uint8"):
-        Session(factory, ReplayPolicy([BOX])).run(np.zeros((8, 8, 3), np.float32), "x")
+        Episode(factory, ReplayPolicy([BOX])).run(np.zeros((8, 8, 3), np.float32), "x")
     with pytest.raises(TypeError, match="tool must be"):
-        Session(3, ReplayPolicy([BOX]))
+        Episode(3, ReplayPolicy([BOX]))
     assert factory.tools == []
 
 
@@ -323,13 +324,13 @@ def test_final_mask_post_processing_uses_the_kernels():
     assert rec2.final["components"] == 1
 
 
-def test_run_episode_and_replay_of_a_saved_record(tmp_path):
+def test_run_and_replay_of_a_saved_record(tmp_path):
     image, gt = make_image(), blob_gt()
     texts = [STOP, BAD, BOX, POS, NEG, STOP]
-    mask, rec = run_episode(FakeFactory(), ReplayPolicy(texts), image, "t", gt)
+    mask, rec = Episode(FakeFactory(), ReplayPolicy(texts)).run(image, "t", gt)
     path = rec.save(tmp_path / "episode.json")
     assert EpisodeRecord.load(path) == rec
-    mask2, rec2 = run_episode(FakeFactory(), ReplayPolicy.from_file(path), image, "t", gt)
+    mask2, rec2 = Episode(FakeFactory(), ReplayPolicy.from_file(path)).run(image, "t", gt)
     np.testing.assert_array_equal(mask, mask2)
     assert [t.mask for t in rec2.turns] == [t.mask for t in rec.turns]
     assert [t.outcome for t in rec2.turns] == [t.outcome for t in rec.turns]
@@ -340,7 +341,7 @@ def test_an_action_previewed_by_a_gt_policy_is_committed_not_run_again():
 
     factory = FakeFactory()
     cfg = ExpertConfig(box_prob=0.0)
-    mask, rec = Session(factory, ExpertPolicy(cfg)).run(make_image(), "t", blob_gt())
+    mask, rec = Episode(factory, ExpertPolicy(cfg)).run(make_image(), "t", blob_gt())
     calls = [c[0] for c in factory.tools[0].calls]
     executed = [t for t in rec.turns if t.outcome == "executed"]
     assert len(executed) >= 2
@@ -348,7 +349,7 @@ def test_an_action_previewed_by_a_gt_policy_is_committed_not_run_again():
     assert calls.count("add_point") == 1 and calls.count("commit") == len(executed) - 1
     assert "add_box" not in calls
     # and the committed masks are those of plain execution (replay without previews)
-    mask2, rec2 = Session(FakeFactory(), ReplayPolicy([t.text for t in rec.turns])).run(
+    mask2, rec2 = Episode(FakeFactory(), ReplayPolicy([t.text for t in rec.turns])).run(
         make_image(), "t", blob_gt()
     )
     np.testing.assert_array_equal(mask, mask2)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from medsam_agent_rt.episode import Episode
 from medsam_agent_rt.policies import ExpertConfig, ExpertPolicy, ReplayPolicy
 from medsam_agent_rt.protocol import AddBox, AddPoint, Stop, format_action
-from medsam_agent_rt.session import Session, SessionConfig
+from medsam_agent_rt.session_config import SessionConfig
 from medsam_agent_rt.trajectory import EpisodeRecord
 
 
@@ -71,7 +72,7 @@ def test_on_turn_reports_each_finished_turn_once_in_order():
     def on_turn(turn):
         seen.append((turn.index, turn.outcome, dict(turn.timings)))
 
-    _, rec = Session(BoxTool, ReplayPolicy(texts), on_turn=on_turn).run(IMAGE, "t")
+    _, rec = Episode(BoxTool, ReplayPolicy(texts), on_turn=on_turn).run(IMAGE, "t")
     assert [(i, o) for i, o, _ in seen] == [(t.index, t.outcome) for t in rec.turns]
     assert [o for _, o, _ in seen] == ["invalid", "executed", "invalid", "executed", "stop"]
     # reported when finished: an executed turn already carries its tool and render timings
@@ -85,12 +86,12 @@ def test_on_turn_after_a_tool_error_and_at_the_budget():
 
     texts = [format_action(AddBox(1, 1, 900, 900)), format_action(AddPoint(5, 5, False))]
     seen = []
-    _, rec = Session(Broken, ReplayPolicy(texts), on_turn=seen.append).run(IMAGE, "t")
+    _, rec = Episode(Broken, ReplayPolicy(texts), on_turn=seen.append).run(IMAGE, "t")
     assert rec.end_reason == "tool_error" and seen == rec.turns
 
     seen.clear()
     cfg = SessionConfig(max_actions=1)
-    _, rec = Session(BoxTool, ReplayPolicy(texts), cfg, on_turn=seen.append).run(IMAGE, "t")
+    _, rec = Episode(BoxTool, ReplayPolicy(texts), cfg, on_turn=seen.append).run(IMAGE, "t")
     assert rec.end_reason == "budget" and seen == rec.turns and len(seen) == 1
 
 
@@ -105,7 +106,7 @@ def test_previews_inside_the_policy_call_are_timed():
         return tools[-1]
 
     policy = ExpertPolicy(ExpertConfig(box_prob=1.0))
-    _, rec = Session(factory, policy, SessionConfig(max_actions=3)).run(IMAGE, "t", gt)
+    _, rec = Episode(factory, policy, SessionConfig(max_actions=3)).run(IMAGE, "t", gt)
     assert tools[0].previews >= 1
     timed = [t for t in rec.turns if "preview" in t.timings]
     assert timed and all(0 < t.timings["preview"] <= t.timings["policy"] for t in timed)
@@ -119,14 +120,14 @@ def test_max_hole_area_fills_only_small_holes():
     texts = [format_action(AddBox(100, 100, 900, 900)),
              format_action(AddPoint(300, 300, False)), format_action(AddPoint(700, 700, False)),
              format_action(Stop())]  # fmt: skip
-    raw, rec = Session(BoxTool, ReplayPolicy(texts)).run(IMAGE, "t")
+    raw, rec = Episode(BoxTool, ReplayPolicy(texts)).run(IMAGE, "t")
     x1, y1, x2, y2 = rec.turns[0].action["pixels"]
     inside = (slice(y1, y2 + 1), slice(x1, x2 + 1))
     holes = int((~raw[inside]).sum())
     assert holes == 2 * 81 and raw.sum() == (y2 - y1 + 1) * (x2 - x1 + 1) - holes
     for max_area, want in ((None, 0), (81, 0), (80, holes), (0, holes)):
         cfg = SessionConfig(fill_holes=True, max_hole_area=max_area)
-        mask, rec = Session(BoxTool, ReplayPolicy(texts), cfg).run(IMAGE, "t")
+        mask, rec = Episode(BoxTool, ReplayPolicy(texts), cfg).run(IMAGE, "t")
         assert int((~mask[inside]).sum()) == want, max_area
         assert mask.sum() == raw.sum() + holes - want
         assert rec.config["max_hole_area"] == max_area
@@ -135,7 +136,7 @@ def test_max_hole_area_fills_only_small_holes():
 
 
 def test_record_source_round_trips():
-    _, rec = Session(BoxTool, ReplayPolicy([format_action(Stop())] * 2)).run(IMAGE, "t")
+    _, rec = Episode(BoxTool, ReplayPolicy([format_action(Stop())] * 2)).run(IMAGE, "t")
     rec.source = {"image": {"path": "x.dcm", "format": "dicom"}, "gt": None}
     back = EpisodeRecord.from_json(rec.to_json())
     assert back.source == rec.source and back == rec
