@@ -1,11 +1,12 @@
 """Timing probes around one agent episode: where its wall time goes, stage by stage.
 
-The session records policy / tool / render per turn, but a GT-driven policy (expert) runs the
+The episode records policy / tool / render per turn, but a GT-driven policy (expert) runs the
 segmenter itself (previews) inside its policy call, and the segmenter's own post-processing
-(low-res logits -> full-size mask, ``ops.postprocess_masks``) is inside its ``predict``. The
+(low-res logits -> full-size mask, ``ops.postprocess_masks``) is inside its ``decode``. The
 probes split these without touching the runtime:
 
-- ``TimedSegmenter`` wraps any Segmenter: ``set_image`` -> "encode", ``predict`` -> "predict";
+- ``TimedSegmenter`` wraps any Segmenter: ``encode`` -> "encode", ``decode`` -> "predict" (the
+  decoder call, named as in the README's latency table);
 - ``timed_postprocess`` wraps ``medsam_agent_rt.ops.postprocess_masks`` -> "postprocess" (a
   backend that binds the function at import time is not seen: its calls count 0, and the
   benchmark reports post-process as not separable rather than 0);
@@ -40,7 +41,7 @@ class Clock:
 
 
 class TimedSegmenter:
-    """A Segmenter that times ``set_image`` and ``predict``; everything else is delegated."""
+    """A Segmenter that times ``encode`` and ``decode``; everything else is delegated."""
 
     def __init__(self, inner: Any, clock: Clock) -> None:
         self._inner, self._clock = inner, clock
@@ -48,14 +49,15 @@ class TimedSegmenter:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def set_image(self, image: Any) -> None:
+    def encode(self, image: Any) -> Any:
         t0 = time.perf_counter()
-        self._inner.set_image(image)
+        out = self._inner.encode(image)
         self._clock.add("encode", time.perf_counter() - t0)
+        return out
 
-    def predict(self, *args: Any, **kwargs: Any) -> Any:
+    def decode(self, *args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
-        out = self._inner.predict(*args, **kwargs)
+        out = self._inner.decode(*args, **kwargs)
         self._clock.add("predict", time.perf_counter() - t0)
         return out
 

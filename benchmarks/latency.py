@@ -20,8 +20,12 @@ Stages (seconds; the JSON also has p90 and counts):
   render       the green overlay for the next observation (executed actions only)
   stats        mask area, components and Dice/IoU of an executed action
   tool_call / postprocess_call   the same for one single segmenter call
-  episode      one whole episode as the session measures it (encode + all turns + clean-up)
+  episode      one whole episode as the Episode measures it (encode + all turns + clean-up)
 policy / tool / postprocess are per policy call ("turn"), stop turns included.
+
+Host <-> device bytes per turn (``medsam_agent_rt.transfers.METER``: every explicit copy between
+host memory and a GPU, image upload included, divided by the policy calls): 0 on a CPU tool; on
+a CUDA tool the 512 view per executed turn, the recorded masks and the final mask.
 
 Each configuration (segmenter, backend, policy, device) is one row: --backend torch onnx gives
 two rows, --policy expert clicker:3 two more. A backend that is not available yields a row with
@@ -90,12 +94,21 @@ class Tally:
         self.stages: dict[str, list[float]] = {k: [] for k in STAGES}
         self.stages["load_first"], self.stages["load"] = loads[:1], loads[1:] or loads[:1]
         self.counts: dict[str, Any] = {
-            "episodes": 0, "turns": 0, "actions": 0, "tool_calls": 0, "end_reasons": {}
+            "episodes": 0, "turns": 0, "actions": 0, "tool_calls": 0, "end_reasons": {},
+            "h2d_bytes": 0, "d2h_bytes": 0,
         }  # fmt: skip
         self.dice: list[float] = []
 
-    def add(self, rec: Any, policy: TimedPolicy, clock: Clock, marks: dict[str, int]) -> None:
-        """One finished episode; ``marks``: len(clock.each[stage]) when it started."""
+    def add(
+        self,
+        rec: Any,
+        policy: TimedPolicy,
+        clock: Clock,
+        marks: dict[str, int],
+        moved: tuple[int, int] = (0, 0),
+    ) -> None:
+        """One finished episode; ``marks``: len(clock.each[stage]) when it started; ``moved``:
+        the (host -> device, device -> host) bytes it copied."""
         for turn in turn_stages(policy, clock, rec):
             for stage in TURN_STAGES:
                 if turn[stage] is not None:
@@ -112,6 +125,8 @@ class Tally:
         c["turns"] += len(rec.turns)
         c["actions"] += rec.totals["actions"]
         c["tool_calls"] += len(new["predict"])
+        c["h2d_bytes"] += moved[0]
+        c["d2h_bytes"] += moved[1]
         c["end_reasons"][rec.end_reason] = c["end_reasons"].get(rec.end_reason, 0) + 1
         if rec.final.get("dice") is not None:
             self.dice.append(rec.final["dice"])
@@ -125,6 +140,7 @@ def measure(cfg: Config, samples: list, args: argparse.Namespace) -> dict[str, A
     from medsam_agent_rt.policies import build_policy
     from medsam_agent_rt.segmenters import build_segmenter
     from medsam_agent_rt.session_config import SessionConfig
+    from medsam_agent_rt.transfers import METER
 
     row: dict[str, Any] = {"name": cfg.name, "config": asdict(cfg), "status": "ok"}
     loads = []
@@ -149,9 +165,12 @@ def measure(cfg: Config, samples: list, args: argparse.Namespace) -> dict[str, A
             ):
                 policy = TimedPolicy(inner, clock)
                 marks = {s: len(clock.each[s]) for s in ("encode", "predict", "postprocess")}
+                before = METER.snapshot()
                 _, rec = Episode(seg, policy, session_cfg).run(image, target, gt, image_id)
+                after = METER.snapshot()
                 if i >= args.warmup:
-                    tally.add(rec, policy, clock, marks)
+                    moved = (after[0] - before[0], after[1] - before[1])
+                    tally.add(rec, policy, clock, marks, moved)
     except Exception as exc:  # noqa: BLE001 - e.g. a policy server went down: report, go on
         row.update(status="error", error=f"{type(exc).__name__}: {exc}")
         return row
@@ -184,16 +203,25 @@ def stage_table(row: dict[str, Any]) -> str:
         f"{c['actions']} actions; end reasons {c['end_reasons']}"
         + (f"; mean final Dice {row['mean_final_dice']:.3f}" if row["mean_final_dice"] else "")
     )
+    h2d, d2h = bytes_per_turn(row)
+    lines.append(f"host <-> device bytes per turn: {h2d:,.0f} to the device, {d2h:,.0f} back")
     if row.get("note"):
         lines.append(f"note: {row['note']}")
     return "\n".join(lines)
 
 
+def bytes_per_turn(row: dict[str, Any]) -> tuple[float, float]:
+    """(host -> device, device -> host) bytes per policy call of a row (0 on a CPU tool)."""
+    c = row["counts"]
+    turns = max(c["turns"], 1)
+    return c["h2d_bytes"] / turns, c["d2h_bytes"] / turns
+
+
 def comparison_table(rows: list[dict[str, Any]]) -> str:
     cols = ("load", "encode", "policy", "tool", "postprocess", "render", "episode")
     lines = [
-        "| configuration | " + " | ".join(cols) + " |",
-        "|---|" + "---:|" * len(cols),
+        "| configuration | " + " | ".join(cols) + " | host<->device bytes / turn |",
+        "|---|" + "---:|" * (len(cols) + 1),
     ]
     for row in rows:
         if row["status"] != "ok":
@@ -203,6 +231,8 @@ def comparison_table(rows: list[dict[str, Any]]) -> str:
         for c in cols:
             med = row["stages"][c]["median"]
             cells.append("-" if med is None else _timing.fmt_seconds(med))
+        h2d, d2h = bytes_per_turn(row)
+        cells.append(f"{h2d + d2h:,.0f}")
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from medsam_agent_rt.episode_tool import (
+    DeviceViews,
     EpisodeState,
     HumanAction,
     ToolError,
@@ -206,6 +207,8 @@ class Episode:
             self._end("tool_error", f"{type(exc).__name__}: {exc}")
             return rec
         st.encode_s = time.perf_counter() - t0
+        if getattr(st.tool, "on_device", False):  # masks stay on the tool's device
+            st.device = DeviceViews(view, gt)
         rec.backend = rec.backend or str(getattr(st.tool, "backend", ""))
         rec.strategy = str(getattr(st.tool, "strategy", ""))
         self.policy.reset(Task(rgb, geo, target, gt if needs_gt else None, image_id))
@@ -378,7 +381,7 @@ class Episode:
         turn.timings["tool"] = time.perf_counter() - t0
         st.undo.append((turn.index, st.mask))
         st.previews.clear()
-        mask = np.ascontiguousarray(step.mask, bool)
+        mask = step.mask if st.device is not None else np.ascontiguousarray(step.mask, bool)
         score = getattr(step, "score", None)
         turn.outcome, turn.tool_score = "executed", None if score is None else float(score)
         prompts = getattr(step, "prompts", None)

@@ -26,6 +26,7 @@ from medsam_agent_rt.protocol import (
     to_pixels,
 )
 from medsam_agent_rt.trajectory import TurnRecord, mask_stats, rle_encode
+from medsam_agent_rt.transfers import METER, is_device_array, to_host
 
 
 class ToolStep(Protocol):
@@ -105,8 +106,10 @@ def segmenter_tool_factory(segmenter: Any, strategy: str | None = None) -> ToolF
     store, carries prompts per ``strategy``)."""
     from medsam_agent_rt.segmenters.prompt_chain import PromptChain
 
+    on_device = bool(getattr(segmenter, "on_device", False))
+
     def factory(image: np.ndarray) -> ToolState:
-        return PromptChain(segmenter, image, strategy=strategy)
+        return PromptChain(segmenter, image, strategy=strategy, on_device=on_device)
 
     return factory
 
@@ -116,12 +119,12 @@ def postprocess_final(mask: np.ndarray, config: Any) -> np.ndarray:
     (``config``: a SessionConfig)."""
     from medsam_agent_rt import ops
 
-    out = np.ascontiguousarray(mask, bool)
-    if config.keep_largest and out.any():
+    out = mask if hasattr(mask, "__dlpack__") else np.ascontiguousarray(mask, bool)
+    if config.keep_largest and bool(out.any()):
         out = ops.keep_largest_component(out, config.connectivity)
-    if config.fill_holes and out.any():
+    if config.fill_holes and bool(out.any()):
         out = ops.fill_holes(out, config.max_hole_area, connectivity=config.connectivity)
-    return np.ascontiguousarray(out, bool)
+    return np.ascontiguousarray(to_host(out), bool)  # a device mask crosses once, here
 
 
 @dataclass
@@ -147,6 +150,53 @@ class EpisodeState:
     t_start: float = 0.0
     encode_s: float = 0.0
     final: np.ndarray | None = None
+    device: DeviceViews | None = None  # set when the tool keeps its masks on a device
+
+
+class DeviceViews:
+    """The device side of an episode whose tool keeps masks on a CUDA device: the 512 view and
+    the GT uploaded once (on the first mask's device), the overlay rendered and the mask stats
+    computed there with the ``ops`` kernels; the host receives the overlay (the view the policy
+    sees) and a few scalars."""
+
+    def __init__(self, view: np.ndarray, gt: np.ndarray | None) -> None:
+        self.view, self.gt = view, gt
+        self._view_dev: Any = None
+        self._gt_dev: Any = None
+
+    def _upload(self, like: Any) -> None:
+        if self._view_dev is not None:
+            return
+        import torch
+
+        on_gpu = is_device_array(like)
+        for name, host in (("view", self.view), ("gt", self.gt)):
+            if host is None:
+                continue
+            if on_gpu:
+                METER.add("h2d", host.nbytes)
+            setattr(self, f"_{name}_dev", torch.as_tensor(host, device=like.device))
+
+    def overlay(self, mask: Any, geometry: ViewGeometry) -> np.ndarray:
+        """(S, S, 3) uint8 host overlay of a device (H, W) bool mask."""
+        from medsam_agent_rt import ops
+
+        self._upload(mask)
+        return to_host(ops.render_overlay(self._view_dev, mask, geometry.content_box))
+
+    def stats(self, mask: Any, connectivity: int) -> dict[str, Any]:
+        """``trajectory.mask_stats`` of a device mask, computed on its device."""
+        from medsam_agent_rt import ops
+
+        self._upload(mask)
+        area = int(mask.sum())
+        out: dict[str, Any] = {"area": area, "iou": None, "dice": None, "components": 0}
+        if area:
+            out["components"] = ops.label_components(mask, connectivity).count
+        if self._gt_dev is not None:
+            mm = ops.mask_metrics(mask, self._gt_dev)
+            out["iou"], out["dice"] = float(mm.iou[0]), float(mm.dice[0])
+        return out
 
 
 def previewer(st: EpisodeState, turn: TurnRecord) -> Callable[[Action], np.ndarray]:
@@ -164,7 +214,7 @@ def previewer(st: EpisodeState, turn: TurnRecord) -> Callable[[Action], np.ndarr
         finally:  # tool time spent inside the policy call (also counted in its "policy")
             turn.timings["preview"] = turn.timings.get("preview", 0.0) + (time.perf_counter() - t0)
         st.previews[px] = step  # executing this action later commits it (no re-run)
-        return np.array(step.mask, bool)
+        return np.array(to_host(step.mask), bool)
 
     return preview
 
@@ -172,13 +222,20 @@ def previewer(st: EpisodeState, turn: TurnRecord) -> Callable[[Action], np.ndarr
 def record_mask(st: EpisodeState, config: Any, turn: TurnRecord, mask: np.ndarray) -> np.ndarray:
     """Render the overlay view of ``mask`` ((S, S, 3) uint8, returned) and put the mask's RLE
     (if recorded), its stats and their timings into ``turn``."""
+    dev = st.device
     t0 = time.perf_counter()
-    overlay = render_observation(st.view, mask, st.geo)
+    if dev is not None:
+        overlay = dev.overlay(mask, st.geo)
+    else:
+        overlay = render_observation(st.view, mask, st.geo)
     turn.timings["render"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    stats = mask_stats(mask, st.gt, config.connectivity)
+    if dev is not None:
+        stats = dev.stats(mask, config.connectivity)
+    else:
+        stats = mask_stats(mask, st.gt, config.connectivity)
     turn.timings["stats"] = time.perf_counter() - t0
-    turn.mask = rle_encode(mask) if config.record_masks else None
+    turn.mask = rle_encode(to_host(mask)) if config.record_masks else None
     turn.mask_area, turn.components = stats["area"], stats["components"]
     turn.iou, turn.dice = stats["iou"], stats["dice"]
     return overlay
@@ -202,7 +259,8 @@ def pixel_action_record(px: PixelBox | PixelPoint, geometry: ViewGeometry) -> di
             "positive": bool(px.positive)}  # fmt: skip
 
 
-def readonly(mask: np.ndarray) -> np.ndarray:
-    out = mask.copy()
+def readonly(mask: Any) -> np.ndarray:
+    """A read-only host copy of ``mask``."""
+    out = np.array(to_host(mask), copy=True)
     out.setflags(write=False)
     return out

@@ -47,9 +47,13 @@ def write_outputs(
     the mask in the slice it came from), overlay.png and trajectory.json into ``out``, all or
     nothing (``io.atomic_directory``; parent folders created here are removed on failure).
     Returns the file names written."""
-    from medsam_agent_rt.io.atomic import atomic_directory
-    from medsam_agent_rt.io.strip import write_overlay_strip
-    from medsam_agent_rt.io.writers import write_json, write_mask_nifti, write_mask_png
+    from medsam_agent_rt.io import (  # through the package: one patch point for tests
+        atomic_directory,
+        write_json,
+        write_mask_nifti,
+        write_mask_png,
+        write_overlay_strip,
+    )
 
     out = Path(out)
     tiles, captions = strip_tiles(image.rgb, record)

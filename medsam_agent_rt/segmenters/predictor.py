@@ -81,8 +81,19 @@ class SamPredictorBase:
         their IoU predictions (4,) float32 (token 0: single-mask output, 1..3: multimask)."""
         raise NotImplementedError
 
+    def _decode_device(self, embedding: Any, sparse: np.ndarray, mask: Any) -> tuple[Any, Any]:
+        """Like ``_decode`` but the outputs stay on the backend's CUDA device (torch tensors,
+        (4, h, w) and (4,) float32); ``mask`` may be a CUDA tensor. Only when ``on_device``."""
+        raise NotImplementedError(f"the {self.backend} backend has no device-resident decode")
+
     def _embedding_to_numpy(self, embedding: Any) -> np.ndarray:
         raise NotImplementedError
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the model runs on a CUDA device (then ``decode(..., on_device=True)`` keeps
+        logits and masks there)."""
+        return False
 
     def _release(self) -> None:
         """Free the backend's native resources (sessions, engines, device buffers, the model)."""
@@ -161,29 +172,50 @@ class SamPredictorBase:
         box: np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
+        on_device: bool = False,
     ) -> Prediction:
         """Masks of ``encoded`` for the prompts: point_coords (N, 2) (x, y) px and point_labels
         (N,) {0, 1}; box (4,) x1 y1 x2 y2 px; mask_input (1, 256, 256) low-res logits of an
         earlier prediction. Returns 3 masks (multimask_output) or 1, at the original size, with
-        scores and low-res logits."""
+        scores and low-res logits. ``on_device`` (on a CUDA backend, see ``on_device``): the
+        Prediction holds torch CUDA tensors (masks post-processed by the ``ops`` CUDA kernel)
+        and ``mask_input`` may be one; elsewhere it is ignored."""
         self._check_open()
         if not isinstance(encoded, Encoded):
             raise TypeError(
                 f"decode() needs the Encoded returned by encode(image), got {type(encoded).__name__}"
             )
+        device = bool(on_device) and self.on_device
+        mask_dev = None
+        if device and mask_input is not None and not isinstance(mask_input, np.ndarray):
+            mask_dev, mask_input = self._device_mask(mask_input), None
         pts, labels, bx, mask = check_prompts(
             point_coords, point_labels, box, mask_input, encoded.original_size, self.mask_input_size
         )
         sparse = self.sparse_tokens(pts, labels, bx, encoded.original_size)
-        low_all, iou_all = self._decode(encoded.embedding, sparse, mask)
         sl = slice(1, None) if multimask_output else slice(0, 1)
-        low = np.ascontiguousarray(low_all[sl], np.float32)
-        scores = np.ascontiguousarray(iou_all[sl], np.float32)
+        if device:
+            m = mask_dev if mask_dev is not None else mask
+            low_all, iou_all = self._decode_device(encoded.embedding, sparse, m)
+            low, scores = low_all[sl].contiguous(), iou_all[sl].contiguous()
+        else:
+            low_all, iou_all = self._decode(encoded.embedding, sparse, mask)
+            low = np.ascontiguousarray(low_all[sl], np.float32)
+            scores = np.ascontiguousarray(iou_all[sl], np.float32)
         s = self.preprocessing.input_size
         _, masks = ops.postprocess_masks(
             low, (s, s), encoded.resized_size, encoded.original_size, return_logits=False
         )
         return Prediction(masks=masks, scores=scores, low_res_logits=low)
+
+    def _device_mask(self, mask_input: Any) -> Any:
+        """A device ``mask_input`` (1, h, w) or (h, w) float as (h, w) float32, checked."""
+        h, w = self.mask_input_size
+        if tuple(mask_input.shape) not in ((1, h, w), (h, w)):
+            raise ValueError(
+                f"mask_input must be (1, {h}, {w}) low-res logits, got {tuple(mask_input.shape)}"
+            )
+        return mask_input.reshape(h, w).float()
 
     # ------------------------------------------------------------------ SamPredictor layer
     def set_image(self, image: np.ndarray) -> None:

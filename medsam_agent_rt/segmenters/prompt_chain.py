@@ -33,6 +33,7 @@ import numpy as np
 
 from medsam_agent_rt.segmenters.base import Segmenter
 from medsam_agent_rt.segmenters.families import FAMILIES
+from medsam_agent_rt.transfers import to_host
 
 STRATEGIES = (
     "newest_click+prev_logits",
@@ -95,7 +96,9 @@ class PromptChain:
     """Chained prompt state of one episode over ``segmenter`` for ``image`` (H, W, 3) uint8.
 
     strategy: one of STRATEGIES (default: the segmenter family's measured default);
-    multimask_first: multimask output on the first prompt (default: the family's setting).
+    multimask_first: multimask output on the first prompt (default: the family's setting);
+    on_device: on a CUDA segmenter (``segmenter.on_device``), keep the low-res logits and the
+    masks on the device (StepResult.mask / low_res_logits are then torch CUDA tensors).
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class PromptChain:
         image: np.ndarray,
         strategy: str | None = None,
         multimask_first: bool | None = None,
+        on_device: bool = False,
     ) -> None:
         spec = FAMILIES.get(getattr(segmenter, "family", ""), None)
         if strategy is None:
@@ -115,6 +119,7 @@ class PromptChain:
         self.segmenter = segmenter
         self.strategy = strategy
         self.multimask_first = bool(multimask_first)
+        self.on_device = bool(on_device) and bool(getattr(segmenter, "on_device", False))
         self.encoded = segmenter.encode(image)
         self.image_size: tuple[int, int] = tuple(self.encoded.original_size)
         self._state = _State()
@@ -176,10 +181,13 @@ class PromptChain:
             box=box,
             mask_input=mask_input,
             multimask_output=multimask,
+            **({"on_device": True} if self.on_device else {}),
         )
-        idx = int(np.argmax(pred.scores)) if multimask else 0
-        logits = np.asarray(pred.low_res_logits[idx], np.float32)
-        mask = np.asarray(pred.masks[idx], np.bool_)
+        scores = np.asarray(to_host(pred.scores), np.float32)  # the choice is made on the host
+        idx = int(np.argmax(scores)) if multimask else 0
+        logits, mask = pred.low_res_logits[idx], pred.masks[idx]  # device tensors on_device
+        if not self.on_device:
+            logits, mask = np.asarray(logits, np.float32), np.asarray(mask, np.bool_)
         done = _State(nxt.box, nxt.clicks, logits, mask, base.steps + 1)
         sent = SentPrompts(
             None if pts is None else pts.copy(),
@@ -191,7 +199,7 @@ class PromptChain:
         return StepResult(
             action,
             mask,
-            float(pred.scores[idx]),
+            float(scores[idx]),
             logits,
             sent,
             idx,

@@ -17,6 +17,7 @@ import numpy as np
 from medsam_agent_rt import ops
 from medsam_agent_rt.segmenters.families import FamilySpec, family_spec
 from medsam_agent_rt.segmenters.predictor import SamPredictorBase
+from medsam_agent_rt.transfers import METER, to_host
 
 
 def require_torch():
@@ -80,26 +81,44 @@ class TorchSegmenter(SamPredictorBase):
             source,
         )
 
+    @property
+    def on_device(self) -> bool:
+        return self.device.type == "cuda"
+
+    def _upload(self, x: np.ndarray) -> Any:
+        """A host array on the model's device (counted when it crosses to a GPU)."""
+        if self.device.type == "cuda":
+            METER.add("h2d", x.nbytes)
+        return require_torch().from_numpy(np.ascontiguousarray(x)).to(self.device)
+
     def _encode(self, x: np.ndarray) -> Any:
         torch = require_torch()
         with torch.inference_mode():
-            return self.model.encode(torch.from_numpy(x).to(self.device))
+            return self.model.encode(self._upload(x))
 
     def _embedding_to_numpy(self, embedding: Any) -> np.ndarray:
-        return embedding.detach().cpu().numpy()
+        return to_host(embedding.detach()).copy()
 
     def _release(self) -> None:
         self.model = None  # the weights go with the last reference
 
+    def _decode_device(self, embedding: Any, sparse: np.ndarray, mask: Any) -> tuple[Any, Any]:
+        torch = require_torch()
+        size = self.mask_input_size
+        with torch.inference_mode():
+            if mask is None:
+                m = torch.zeros(1, 1, *size, device=self.device)
+            elif isinstance(mask, np.ndarray):
+                m = self._upload(mask).view(1, 1, *size)
+            else:  # already on the device (the previous turn's logits)
+                m = mask.reshape(1, 1, *size).float()
+            has = self._upload(np.array([0.0 if mask is None else 1.0], np.float32))
+            tokens = self._upload(np.asarray(sparse, np.float32))[None]
+            low, iou = self.model.decode(embedding, tokens, m, has)
+        return low[0].float(), iou[0].float()
+
     def _decode(
         self, embedding: Any, sparse: np.ndarray, mask: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        torch = require_torch()
-        dev = self.device
-        with torch.inference_mode():
-            m = torch.zeros(1, 1, *self.mask_input_size, device=dev)
-            if mask is not None:
-                m = torch.from_numpy(mask).to(dev).view(1, 1, *self.mask_input_size)
-            has = torch.tensor([0.0 if mask is None else 1.0], device=dev)
-            low, iou = self.model.decode(embedding, torch.from_numpy(sparse).to(dev)[None], m, has)
-        return low[0].float().cpu().numpy(), iou[0].float().cpu().numpy()
+        low, iou = self._decode_device(embedding, sparse, mask)
+        return to_host(low), to_host(iou)

@@ -32,6 +32,7 @@ from medsam_agent_rt.segmenters.trt_engine import (
     load_or_build,
     require_tensorrt,
 )
+from medsam_agent_rt.transfers import METER, to_host
 
 
 def _require_torch_cuda(device: str):
@@ -140,10 +141,16 @@ class TrtSegmenter(ExportedPredictor):
         self._init_from_export(exported, cache_size)
 
     # ------------------------------------------------------------------ model calls
+    @property
+    def on_device(self) -> bool:
+        return True
+
     def _encode(self, x: np.ndarray) -> Any:
         torch = self._torch
+        x = np.ascontiguousarray(x, np.float32)
         with self._run_lock:
-            out = self.encoder_engine.run({"image": np.ascontiguousarray(x, np.float32)})
+            METER.add("h2d", x.nbytes)
+            out = self.encoder_engine.run({"image": x})
             with torch.cuda.stream(self.stream):
                 return out["image_embeddings"].clone()  # the stored copy, ordered on the stream
 
@@ -154,28 +161,38 @@ class TrtSegmenter(ExportedPredictor):
 
     def _embedding_to_numpy(self, embedding: Any) -> np.ndarray:
         with self._torch.cuda.stream(self.stream):
-            return embedding.cpu().numpy()
+            return to_host(embedding)
 
-    def _decode(
-        self, embedding: Any, sparse: np.ndarray, mask: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_device(self, embedding: Any, sparse: np.ndarray, mask: Any) -> tuple[Any, Any]:
         tokens = int(sparse.shape[0])
         if tokens > self.profile.max:
             raise ValueError(
                 f"{tokens} prompt tokens exceed the TensorRT decoder profile (max "
                 f"{self.profile.max}); build the segmenter with max_prompt_tokens >= {tokens}"
             )
-        mask_input, has_mask = self._mask_inputs(mask)
-        with self._run_lock:  # the output buffers are reused by the next run
-            out = self.decoder_engine.run(
-                {
-                    "image_embeddings": embedding,
-                    "sparse_embeddings": np.ascontiguousarray(sparse[None], np.float32),
-                    "mask_input": mask_input,
-                    "has_mask_input": has_mask,
-                }
-            )
-            with self._torch.cuda.stream(self.stream):
-                low = out["low_res_masks"][0].cpu().numpy()
-                iou = out["iou_predictions"][0].cpu().numpy()
+        torch = self._torch
+        sparse = np.ascontiguousarray(sparse[None], np.float32)
+        if mask is None or isinstance(mask, np.ndarray):
+            mask_input, has_mask = self._mask_inputs(mask)
+        else:  # the previous turn's logits, already on the device: bound where they are
+            mask_input = mask.reshape(1, 1, *self.mask_input_size).float().contiguous()
+            has_mask = self._has[True]
+        inputs = {"image_embeddings": embedding, "sparse_embeddings": sparse,
+                  "mask_input": mask_input, "has_mask_input": has_mask}  # fmt: skip
+        METER.add("h2d", sum(v.nbytes for v in inputs.values() if isinstance(v, np.ndarray)))
+        with self._run_lock:  # the output buffers are reused by the next run: copy them out
+            out = self.decoder_engine.run(inputs)
+            with torch.cuda.stream(self.stream):
+                low = out["low_res_masks"][0].float().clone()
+                iou = out["iou_predictions"][0].float().clone()
+        current = torch.cuda.current_stream(self.device)
+        current.wait_stream(self.stream)  # ops kernels run on the caller's current stream
+        for t in (low, iou):
+            t.record_stream(current)
         return low, iou
+
+    def _decode(
+        self, embedding: Any, sparse: np.ndarray, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        low, iou = self._decode_device(embedding, sparse, mask)
+        return to_host(low), to_host(iou)

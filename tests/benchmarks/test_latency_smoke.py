@@ -60,6 +60,8 @@ def test_latency_smoke_reports_every_stage(tiny_demo, tmp_path, capsys):
         assert f"| {stage} |" in printed, stage
     counts = ok["counts"]
     assert counts["episodes"] == 1 and counts["actions"] == 1
+    assert counts["h2d_bytes"] == counts["d2h_bytes"] == 0  # a CPU tool moves nothing
+    assert "host <-> device bytes per turn: 0 to the device, 0 back" in printed
     assert stages["episode"]["n"] == 1 and stages["encode"]["n"] == 1
     assert stages["policy"]["n"] == stages["tool"]["n"] == counts["turns"]
     assert stages["render"]["n"] == counts["actions"]  # render: executed actions only

@@ -347,14 +347,13 @@ class FailingSegmenter:
 
     family, backend = "litemedsam", "fake"
 
-    def set_image(self, image):
-        self.original_size = image.shape[:2]
+    def encode(self, image):
+        from medsam_agent_rt.segmenters import Encoded
 
-    def predict(self, **kwargs):
+        return Encoded(None, image.shape[:2], image.shape[:2], "k")
+
+    def decode(self, encoded, **kwargs):
         raise RuntimeError("decoder exploded")
-
-    def reset_image(self):
-        pass
 
 
 def test_tool_error_exits_3_and_still_writes_the_record(demo_case, monkeypatch, tmp_path, capsys):

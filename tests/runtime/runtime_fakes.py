@@ -11,6 +11,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medsam_agent_rt.protocol import AddBox, AddPoint, Stop, format_action
+
+BOX = format_action(AddBox(300, 250, 700, 700))
+POS = format_action(AddPoint(500, 400, True))
+NEG = format_action(AddPoint(400, 500, False))
+STOP = format_action(Stop())
+
+
+def px(v: int, s: int, pad: int) -> int:
+    """Independent oracle of the grid mapping: round half up of v * (S - 1) / 999, minus padding."""
+    return int(np.floor(v * (s - 1) / 999 + 0.5)) - pad
+
 
 @dataclass
 class Step:
@@ -147,3 +159,23 @@ def blob_gt(h=64, w=96):
     g |= disc(h, w, 72, 30, 9)
     g &= ~disc(h, w, 40, 44, 6)
     return g
+
+
+def same_messages(a, b) -> bool:
+    """Whether two protocol conversations are identical: roles, texts, image bytes."""
+    if len(a) != len(b):
+        return False
+    for ma, mb in zip(a, b):
+        if ma["role"] != mb["role"] or len(ma["content"]) != len(mb["content"]):
+            return False
+        for pa, pb in zip(ma["content"], mb["content"]):
+            if pa["type"] != pb["type"]:
+                return False
+            if pa["type"] == "image":
+                if pa["image"].dtype != pb["image"].dtype or not np.array_equal(
+                    pa["image"], pb["image"]
+                ):
+                    return False
+            elif pa["text"] != pb["text"]:
+                return False
+    return True

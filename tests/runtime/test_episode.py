@@ -7,7 +7,19 @@ import json
 
 import numpy as np
 import pytest
-from runtime_fakes import FakeFactory, RecordingPolicy, blob_gt, make_image, rule_mask
+from runtime_fakes import (
+    BOX,
+    NEG,
+    POS,
+    STOP,
+    FakeFactory,
+    RecordingPolicy,
+    blob_gt,
+    make_image,
+    px,
+    rule_mask,
+    same_messages,
+)
 from scipy import ndimage
 
 from medsam_agent_rt.episode import Episode
@@ -16,7 +28,6 @@ from medsam_agent_rt.protocol import (
     FOLLOWUP_TURN_TEXT,
     AddBox,
     AddPoint,
-    Stop,
     ViewGeometry,
     first_turn_text,
     format_action,
@@ -24,16 +35,7 @@ from medsam_agent_rt.protocol import (
 from medsam_agent_rt.session_config import SessionConfig
 from medsam_agent_rt.trajectory import EpisodeRecord
 
-BOX = format_action(AddBox(300, 250, 700, 700))
-POS = format_action(AddPoint(500, 400, True))
-NEG = format_action(AddPoint(400, 500, False))
-STOP = format_action(Stop())
 BAD = "I think the target is on the left."
-
-
-def px(v: int, s: int, pad: int) -> int:
-    """Independent oracle of the grid mapping: round half up of v * (S - 1) / 999, minus padding."""
-    return int(np.floor(v * (s - 1) / 999 + 0.5)) - pad
 
 
 def run(texts, config=None, image=None, gt=None, **kw):
@@ -126,37 +128,18 @@ def test_observations_carry_the_conversation_and_the_record_rebuilds_it_byte_for
     assert last[2]["content"][0]["text"] == BOX and last[4]["content"][0]["text"] == POS
     assert last[5]["content"][1]["text"] == FOLLOWUP_TURN_TEXT
     # an invalid answer is not kept: the retry sees the same messages as the call before
-    assert _same(policy.seen[1][0], policy.seen[2][0])
+    assert same_messages(policy.seen[1][0], policy.seen[2][0])
     for k, (msgs, *_rest) in enumerate(policy.seen):
-        assert _same(rec.messages(image, k), msgs), f"turn {k}"
+        assert same_messages(rec.messages(image, k), msgs), f"turn {k}"
     # the same after a JSON round trip
     back = EpisodeRecord.from_json(rec.to_json())
     for k, (msgs, *_rest) in enumerate(policy.seen):
-        assert _same(back.messages(image, k), msgs)
+        assert same_messages(back.messages(image, k), msgs)
     conv = back.conversation(image)
     assert [m["role"] for m in conv][-1] == "assistant" and conv[-1]["content"][0]["text"] == STOP
     assert len([m for m in conv if m["role"] == "assistant"]) == 3
     with pytest.raises(ValueError, match="does not match"):
         rec.messages(make_image(50, 40, seed=1), 0)
-
-
-def _same(a, b) -> bool:
-    if len(a) != len(b):
-        return False
-    for ma, mb in zip(a, b):
-        if ma["role"] != mb["role"] or len(ma["content"]) != len(mb["content"]):
-            return False
-        for pa, pb in zip(ma["content"], mb["content"]):
-            if pa["type"] != pb["type"]:
-                return False
-            if pa["type"] == "image":
-                if pa["image"].dtype != pb["image"].dtype or not np.array_equal(
-                    pa["image"], pb["image"]
-                ):
-                    return False
-            elif pa["text"] != pb["text"]:
-                return False
-    return True
 
 
 # ----------------------------------------------------------------------------- budget and stopping

@@ -9,18 +9,24 @@ import time
 
 import numpy as np
 import pytest
-from runtime_fakes import FakeFactory, RecordingPolicy, make_image, rule_mask
+from runtime_fakes import (
+    BOX,
+    POS,
+    STOP,
+    FakeFactory,
+    RecordingPolicy,
+    make_image,
+    px,
+    rule_mask,
+    same_messages,
+)
 
 from medsam_agent_rt.episode import Episode
 from medsam_agent_rt.policies import PolicyTurn, ReplayPolicy
 from medsam_agent_rt.protocol import (
-    AddBox,
-    AddPoint,
     PixelBox,
     PixelPoint,
-    Stop,
     build_messages,
-    format_action,
     render_observation,
     render_view,
     view_geometry,
@@ -28,35 +34,7 @@ from medsam_agent_rt.protocol import (
 from medsam_agent_rt.session_config import SessionConfig
 from medsam_agent_rt.trajectory import EpisodeRecord
 
-BOX = format_action(AddBox(300, 250, 700, 700))
-POS = format_action(AddPoint(500, 400, True))
-STOP = format_action(Stop())
 BAD = "no tool call here"
-
-
-def px(v: int, s: int, pad: int) -> int:
-    """Independent oracle of the grid mapping (round half up of v * (S - 1) / 999, minus pad)."""
-    return int(np.floor(v * (s - 1) / 999 + 0.5)) - pad
-
-
-def same_messages(a, b) -> bool:
-    if len(a) != len(b):
-        return False
-    for ma, mb in zip(a, b):
-        if ma["role"] != mb["role"] or len(ma["content"]) != len(mb["content"]):
-            return False
-        for pa, pb in zip(ma["content"], mb["content"]):
-            if pa["type"] != pb["type"]:
-                return False
-            if pa["type"] == "image":
-                if (
-                    pa["image"].dtype != pb["image"].dtype
-                    or pa["image"].tobytes() != pb["image"].tobytes()
-                ):
-                    return False
-            elif pa != pb:
-                return False
-    return True
 
 
 def test_a_person_and_the_agent_take_turns():
