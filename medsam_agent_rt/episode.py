@@ -22,7 +22,8 @@ exceptions raised by the policy itself propagate from ``step()`` and leave the e
 Deadlines (SessionConfig): an answer arriving after ``turn_deadline_s`` is discarded (outcome
 "late", end "turn_deadline"); ``episode_deadline_s`` is checked before each policy call and after
 each answer (end "episode_deadline"). A running policy call is not interrupted. The final mask is
-the last tool mask (empty when nothing ran), optionally cleaned with ``ops``.
+the last tool mask (empty when nothing ran), optionally cleaned with ``ops``. On a CUDA tool the
+masks stay on the device (``episode_tool.DeviceViews``); the host gets the views and the result.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from medsam_agent_rt.episode_tool import (
     ToolError,
     check_human_action,
     checked_step,
+    deadline_passed,
     pixel_action_record,
     postprocess_final,
     previewer,
@@ -240,7 +242,7 @@ class Episode:
         ended without a call: the episode deadline had passed). Raises RuntimeError when the
         episode is over; an exception from the policy propagates and changes nothing."""
         rec, st = self._check_open("step")
-        late = self._late(None)
+        late = deadline_passed(self.config, st, None)
         if late is not None:
             self._end(*late)
             return None
@@ -274,7 +276,7 @@ class Episode:
         if self._cancel_requested:
             turn.outcome = "cancelled"
             return self._finish(turn, ("cancelled", None))
-        late = self._late(elapsed)
+        late = deadline_passed(self.config, st, elapsed)
         if late is not None:
             turn.outcome = "late"
             return self._finish(turn, late)
@@ -311,19 +313,6 @@ class Episode:
         st.texts.append(turn.text)
         st.actions += 1
         return ("budget", None) if st.actions >= cfg.max_actions else None
-
-    def _late(self, elapsed: float | None) -> tuple[str, str] | None:
-        """(end reason, message) when a deadline has passed (``elapsed``: the answer's time)."""
-        cfg, st = self.config, self._st
-        assert st is not None
-        limit = getattr(cfg, "turn_deadline_s", None)
-        if elapsed is not None and limit is not None and elapsed > limit:
-            return "turn_deadline", f"the policy answered in {elapsed:.3f} s (limit {limit} s)"
-        limit = getattr(cfg, "episode_deadline_s", None)
-        spent = time.perf_counter() - st.t_start
-        if limit is not None and spent > limit:
-            return "episode_deadline", f"the episode ran {spent:.3f} s (limit {limit} s)"
-        return None
 
     # ------------------------------------------------------------------ a person's actions
     def apply(self, action: HumanAction, source: str = "human") -> TurnRecord:

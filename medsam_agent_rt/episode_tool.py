@@ -199,6 +199,19 @@ class DeviceViews:
         return out
 
 
+def deadline_passed(config: Any, st: EpisodeState, elapsed: float | None) -> tuple[str, str] | None:
+    """(end reason, message) when a deadline of ``config`` has passed (``elapsed``: the time the
+    policy's answer took, None before a call), else None."""
+    limit = getattr(config, "turn_deadline_s", None)
+    if elapsed is not None and limit is not None and elapsed > limit:
+        return "turn_deadline", f"the policy answered in {elapsed:.3f} s (limit {limit} s)"
+    limit = getattr(config, "episode_deadline_s", None)
+    spent = time.perf_counter() - st.t_start
+    if limit is not None and spent > limit:
+        return "episode_deadline", f"the episode ran {spent:.3f} s (limit {limit} s)"
+    return None
+
+
 def previewer(st: EpisodeState, turn: TurnRecord) -> Callable[[Action], np.ndarray]:
     """A GT policy's preview(action) -> (H, W) bool mask, timed into ``turn``."""
 
