@@ -112,7 +112,8 @@ class Episode:
             self._factory, self.tool_spec, self.backend = tool, tool_spec or "custom", ""
         else:
             raise TypeError(
-                f"tool must be a Segmenter or a callable image -> tool state, got {type(tool).__name__}"
+                "tool must be a Segmenter (with encode / decode) or a callable image -> tool "
+                f"state, got {type(tool).__name__}"
             )
         self._rec: EpisodeRecord | None = None
         self._st: EpisodeState | None = None
