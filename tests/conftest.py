@@ -3,7 +3,9 @@ $MSRT_SHARED_DATA) and tiny models are built from configs."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,62 @@ def demo_dir() -> Path:
     if root is None:
         pytest.skip("shared/data/biomedparse-demo not found (set MSRT_SHARED_DATA)")
     return root / "biomedparse-demo"
+
+
+# ----------------------------------------------------------------------------- socket audit
+# One process-wide audit hook (hooks cannot be removed): every socket.connect / sendto of every
+# test is checked; a non-loopback destination is refused (the connect raises) and recorded, and
+# the autouse fixture ``socket_audit`` fails the test that made it. Tests that run an episode,
+# an evaluation or the CLI are thereby proven offline (ARCHITECTURE decision 8).
+_NETWORK_ATTEMPTS: list[str] = []
+
+
+def _is_loopback(address) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX path, abstract socket
+        return True
+    host = str(address[0]).split("%")[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _audit(event: str, args) -> None:
+    if event in ("socket.connect", "socket.sendto") and len(args) >= 2:
+        address = args[-1]
+        if not _is_loopback(address):
+            _NETWORK_ATTEMPTS.append(f"{event} {address!r}")
+            raise PermissionError(f"test socket audit: non-loopback {event} to {address!r}")
+
+
+sys.addaudithook(_audit)
+
+
+class SocketAudit:
+    """The non-loopback attempts of the running test (``made()``); ``forgive()`` clears them
+    (for a test that makes one on purpose to prove the guard)."""
+
+    def __init__(self) -> None:
+        self.start = len(_NETWORK_ATTEMPTS)
+
+    def made(self) -> list[str]:
+        return _NETWORK_ATTEMPTS[self.start :]
+
+    def forgive(self) -> None:
+        del _NETWORK_ATTEMPTS[self.start :]
+
+
+@pytest.fixture(autouse=True)
+def socket_audit():
+    """Fails the test if it (or anything it ran, threads included) tried a non-loopback
+    connection: the audit hook refused it, this reports it."""
+    audit = SocketAudit()
+    yield audit
+    leaked = audit.made()
+    audit.forgive()
+    assert not leaked, f"non-loopback network access during the test: {leaked}"
 
 
 def _cuda_ready() -> bool:

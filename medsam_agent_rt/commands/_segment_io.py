@@ -40,15 +40,16 @@ def default_out_dir(image: str | os.PathLike[str]) -> Path:
     return Path.cwd() / "medsam-agent-out" / image_stem(image)
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse a file, or a non-empty folder unless ``overwrite`` (checked before any work)."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(
-            f"--out {out}: the output directory exists and is not empty; pass --overwrite to "
-            "replace it, or choose another --out"
-        )
+def check_out_dir(out: Path, overwrite: bool, inputs: tuple = ()) -> None:
+    """Refuse a file, a non-empty folder unless ``overwrite``, a folder that is or holds the
+    working directory or one of ``inputs`` (as given or through symlinks), or one that cannot
+    be created (``io.atomic.check_output_dir``); checked before any work."""
+    from medsam_agent_rt.io.atomic import UnsafeOutputError, check_output_dir
+
+    try:
+        check_output_dir(out, inputs=[p for p in inputs if p], overwrite=overwrite)
+    except UnsafeOutputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- GT
@@ -162,12 +163,17 @@ def strip_tiles(rgb: np.ndarray, record: Any) -> tuple[list[np.ndarray], list[st
 
 
 def write_outputs(
-    out: Path, image: LoadedImage, mask: np.ndarray, record: Any, overwrite: bool
+    out: Path,
+    image: LoadedImage,
+    mask: np.ndarray,
+    record: Any,
+    overwrite: bool,
+    protect: tuple = (),
 ) -> list[str]:
     """Write mask.png (0/255, original size), mask.nii.gz (NIfTI input: aligned to its affine,
     the mask in the slice it came from), overlay.png and trajectory.json into ``out``, all or
-    nothing (``io.atomic_directory``; parent folders created here are removed on failure).
-    Returns the file names written."""
+    nothing (``io.atomic_directory``; parent folders created here are removed on failure; the
+    folder must not hold any of ``protect``). Returns the file names written."""
     from medsam_agent_rt.io import (
         atomic_directory,
         write_json,
@@ -181,7 +187,7 @@ def write_outputs(
     names = ["mask.png"] + (["mask.nii.gz"] if image.format == "nifti" else [])
     names += ["overlay.png", "trajectory.json"]
     try:
-        with atomic_directory(out, overwrite=overwrite) as tmp:
+        with atomic_directory(out, overwrite=overwrite, protect=protect) as tmp:
             write_mask_png(tmp / "mask.png", mask, like=image)
             if image.format == "nifti":
                 write_mask_nifti(tmp / "mask.nii.gz", mask, like=image)

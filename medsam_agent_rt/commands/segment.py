@@ -267,6 +267,12 @@ def _build_segmenter(args: argparse.Namespace) -> tuple[Any, float]:
         ) from None
 
 
+def _input_paths(args: argparse.Namespace, spec: str) -> tuple[str, ...]:
+    """Every file or folder the run reads (the output folder must hold none of them)."""
+    named = (args.image, args.gt, spec, args.segmenter)
+    return tuple(str(p) for p in named if p and Path(str(p)).exists())
+
+
 def _usage(message: str) -> Exception:
     from medsam_agent_rt.commands._segment_io import UsageError
 
@@ -297,6 +303,7 @@ def _run(args: argparse.Namespace) -> int:
         read_gt,
         write_outputs,
     )
+    from medsam_agent_rt.io.atomic import UnsafeOutputError
     from medsam_agent_rt.policies import default_policy_spec
     from medsam_agent_rt.session import Session, SessionConfig
 
@@ -309,7 +316,8 @@ def _run(args: argparse.Namespace) -> int:
             f"{POLICY_HINT}"
         )
     out = Path(args.out) if args.out else default_out_dir(args.image)
-    check_out_dir(out, args.overwrite)
+    inputs = _input_paths(args, spec)
+    check_out_dir(out, args.overwrite, inputs)
     image = _read_input(args)
     gt = read_gt(args.gt, image) if args.gt else None
     model_policy = Path(spec).is_dir()  # loading it takes long: the segmenter is checked first
@@ -363,9 +371,11 @@ def _run(args: argparse.Namespace) -> int:
     }
     code = EXIT_TOOL_ERROR if record.end_reason == "tool_error" else EXIT_OK
     try:
-        files = write_outputs(out, image, mask, record, args.overwrite)
+        files = write_outputs(out, image, mask, record, args.overwrite, protect=inputs)
     except FileExistsError as exc:
         raise _usage(f"--out {out}: {exc.strerror or exc}; pass --overwrite") from None
+    except UnsafeOutputError as exc:  # the folder changed while the episode ran
+        raise _usage(str(exc)) from None
     except OSError as exc:  # permissions, disk full: nothing was left behind
         raise _usage(f"--out {out}: cannot write the outputs ({exc})") from None
     result = summary(
