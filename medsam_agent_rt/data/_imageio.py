@@ -59,7 +59,8 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """A mask file as bool (H, W): True where any colour channel is non-zero (alpha ignored),
-    so 0/255, 0/1 and RGB(A) masks all read alike."""
+    so 0/255, 0/1 and RGB(A) masks all read alike. JPEG is lossy: its compression noise around
+    edges is not foreground, so a JPEG mask is thresholded at half range (a channel >= 128)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mask file not found: {path}")
@@ -71,12 +72,14 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
                 im = im.convert("RGB")
             a = np.asarray(im)
             bands = im.getbands()
+            lossy = im.format == "JPEG"
     except OSError as exc:
         raise ValueError(f"mask file {path}: cannot be decoded ({exc})") from exc
+    fg = (a >= 128) if lossy and a.dtype == np.uint8 else (a != 0)
     if a.ndim == 3:
         colour = [i for i, b in enumerate(bands) if b != "A"] or list(range(a.shape[2]))
-        return np.any(a[:, :, colour] != 0, axis=2)
-    return a != 0
+        return np.any(fg[:, :, colour], axis=2)
+    return fg
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -17,7 +17,7 @@
 - ``redirect``: 302 to ``server.location`` (default: a TEST-NET-3 address, never routed)
 - ``e500`` / ``e503`` / ``e400``: that HTTP status with a JSON error body
 
-Every request is recorded (method, path, headers, byte count); ``sent`` counts the body bytes
+GET .../models always lists one model. Every request is recorded (method, path, headers, byte count); ``sent`` counts the body bytes
 the server managed to write (a client that stops reading makes it stop).
 """
 
@@ -78,6 +78,9 @@ class HostileServer:
                         "bytes": n,
                     }
                 )
+                if self.path.endswith("/models"):  # model discovery is always answered
+                    owner._send(self, 200, b'{"data": [{"id": "hostile"}]}')
+                    return
                 mode = owner.modes.pop(0) if owner.modes else owner.default
                 try:
                     getattr(owner, f"_{mode}")(self)
@@ -174,7 +177,8 @@ class HostileServer:
         self._send(h, 302, b"", extra={"Location": self.location})
 
     def _error(self, h, status):
-        self._send(h, status, json.dumps({"error": {"message": f"injected {status}"}}).encode())
+        body = json.dumps({"error": {"message": f"injected {status}"}}).encode()
+        self._send(h, status, body, extra={"Retry-After": "0"})  # retried at once
 
     def _e500(self, h):
         self._error(h, 500)
