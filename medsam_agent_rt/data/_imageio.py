@@ -50,8 +50,10 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
                 a = _to_uint8(np.asarray(im))
             else:
                 a = np.asarray(im.convert("RGB"))
-    except OSError as exc:
-        raise ValueError(f"image file {path}: cannot be decoded ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - OSError, DecompressionBombError, SyntaxError ...
+        raise ValueError(
+            f"image file {path}: cannot be decoded ({type(exc).__name__}: {exc})"
+        ) from exc
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     return np.ascontiguousarray(a, dtype=np.uint8)
@@ -73,8 +75,10 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             a = np.asarray(im)
             bands = im.getbands()
             lossy = im.format == "JPEG"
-    except OSError as exc:
-        raise ValueError(f"mask file {path}: cannot be decoded ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - OSError, DecompressionBombError, SyntaxError ...
+        raise ValueError(
+            f"mask file {path}: cannot be decoded ({type(exc).__name__}: {exc})"
+        ) from exc
     fg = (a >= 128) if lossy and a.dtype == np.uint8 else (a != 0)
     if a.ndim == 3:
         colour = [i for i, b in enumerate(bands) if b != "A"] or list(range(a.shape[2]))

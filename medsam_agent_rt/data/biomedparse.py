@@ -164,9 +164,24 @@ def read_split(
         dataset: the dataset name given to the samples (default: the folder name).
         check_files: verify that every image and mask file exists (one listdir per folder).
 
-    Raises FileNotFoundError / DatasetFormatError naming the JSON file and the entry.
+    Raises FileNotFoundError / DatasetFormatError naming the JSON file and the entry; any other
+    error a malformed entry provokes (a list where a name belongs, ...) becomes a
+    DatasetFormatError too.
     """
-    dataset_dir = Path(dataset_dir)
+    at = {"where": f"{Path(dataset_dir) / f'{split}.json'}"}
+    try:
+        return _read_split(Path(dataset_dir), split, dataset, check_files, at)
+    except (DatasetFormatError, FileNotFoundError):
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError) as exc:
+        raise DatasetFormatError(
+            f"{at['where']}: malformed entry ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+
+
+def _read_split(
+    dataset_dir: Path, split: str, dataset: str | None, check_files: bool, at: dict[str, str]
+) -> list[Sample]:
     json_path = dataset_dir / f"{split}.json"
     data = _load_json(json_path)
     dataset = dataset or dataset_dir.name
@@ -195,7 +210,7 @@ def read_split(
     pairs: dict[tuple[str, str], int] = {}  # (image, mask) -> first annotation index
     duplicates: list[str] = []
     for i, ann in enumerate(data["annotations"]):
-        where = f"{json_path}: annotations[{i}]"
+        where = at["where"] = f"{json_path}: annotations[{i}]"
         if not isinstance(ann, dict):
             raise DatasetFormatError(f"{where}: expected an object, got {ann!r:.200}")
         file_name = ann.get("file_name")
