@@ -106,9 +106,12 @@ class SessionConfig:
                     f"got {_show(value)}"
                 )
         hole = self.max_hole_area
-        if hole is not None and (isinstance(hole, bool) or not isinstance(hole, int) or hole < 0):
+        if hole is not None and (
+            isinstance(hole, bool) or not isinstance(hole, int) or not 0 <= hole < 2**31
+        ):
             raise ValueError(
-                f"SessionConfig.max_hole_area must be None or an integer >= 0, got {hole!r}"
+                "SessionConfig.max_hole_area must be None (every hole) or an integer in "
+                f"0..{2**31 - 1} pixels, got {_show(hole)}"
             )
         if self.connectivity not in (4, 8):
             raise ValueError(

@@ -110,6 +110,8 @@ def _load_json(path: Path) -> dict[str, Any]:
         ) from exc
     except UnicodeDecodeError as exc:
         raise DatasetFormatError(f"{path}: not UTF-8 text ({exc})") from exc
+    except (RecursionError, ValueError) as exc:  # nesting bombs, integer-digit limits
+        raise DatasetFormatError(f"{path}: unreadable JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         got = type(data).__name__ if not isinstance(data, dict) else f"keys {sorted(data)}"
         raise DatasetFormatError(

@@ -193,8 +193,8 @@ def parse_phantom_spec(spec: str) -> dict[str, Any]:
             raise ValueError(f"dataset {spec!r}: {key}={value!r}: {exc}") from None
     if not 1 <= out["n"] <= MAX_PHANTOMS or not 0 <= out["seed"] < 2**31 or not out["modalities"]:
         raise ValueError(
-            f"dataset {spec!r}: n must be in 1..{MAX_PHANTOMS}, seed in 0..2**31-1 and "
-            "modalities non-empty, got "
+            f"dataset {spec!r}: n must be >= 1 and <= {MAX_PHANTOMS}, seed >= 0 and < 2**31 "
+            "and modalities non-empty, got "
             f"n={str(out['n'])[:20]}, seed={str(out['seed'])[:20]}, "
             f"modalities={out['modalities']}"
         )

@@ -17,7 +17,8 @@ What it guarantees, whatever the server does:
 
 Limits default from the environment (documented in the README, "Reliability"):
 ``MSRT_HTTP_TIMEOUT_S`` (120), ``MSRT_POLICY_DEADLINE_S`` (300), ``MSRT_MAX_RESPONSE_BYTES``
-(8 MiB), ``MSRT_ALLOW_REMOTE_POLICY`` (unset: loopback / LAN only).
+(8 MiB), ``MSRT_MAX_REQUEST_BYTES`` (64 MiB: a request that large is refused before it is
+sent), ``MSRT_ALLOW_REMOTE_POLICY`` (unset: loopback / LAN only).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_DEADLINE_S = 300.0
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 LAN_SUFFIXES = (".local", ".lan", ".internal", ".home.arpa", ".localdomain")
 _CHUNK = 64 * 1024
 
@@ -149,6 +151,12 @@ class BoundedClient:
         """(decoded JSON body, attempts made) of GET (payload None) or POST ``path``."""
         url = self.endpoint.url + path
         data = None if payload is None else _dumps(payload)
+        limit = int(env_float("MSRT_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES))
+        if data is not None and len(data) > limit:
+            raise HTTPPolicyError(
+                f"{url}: the request would be {len(data):,} bytes, over the limit of {limit:,} "
+                "(MSRT_MAX_REQUEST_BYTES; every turn resends all earlier views: lower --max-turns)"
+            )
         headers = {"Accept": "application/json", "Connection": "close"}
         if data is not None:
             headers["Content-Type"] = "application/json"

@@ -72,3 +72,15 @@ def test_a_never_stopping_policy_ends_at_the_budget():
     img = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
     _, rec = Session(BoxToolFactory(), policy, SessionConfig(max_actions=7)).run(img, "t")
     assert rec.end_reason == "budget" and policy.calls == 7 and rec.totals["actions"] == 7
+
+
+def test_a_huge_hole_area_is_refused_before_the_episode(tmp_path, capsys, fake_segmenter):
+    """It used to reach the C++ kernel after the whole episode as a raw TypeError."""
+    image, gt = write_case(tmp_path)
+    code = main(
+        ["segment", str(image), "--target", "t", "--policy", "oracle-box", "--gt", str(gt),
+         "--fill-holes", "9" * 30, "--out", str(tmp_path / "o")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "max_hole_area must be None" in err and "TypeError" not in err
+    assert fake_segmenter.episodes == 0

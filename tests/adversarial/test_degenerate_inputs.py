@@ -201,3 +201,15 @@ def test_duplicated_annotations_are_counted_once(tmp_path):
         samples = read_split(d, "test")
     assert len(samples) == 1
     shutil.rmtree(d)
+
+
+@pytest.mark.parametrize(
+    "body", ["[" * 200_000 + "]" * 200_000, '{"annotations": [' + "9" * 6000 + "]}"]
+)
+def test_dataset_json_bombs_are_format_errors(tmp_path, body):
+    from medsam_agent_rt.data.biomedparse import DatasetFormatError, read_split
+
+    d = _dataset(tmp_path, [])
+    (d / "test.json").write_text(body)
+    with pytest.raises(DatasetFormatError, match="test.json: unreadable JSON"):
+        read_split(d, "test")

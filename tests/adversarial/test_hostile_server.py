@@ -127,3 +127,10 @@ def test_non_local_or_credentialed_base_urls_are_refused(url, monkeypatch):
 )
 def test_lan_hosts_are_accepted(url):
     assert OpenAIPolicy(url, model="m").base_url.startswith(url.rstrip("/v1")[:12])
+
+
+def test_an_oversized_request_is_refused_before_it_is_sent(hostile, monkeypatch):
+    monkeypatch.setenv("MSRT_MAX_REQUEST_BYTES", "5000")
+    with pytest.raises(OpenAIPolicyError, match="over the limit of 5,000"):
+        policy(hostile).act(obs())  # one 64x64 noise view is > 12 kB as base64 PNG
+    assert not [r for r in hostile.requests if r["method"] == "POST"]
