@@ -3,9 +3,9 @@ $MSRT_SHARED_DATA) and tiny models are built from configs."""
 
 from __future__ import annotations
 
-import ipaddress
+import importlib.util
 import os
-import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,34 +33,22 @@ def demo_dir() -> Path:
 
 
 # ----------------------------------------------------------------------------- socket audit
-# One process-wide audit hook (hooks cannot be removed): every socket.connect / sendto of every
-# test is checked; a non-loopback destination is refused (the connect raises) and recorded, and
-# the autouse fixture ``socket_audit`` fails the test that made it. Tests that run an episode,
-# an evaluation or the CLI are thereby proven offline (ARCHITECTURE decision 8).
-_NETWORK_ATTEMPTS: list[str] = []
-
-
-def _is_loopback(address) -> bool:
-    if not isinstance(address, tuple):  # AF_UNIX path, abstract socket
-        return True
-    host = str(address[0]).split("%")[0]
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _audit(event: str, args) -> None:
-    if event in ("socket.connect", "socket.sendto") and len(args) >= 2:
-        address = args[-1]
-        if not _is_loopback(address):
-            _NETWORK_ATTEMPTS.append(f"{event} {address!r}")
-            raise PermissionError(f"test socket audit: non-loopback {event} to {address!r}")
-
-
-sys.addaudithook(_audit)
+# An audit hook (tests/_socket_audit/sitecustomize.py) refuses every non-loopback
+# socket.connect / sendto and logs it, in this process and, through PYTHONPATH, in every child
+# Python process (CLI subprocesses, spawned evaluation workers). The autouse fixture
+# ``socket_audit`` fails the test during which the log grew: tests that run an episode, an
+# evaluation or the CLI are thereby proven offline (ARCHITECTURE decision 8).
+_AUDIT_DIR = Path(__file__).resolve().parent / "_socket_audit"
+_AUDIT_LOG = Path(tempfile.mkdtemp(prefix="msrt-socket-audit-")) / "attempts.log"
+_AUDIT_LOG.touch()
+os.environ["MSRT_SOCKET_AUDIT_LOG"] = str(_AUDIT_LOG)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(_AUDIT_DIR), os.environ.get("PYTHONPATH", "")) if p
+)
+_spec = importlib.util.spec_from_file_location("msrt_socket_audit", _AUDIT_DIR / "sitecustomize.py")
+_audit_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_audit_module)
+_audit_module.install(str(_AUDIT_LOG))
 
 
 class SocketAudit:
@@ -68,23 +56,24 @@ class SocketAudit:
     (for a test that makes one on purpose to prove the guard)."""
 
     def __init__(self) -> None:
-        self.start = len(_NETWORK_ATTEMPTS)
+        self.start = _AUDIT_LOG.stat().st_size
 
     def made(self) -> list[str]:
-        return _NETWORK_ATTEMPTS[self.start :]
+        with open(_AUDIT_LOG, encoding="utf-8") as f:
+            f.seek(self.start)
+            return [line.strip() for line in f if line.strip()]
 
     def forgive(self) -> None:
-        del _NETWORK_ATTEMPTS[self.start :]
+        self.start = _AUDIT_LOG.stat().st_size
 
 
 @pytest.fixture(autouse=True)
 def socket_audit():
-    """Fails the test if it (or anything it ran, threads included) tried a non-loopback
+    """Fails the test if it (or any thread or child process it ran) tried a non-loopback
     connection: the audit hook refused it, this reports it."""
     audit = SocketAudit()
     yield audit
     leaked = audit.made()
-    audit.forgive()
     assert not leaked, f"non-loopback network access during the test: {leaked}"
 
 
