@@ -126,7 +126,10 @@ def read_dicom(
             f"interpretation {photometric or 'missing'}, decoded shape {tuple(arr.shape)}",
         )
 
-    spacing = _spacing(ds, index, info)
+    spacing = _optional(path, "PixelSpacing / ImagerPixelSpacing", _spacing, ds, index, info)
+    affine = _optional(
+        path, "ImagePositionPatient / ImageOrientationPatient", _affine, ds, index, spacing
+    )
     shape = ((count,) if count > 1 else ()) + (rows, cols) + ((samples,) if samples > 1 else ())
     return LoadedImage(
         rgb=np.ascontiguousarray(rgb),
@@ -139,7 +142,7 @@ def read_dicom(
         spacing=spacing,
         frame=index,
         frame_count=count,
-        affine=_affine(ds, index, spacing),
+        affine=affine,
         modality=ds.get("Modality"),
         photometric=photometric or None,
         info=info,
@@ -390,6 +393,19 @@ def _palette(path: Path, ds, arr: np.ndarray, window: WindowArg):
 
 
 # ----------------------------------------------------------------------------- geometry
+def _optional(path: Path, elements: str, fn, *args):
+    """Geometry is metadata: a malformed or non-finite value is dropped with a warning naming
+    the elements (the pixels are still usable), never an exception."""
+    try:
+        value = fn(*args)
+        if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
+            raise ValueError(f"non-finite values {np.asarray(value).ravel()[:4].tolist()}")
+        return value
+    except Exception as e:  # noqa: BLE001 - malformed DS / IS values raise many types
+        warnings.warn(f"{path}: DICOM {elements} ignored ({type(e).__name__}: {e})", stacklevel=3)
+        return None
+
+
 def _spacing(ds, index: int, info: dict) -> tuple[float, float] | None:
     spacing = frame_value(ds, index, "PixelMeasuresSequence", "PixelSpacing")
     source = "PixelSpacing"

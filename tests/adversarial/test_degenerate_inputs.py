@@ -213,3 +213,15 @@ def test_dataset_json_bombs_are_format_errors(tmp_path, body):
     (d / "test.json").write_text(body)
     with pytest.raises(DatasetFormatError, match="test.json: unreadable JSON"):
         read_split(d, "test")
+
+
+def test_malformed_pixel_spacing_is_dropped_with_a_warning_naming_it(tmp_path, pydicom_files):
+    raw = (pydicom_files / "CT_small.dcm").read_bytes()
+    good = b"0.661468\\0.661468 "
+    assert raw.count(good) == 1
+    (tmp_path / "sp.dcm").write_bytes(raw.replace(good, b"abcdefgh\\ijklmnop "))
+    with pytest.warns(
+        UserWarning, match=r"sp.dcm: DICOM PixelSpacing / ImagerPixelSpacing ignored"
+    ):
+        img = read_image(tmp_path / "sp.dcm")
+    assert img.spacing is None and img.affine is None and img.rgb.shape == (128, 128, 3)

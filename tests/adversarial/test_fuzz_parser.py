@@ -6,6 +6,7 @@ to exactly the action they were generated from (the generator is the oracle)."""
 from __future__ import annotations
 
 import json
+import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,13 +15,16 @@ from medsam_agent_rt.protocol import AddBox, AddPoint, ParseError, Stop, format_
 from medsam_agent_rt.protocol.actions import PARSE_ERROR_REASONS
 from medsam_agent_rt.protocol.text import GRID_MAX
 
+# CI runs the listed counts, derandomized; MSRT_FUZZ_SCALE=K runs K times more, random seeds.
+SCALE = int(os.environ.get("MSRT_FUZZ_SCALE", "1"))
+
 
 def fast(n: int) -> settings:
-    """``n`` examples, reproducible (derandomized), no per-example deadline."""
+    """``n`` examples (x $MSRT_FUZZ_SCALE), reproducible unless scaled, no deadline."""
     return settings(
-        max_examples=n,
+        max_examples=n * SCALE,
         deadline=None,
-        derandomize=True,
+        derandomize=SCALE == 1,
         database=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
