@@ -56,7 +56,11 @@ def check_output_dir(
     if out.exists() and not out.is_dir():
         raise UnsafeOutputError(f"{what} {out}: exists and is not a directory")
     outs = _forms(out)
-    danger = [Path.cwd(), Path.home()]
+    danger = [Path.cwd()]
+    try:
+        danger.append(Path.home())
+    except (RuntimeError, KeyError):  # no HOME and no password entry: nothing to protect there
+        pass
     for o in outs:
         if o == Path(o.anchor):
             raise UnsafeOutputError(f"{what} {out}: is a file-system root; choose a new folder")
