@@ -128,3 +128,28 @@ def test_eval_and_segment_agree_on_bad_input(tmp_path, capsys, fake_segmenter):
          "--out", str(tmp_path / "ev")]
     )  # fmt: skip
     assert code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_the_guard_travels_to_worker_processes():
+    """Spawned evaluation workers receive the guarded runner (pickled) and keep the guard."""
+    import pickle
+
+    from medsam_agent_rt.evaluation.datasets import SampleRef
+    from medsam_agent_rt.evaluation.rows import EpisodeRunner
+    from medsam_agent_rt.evaluation.runner import GuardedRunner
+
+    guarded = pickle.loads(pickle.dumps(GuardedRunner(EpisodeRunner(policy="oracle-box"))))
+
+    class Exploding:
+        def run(self, ref):
+            raise RecursionError("deep inside a decoder")
+
+    guarded.inner = Exploding()
+    ref = SampleRef.from_info(
+        {"index": 7, "sample_id": "s", "image_id": "i", "dataset": "d", "split": "test",
+         "target": "t", "description": "t", "modality": "CT", "site": "x",
+         "image_path": "/nonexistent.png", "mask_path": "/nonexistent_mask.png"}
+    )  # fmt: skip
+    row = guarded.run(ref)
+    assert row["skipped"] == "failed" and row["index"] == 7
+    assert row["error"] == "RecursionError: deep inside a decoder"
