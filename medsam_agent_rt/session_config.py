@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
+
+# The largest turn budget accepted (every path builds a SessionConfig, so this is the one
+# guard): each policy call resends every earlier view, so the work per call grows with the
+# turn count. 50 covers the click benchmarks (NoC cap 20); $MSRT_MAX_ACTIONS_LIMIT raises it.
+DEFAULT_MAX_ACTIONS_LIMIT = 50
+
+
+def _show(value: object) -> str:
+    """repr for messages; an integer too long to print (Python's digit limit) is summarised."""
+    try:
+        return repr(value)[:80]
+    except ValueError:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+
+
+def max_actions_limit() -> int:
+    """The turn-budget ceiling: $MSRT_MAX_ACTIONS_LIMIT when set (an integer >= 1), else 50."""
+    raw = os.environ.get("MSRT_MAX_ACTIONS_LIMIT", "").strip()
+    if not raw:
+        return DEFAULT_MAX_ACTIONS_LIMIT
+    if not raw.isdigit() or int(raw) < 1 or len(raw) > 6:
+        raise ValueError(
+            f"environment variable MSRT_MAX_ACTIONS_LIMIT must be an integer in 1..999999, "
+            f"got {raw!r}"
+        )
+    return int(raw)
 
 
 def _help(text: str) -> dict[str, str]:
@@ -69,19 +96,36 @@ class SessionConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_actions", "view_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(
-                    f"SessionConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}"
+                    f"SessionConfig.{name} must be an integer >= 1, got {_show(value)}"
                 )
+        if self.view_size > 4096:
+            raise ValueError(
+                f"SessionConfig.view_size must be at most 4096, got {_show(self.view_size)}"
+            )
+        limit = max_actions_limit()
+        if self.max_actions > limit:
+            raise ValueError(
+                f"SessionConfig.max_actions must be at most {limit} (each turn resends every "
+                f"earlier view to the policy), got {_show(self.max_actions)}; raise the ceiling with "
+                "MSRT_MAX_ACTIONS_LIMIT if you really need more"
+            )
         for name in ("refuse_first_stop", "invalid_retries"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 100:
                 raise ValueError(
-                    f"SessionConfig.{name} must be an integer >= 0 (0 disables it), got {getattr(self, name)!r}"
+                    f"SessionConfig.{name} must be an integer >= 0 and <= 100 (0 disables it), "
+                    f"got {_show(value)}"
                 )
         hole = self.max_hole_area
-        if hole is not None and (isinstance(hole, bool) or not isinstance(hole, int) or hole < 0):
+        if hole is not None and (
+            isinstance(hole, bool) or not isinstance(hole, int) or not 0 <= hole < 2**31
+        ):
             raise ValueError(
-                f"SessionConfig.max_hole_area must be None or an integer >= 0, got {hole!r}"
+                "SessionConfig.max_hole_area must be None (every hole) or an integer in "
+                f"0..{2**31 - 1} pixels, got {_show(hole)}"
             )
         for name in ("turn_deadline_s", "episode_deadline_s"):
             v = getattr(self, name)

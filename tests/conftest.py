@@ -3,7 +3,9 @@ $MSRT_SHARED_DATA) and tiny models are built from configs."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,51 @@ def demo_dir() -> Path:
     if root is None:
         pytest.skip("shared/data/biomedparse-demo not found (set MSRT_SHARED_DATA)")
     return root / "biomedparse-demo"
+
+
+# ----------------------------------------------------------------------------- socket audit
+# An audit hook (tests/_socket_audit/sitecustomize.py) refuses every non-loopback
+# socket.connect / sendto and logs it, in this process and, through PYTHONPATH, in every child
+# Python process (CLI subprocesses, spawned evaluation workers). The autouse fixture
+# ``socket_audit`` fails the test during which the log grew: tests that run an episode, an
+# evaluation or the CLI are thereby proven offline (ARCHITECTURE decision 8).
+_AUDIT_DIR = Path(__file__).resolve().parent / "_socket_audit"
+_AUDIT_LOG = Path(tempfile.mkdtemp(prefix="msrt-socket-audit-")) / "attempts.log"
+_AUDIT_LOG.touch()
+os.environ["MSRT_SOCKET_AUDIT_LOG"] = str(_AUDIT_LOG)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(_AUDIT_DIR), os.environ.get("PYTHONPATH", "")) if p
+)
+_spec = importlib.util.spec_from_file_location("msrt_socket_audit", _AUDIT_DIR / "sitecustomize.py")
+_audit_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_audit_module)
+_audit_module.install(str(_AUDIT_LOG))
+
+
+class SocketAudit:
+    """The non-loopback attempts of the running test (``made()``); ``forgive()`` clears them
+    (for a test that makes one on purpose to prove the guard)."""
+
+    def __init__(self) -> None:
+        self.start = _AUDIT_LOG.stat().st_size
+
+    def made(self) -> list[str]:
+        with open(_AUDIT_LOG, encoding="utf-8") as f:
+            f.seek(self.start)
+            return [line.strip() for line in f if line.strip()]
+
+    def forgive(self) -> None:
+        self.start = _AUDIT_LOG.stat().st_size
+
+
+@pytest.fixture(autouse=True)
+def socket_audit():
+    """Fails the test if it (or any thread or child process it ran) tried a non-loopback
+    connection: the audit hook refused it, this reports it."""
+    audit = SocketAudit()
+    yield audit
+    leaked = audit.made()
+    assert not leaked, f"non-loopback network access during the test: {leaked}"
 
 
 def _cuda_ready() -> bool:

@@ -38,15 +38,16 @@ def default_out_dir(image: str | os.PathLike[str]) -> Path:
     return Path.cwd() / "medsam-agent-out" / image_stem(image)
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse a file, or a non-empty folder unless ``overwrite`` (checked before any work)."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(
-            f"--out {out}: the output directory exists and is not empty; pass --overwrite to "
-            "replace it, or choose another --out"
-        )
+def check_out_dir(out: Path, overwrite: bool, inputs: tuple = ()) -> None:
+    """Refuse a file, a non-empty folder unless ``overwrite``, a folder that is or holds the
+    working directory or one of ``inputs`` (as given or through symlinks), or one that cannot
+    be created (``io.atomic.check_output_dir``); checked before any work."""
+    from medsam_agent_rt.io.atomic import UnsafeOutputError, check_output_dir
+
+    try:
+        check_output_dir(out, inputs=[p for p in inputs if p], overwrite=overwrite)
+    except UnsafeOutputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- GT

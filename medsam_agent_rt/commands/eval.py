@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from medsam_agent_rt.commands import _exit
+
 NAME = "eval"
 HELP = "Evaluate a policy with a segmenter on a dataset (results.json, results.md, plots)."
 
@@ -27,6 +29,7 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    p.epilog = _exit.EPILOG
     p.description = (
         "Evaluate a policy driving a segmenter on every sample of a dataset and write "
         "OUT/results.json (per-sample, per-class, per-dataset, per-modality Dice/IoU, per-round "
@@ -103,8 +106,12 @@ def _table(dirs: list[str], metric: str) -> int:
             print(
                 f"eval table: {path} not found (run or merge the evaluation first)", file=sys.stderr
             )
-            return 1
-        results = json.loads(path.read_text(encoding="utf-8"))
+            return _exit.USAGE
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"eval table: {path}: unreadable results ({exc})", file=sys.stderr)
+            return _exit.USAGE
         runs.append((label or f"`{results['config']['policy']}`", results))
     print(comparison_markdown(runs, metric), end="")
     return 0
@@ -122,20 +129,20 @@ def run(args: argparse.Namespace) -> int:
                 "usage: medsam-agent eval merge DIR... [--out DIR] | eval table DIR...",
                 file=sys.stderr,
             )
-            return 2
+            return _exit.USAGE
         try:
             results = merge(
                 words[1:], args.out, report=not args.no_report, gallery=max(0, args.gallery)
             )
-        except ValueError as exc:
+        except (ValueError, OSError, KeyError) as exc:
             print(f"eval merge: {exc}", file=sys.stderr)
-            return 1
+            return _exit.USAGE
         _print_summary(results, args.out or words[1])
-        return 0
+        return _failures(results)
     missing = [f"--{n}" for n in ("dataset", "policy", "out") if not getattr(args, n)]
     if missing:
         print(f"eval: {', '.join(missing)} required", file=sys.stderr)
-        return 2
+        return _exit.USAGE
     try:
         config = EvalConfig(
             dataset=args.dataset,
@@ -163,11 +170,30 @@ def run(args: argparse.Namespace) -> int:
             report=not args.no_report,
             gallery=max(0, args.gallery),
         )
-    except (ValueError, FileNotFoundError, NotImplementedError) as exc:
-        print(f"eval: {exc}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError, NotImplementedError) as exc:  # bad spec, dataset, --out
+        print(f"eval: error: {exc}", file=sys.stderr)
+        return _exit.USAGE
+    except Exception as exc:  # noqa: BLE001 - e.g. a model that fails to load: no traceback
+        print(f"eval: error: the evaluation failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return _exit.FAILED
     if results is None:
         print(f"shard written under {args.out}/shards; merge with: medsam-agent eval merge DIR...")
-        return 0
+        return _exit.OK
     _print_summary(results, args.out)
-    return 0
+    return _failures(results)
+
+
+def _failures(results: dict) -> int:
+    """FAILED (with one stderr line) when some samples' episodes raised, else OK."""
+    from medsam_agent_rt.evaluation.shards import FAILED
+
+    failed = [s for s in results.get("samples", []) if s.get("skipped") == FAILED]
+    if not failed:
+        return _exit.OK
+    print(
+        f"eval: {len(failed)} sample(s) failed and were recorded with their error (first: "
+        f"index {failed[0].get('index')}: {str(failed[0].get('error'))[:300]}); re-run the same "
+        "command to retry them",
+        file=sys.stderr,
+    )
+    return _exit.FAILED

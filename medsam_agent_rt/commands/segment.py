@@ -13,11 +13,14 @@ all): mask.png (0/255, the input's size), mask.nii.gz (NIfTI input: same grid an
 mask in its slice), overlay.png (the first view, then the overlay after each action) and
 trajectory.json (the episode record + the input's metadata; ``EpisodeRecord.load`` reads it).
 
-Exit codes: 0 the episode ran (ended by stop, budget or invalid_output; the reason is in the
-summary); 1 the policy itself failed (e.g. its model server is unreachable; nothing written);
-2 bad arguments or input (unreadable image, GT size mismatch, unknown policy / segmenter /
-backend, output folder exists; nothing written); 3 the episode ended with a tool error (outputs
-written: the record says what failed); 130 interrupted (nothing written).
+Exit codes (the table of every command: ``commands._exit``): 0 the episode ran (ended by stop,
+budget, or invalid_output after at least one action; the reason is in the summary); 1 the
+policy itself failed (e.g. its model server is unreachable; nothing written); 2 bad arguments or
+input (unreadable image, GT size mismatch, unknown policy / segmenter / backend, unsafe or
+unwritable output folder; nothing written); 3 the episode ended with a tool error (outputs
+written: the record says what failed); 4 no answer of the policy was a valid action (outputs
+written: empty mask + record; stderr line ``medsam-agent segment: no-valid-action: ...``);
+130 interrupted (nothing written).
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medsam_agent_rt.commands import _exit
+
 NAME = "segment"
 HELP = "Segment one image with the agent (policy + segmenter); write mask, overlay strip, record."
 
-EXIT_OK, EXIT_POLICY_FAILED, EXIT_USAGE, EXIT_TOOL_ERROR = 0, 1, 2, 3
+EXIT_OK, EXIT_POLICY_FAILED, EXIT_USAGE = _exit.OK, _exit.FAILED, _exit.USAGE
+EXIT_TOOL_ERROR, EXIT_NO_VALID_ACTION = _exit.TOOL_ERROR, _exit.NO_VALID_ACTION
 POLICY_HINT = (
     "'default' (the embedded policy), 'expert', 'clicker:K' or 'oracle-box' (GT-driven: with "
     "--gt MASK), a local Qwen-VL model directory, or the http://HOST:PORT/v1 URL of an "
@@ -67,7 +73,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     from medsam_agent_rt.segmenters.prompt_chain import STRATEGIES
     from medsam_agent_rt.segmenters.registry import BACKENDS
 
-    p.epilog = "exit codes: 0 done, 1 policy failed, 2 bad input, 3 tool error, 130 interrupted"
+    p.epilog = _exit.EPILOG
     p.add_argument("image", metavar="IMAGE", help="PNG/JPEG/TIFF, DICOM file or folder, NIfTI")
     p.add_argument("--target", required=True, help='what to segment, e.g. "liver in abdomen CT"')
     p.add_argument(
@@ -176,6 +182,11 @@ def turn_line(turn: Any, max_actions: int) -> str:
     return f"turn {turn.index + 1}: {body} [{times}]"
 
 
+def no_valid_action(record: Any) -> bool:
+    """The episode ended because the policy's answers were invalid before any action ran."""
+    return record.end_reason == "invalid_output" and not record.totals.get("actions", 0)
+
+
 def summary(record: Any, args: argparse.Namespace, out: Path | None, extra: dict) -> dict:
     """The run's summary (printed as one line, or as JSON with --json)."""
     final, totals = record.final, record.totals
@@ -188,6 +199,7 @@ def summary(record: Any, args: argparse.Namespace, out: Path | None, extra: dict
         "device": args.device,
         "strategy": record.strategy,
         "end_reason": record.end_reason,
+        "outcome": "no_valid_action" if no_valid_action(record) else record.end_reason,
         "error": record.error,
         "actions": totals.get("actions", 0),
         "policy_calls": totals.get("policy_calls", 0),
@@ -267,6 +279,12 @@ def _build_segmenter(args: argparse.Namespace) -> tuple[Any, float]:
         ) from None
 
 
+def _input_paths(args: argparse.Namespace, spec: str) -> tuple[str, ...]:
+    """Every file or folder the run reads (the output folder must hold none of them)."""
+    named = (args.image, args.gt, spec, args.segmenter)
+    return tuple(str(p) for p in named if p and Path(str(p)).exists())
+
+
 def _usage(message: str) -> Exception:
     from medsam_agent_rt.commands._segment_io import UsageError
 
@@ -280,6 +298,12 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
     except UsageError as exc:
         return _fail(args, EXIT_USAGE, str(exc))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except MemoryError:
+        return _fail(args, EXIT_USAGE, "out of memory (input too large for this machine)")
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches the user; the type is named
+        return _fail(args, EXIT_POLICY_FAILED, f"unexpected {type(exc).__name__}: {exc}")
 
 
 def _fail(args: argparse.Namespace, code: int, message: str) -> int:
@@ -293,6 +317,7 @@ def _fail(args: argparse.Namespace, code: int, message: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     from medsam_agent_rt.commands._segment_io import check_out_dir, default_out_dir, read_gt
     from medsam_agent_rt.episode import Episode
+    from medsam_agent_rt.io.atomic import UnsafeOutputError
     from medsam_agent_rt.io.outputs import write_outputs
     from medsam_agent_rt.policies import default_policy_spec
     from medsam_agent_rt.session_config import SessionConfig
@@ -305,8 +330,19 @@ def _run(args: argparse.Namespace) -> int:
             f"no --policy given and this package embeds no default policy yet; pass --policy "
             f"{POLICY_HINT}"
         )
+    try:  # every argument is checked before any work
+        config = SessionConfig(
+            max_actions=args.max_turns,
+            keep_largest=args.keep_largest,
+            fill_holes=args.fill_holes is not None,
+            max_hole_area=args.fill_holes if (args.fill_holes or 0) >= 0 else None,
+            strategy=args.strategy,
+        )
+    except ValueError as exc:
+        raise _usage(f"--max-turns / clean-up options: {exc}") from None
     out = Path(args.out) if args.out else default_out_dir(args.image)
-    check_out_dir(out, args.overwrite)
+    inputs = _input_paths(args, spec)
+    check_out_dir(out, args.overwrite, inputs)
     image = _read_input(args)
     gt = read_gt(args.gt, image) if args.gt else None
     model_policy = Path(spec).is_dir()  # loading it takes long: the segmenter is checked first
@@ -321,16 +357,6 @@ def _run(args: argparse.Namespace) -> int:
             )
         if not gt.any():
             raise _usage(f"--gt {args.gt}: the mask is empty; policy {name!r} needs a target")
-    try:
-        config = SessionConfig(
-            max_actions=args.max_turns,
-            keep_largest=args.keep_largest,
-            fill_holes=args.fill_holes is not None,
-            max_hole_area=args.fill_holes if (args.fill_holes or 0) >= 0 else None,
-            strategy=args.strategy,
-        )
-    except ValueError as exc:
-        raise _usage(str(exc)) from None
     (h, w), m = image.shape, image.mapping
     _say(f"image: {image.path} ({image.format}, {w}x{h}, intensity {m.kind}/{m.source})")
     if segmenter is None:
@@ -359,16 +385,27 @@ def _run(args: argparse.Namespace) -> int:
         "device": args.device,
     }
     code = EXIT_TOOL_ERROR if record.end_reason == "tool_error" else EXIT_OK
+    if no_valid_action(record):
+        code = EXIT_NO_VALID_ACTION
     try:
-        files = write_outputs(out, image, mask, record, args.overwrite)
+        files = write_outputs(out, image, mask, record, args.overwrite, protect=inputs)
     except FileExistsError as exc:
         raise _usage(f"--out {out}: {exc.strerror or exc}; pass --overwrite") from None
+    except UnsafeOutputError as exc:  # the folder changed while the episode ran
+        raise _usage(str(exc)) from None
     except OSError as exc:  # permissions, disk full: nothing was left behind
         raise _usage(f"--out {out}: cannot write the outputs ({exc})") from None
     result = summary(
         record, args, out, {"seconds": {"load": load_s}, "files": files, "exit_code": code}
     )
     _say(summary_line(result))
+    if code == EXIT_NO_VALID_ACTION:
+        last = next((t for t in reversed(record.turns) if t.outcome == "invalid"), None)
+        why = f"{last.parse_error}: {last.parse_detail or ''}"[:200] if last else "?"
+        _say(
+            f"medsam-agent segment: no-valid-action: none of the {len(record.turns)} answer(s) "
+            f"of the policy {name!r} was a valid action (last: {why}); the mask is empty"
+        )
     if args.json:
         print(json.dumps(result, indent=2))
     return code

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,8 @@ def _load_json(path: Path) -> dict[str, Any]:
         ) from exc
     except UnicodeDecodeError as exc:
         raise DatasetFormatError(f"{path}: not UTF-8 text ({exc})") from exc
+    except (RecursionError, ValueError) as exc:  # nesting bombs, integer-digit limits
+        raise DatasetFormatError(f"{path}: unreadable JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         got = type(data).__name__ if not isinstance(data, dict) else f"keys {sorted(data)}"
         raise DatasetFormatError(
@@ -163,9 +166,24 @@ def read_split(
         dataset: the dataset name given to the samples (default: the folder name).
         check_files: verify that every image and mask file exists (one listdir per folder).
 
-    Raises FileNotFoundError / DatasetFormatError naming the JSON file and the entry.
+    Raises FileNotFoundError / DatasetFormatError naming the JSON file and the entry; any other
+    error a malformed entry provokes (a list where a name belongs, ...) becomes a
+    DatasetFormatError too.
     """
-    dataset_dir = Path(dataset_dir)
+    at = {"where": f"{Path(dataset_dir) / f'{split}.json'}"}
+    try:
+        return _read_split(Path(dataset_dir), split, dataset, check_files, at)
+    except (DatasetFormatError, FileNotFoundError):
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError) as exc:
+        raise DatasetFormatError(
+            f"{at['where']}: malformed entry ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+
+
+def _read_split(
+    dataset_dir: Path, split: str, dataset: str | None, check_files: bool, at: dict[str, str]
+) -> list[Sample]:
     json_path = dataset_dir / f"{split}.json"
     data = _load_json(json_path)
     dataset = dataset or dataset_dir.name
@@ -190,8 +208,11 @@ def read_split(
     listing = _Listing()
     samples: list[Sample] = []
     seen: dict[str, int] = {}
+    root = Path(os.path.realpath(dataset_dir))
+    pairs: dict[tuple[str, str], int] = {}  # (image, mask) -> first annotation index
+    duplicates: list[str] = []
     for i, ann in enumerate(data["annotations"]):
-        where = f"{json_path}: annotations[{i}]"
+        where = at["where"] = f"{json_path}: annotations[{i}]"
         if not isinstance(ann, dict):
             raise DatasetFormatError(f"{where}: expected an object, got {ann!r:.200}")
         file_name = ann.get("file_name")
@@ -208,6 +229,20 @@ def read_split(
         ann_split = ann.get("split") if isinstance(ann.get("split"), str) else split
         image_path = dataset_dir / ann_split / file_name
         mask_path = dataset_dir / f"{ann_split}_mask" / mask_file
+        for what, name, p in (
+            ("file_name", file_name, image_path),
+            ("mask_file", mask_file, mask_path),
+        ):
+            if not _inside(p, root):
+                raise DatasetFormatError(
+                    f"{where}: {what} {name!r} (split {ann_split!r}) points outside the dataset folder {dataset_dir}; entries must name files "
+                    "inside it (no absolute paths, no '..', no links out)"
+                )
+        pair = (str(image_path), str(mask_path))
+        if pair in pairs:
+            duplicates.append(f"annotations[{i}] repeats annotations[{pairs[pair]}]")
+            continue
+        pairs[pair] = i
         if check_files:
             for what, p in (("image", image_path), ("mask", mask_path)):
                 if not listing.exists(p) and not p.is_file():
@@ -256,7 +291,7 @@ def read_split(
 
         stem = Path(mask_file).stem
         sample_id = f"{dataset}/{ann_split}/{stem}"
-        if sample_id in seen:  # the same mask listed twice (e.g. two phrasings)
+        if sample_id in seen:  # one mask name under two images (exact repeats were dropped)
             seen[sample_id] += 1
             sample_id = f"{sample_id}#{seen[sample_id]}"
         else:
@@ -276,7 +311,20 @@ def read_split(
                 meta=meta,
             )
         )
+    if duplicates:
+        warnings.warn(
+            f"{json_path}: {len(duplicates)} annotation(s) repeat an earlier (image, mask) pair "
+            f"and are counted once ({'; '.join(duplicates[:3])}"
+            f"{' ...' if len(duplicates) > 3 else ''})",
+            stacklevel=2,
+        )
     return samples
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """``path`` (symlinks resolved) lies inside ``root`` (already resolved)."""
+    real = Path(os.path.realpath(path))
+    return real == root or root in real.parents
 
 
 def iter_biomedparse(

@@ -152,6 +152,9 @@ def find_demo() -> Path:
     )
 
 
+MAX_PHANTOMS = 100_000  # per modality: a typo must not start days of generation
+
+
 def parse_phantom_spec(spec: str) -> dict[str, Any]:
     """``phantoms:n=8,seed=0,size=256,modalities=ct+mri,split=train`` -> keyword dict."""
     from medsam_agent_rt.data.phantoms import PHANTOM_MODALITIES, parse_size, phantom_modality
@@ -188,10 +191,12 @@ def parse_phantom_spec(spec: str) -> dict[str, Any]:
                 raise ValueError(f"unknown key {key!r} (keys: n, seed, size, modalities, split)")
         except ValueError as exc:
             raise ValueError(f"dataset {spec!r}: {key}={value!r}: {exc}") from None
-    if out["n"] < 1 or out["seed"] < 0 or not out["modalities"]:
+    if not 1 <= out["n"] <= MAX_PHANTOMS or not 0 <= out["seed"] < 2**31 or not out["modalities"]:
         raise ValueError(
-            f"dataset {spec!r}: n must be >= 1, seed >= 0 and modalities non-empty, got "
-            f"n={out['n']}, seed={out['seed']}, modalities={out['modalities']}"
+            f"dataset {spec!r}: n must be >= 1 and <= {MAX_PHANTOMS}, seed >= 0 and < 2**31 "
+            "and modalities non-empty, got "
+            f"n={str(out['n'])[:20]}, seed={str(out['seed'])[:20]}, "
+            f"modalities={out['modalities']}"
         )
     if not out["split"] or "/" in out["split"] or "_" in out["split"]:
         raise ValueError(f"dataset {spec!r}: split must be a name without '/' or '_'")

@@ -29,6 +29,7 @@ from medsam_agent_rt.evaluation.datasets import (
 from medsam_agent_rt.evaluation.metrics import summarise, timing
 from medsam_agent_rt.evaluation.rows import EpisodeRunner
 from medsam_agent_rt.evaluation.shards import (
+    FAILED,
     append_jsonl,
     discard_if_empty,
     load_shards,
@@ -68,6 +69,9 @@ class EvalConfig:
             raise ValueError(f"max_turns must be an integer >= 1, got {self.max_turns!r}")
         if self.max_turns < 1:
             raise ValueError(f"max_turns must be an integer >= 1, got {self.max_turns!r}")
+        from medsam_agent_rt.session_config import SessionConfig
+
+        SessionConfig(max_actions=self.max_turns)  # the one turn-budget check (its ceiling)
         for name in ("splits", "datasets", "modalities"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, str) or not all(isinstance(x, str) for x in v)):
@@ -174,14 +178,16 @@ def evaluate(
     rows_path, done = open_shard(out, meta, overwrite=overwrite)
     mine = shard_of(refs, r, w)
     todo = [ref for ref in mine if ref.index not in done]
-    runner = EpisodeRunner(
-        policy=policy if policy is not None else config.policy,
-        segmenter=segmenter if segmenter is not None else config.segmenter,
-        backend=config.backend,
-        device=device,
-        strategy=config.strategy,
-        max_turns=config.max_turns,
-        keep_records=config.keep_records,
+    runner = GuardedRunner(
+        EpisodeRunner(
+            policy=policy if policy is not None else config.policy,
+            segmenter=segmenter if segmenter is not None else config.segmenter,
+            backend=config.backend,
+            device=device,
+            strategy=config.strategy,
+            max_turns=config.max_turns,
+            keep_records=config.keep_records,
+        )
     )
     bar = progress(len(mine), f"eval {config.policy} [{r}/{w}]", show_progress)
     bar.update(len(mine) - len(todo))
@@ -198,6 +204,31 @@ def evaluate(
     if w > 1:
         return None
     return merge([out], out, report=report, gallery=gallery)
+
+
+class GuardedRunner:
+    """One sample never ends the evaluation: an exception raised while running it (the policy's
+    server answering HTTP 500, a corrupt image a decoder chokes on, a tool bug) becomes a row
+    with ``skipped = "failed"`` and ``error`` = the exception, and the run goes on. ``setup``
+    errors (a bad policy / segmenter spec) still stop the run: every sample would fail alike.
+    Picklable like the runner it wraps (worker processes)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def setup(self) -> None:
+        self.inner.setup()
+
+    def run(self, ref: SampleRef) -> dict[str, Any]:
+        try:
+            return self.inner.run(ref)
+        except Exception as exc:  # noqa: BLE001 - recorded in the row, see the class docstring
+            return failed_row(ref, exc)
+
+
+def failed_row(ref: SampleRef, exc: BaseException) -> dict[str, Any]:
+    """The row of a sample whose episode raised: not evaluated, the error kept (<= 2000 chars)."""
+    return {**ref.info(), "skipped": FAILED, "error": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
 def click_policy_of(spec: str) -> bool | None:

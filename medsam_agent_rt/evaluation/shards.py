@@ -8,7 +8,8 @@
 
 Rows are appended whole (one write, flushed and fsynced), so an interrupted run leaves at most a
 torn last line, which readers ignore and writers cut off before appending again. A shard is
-resumed when its meta matches the new run's config; merging checks that every shard belongs to
+resumed when its meta matches the new run's config (samples whose episode failed, rows with
+``skipped == "failed"``, are run again and the new row replaces the failed one); merging checks that every shard belongs to
 the same run (config, sample count and sample-list digest) and that no sample appears twice.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 SHARD_DIR = "shards"
+FAILED = "failed"  # row["skipped"] of a sample whose episode raised (the row holds the error)
 
 
 def shard_stem(rank: int, world_size: int) -> str:
@@ -55,9 +57,12 @@ def repair_tail(path: Path) -> int:
 
 
 def append_jsonl(path: Path, obj: Any) -> None:
-    """Append ``obj`` as one JSON line (flushed and fsynced)."""
-    line = json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
+    """Append ``obj`` as one JSON line (flushed and fsynced; unpaired surrogates in text are
+    written as JSON escapes, ``io.writers.json_bytes``)."""
+    from medsam_agent_rt.io.writers import json_bytes
+
+    line = json_bytes(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
+    with open(path, "ab") as f:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
@@ -129,7 +134,8 @@ def open_shard(out: Path, meta: dict[str, Any], overwrite: bool = False) -> tupl
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(meta_path, meta)
     repair_tail(rows_path)
-    done = {int(r["index"]) for r in read_jsonl(rows_path)} if rows_path.is_file() else set()
+    rows = read_jsonl(rows_path) if rows_path.is_file() else []
+    done = {int(r["index"]) for r in rows if r.get("skipped") != FAILED}  # failed: run again
     return rows_path, done
 
 
@@ -174,7 +180,8 @@ def load_shards(dirs: Iterable[str | os.PathLike]) -> tuple[list[dict[str, Any]]
                 i = int(r["index"])
                 if i % meta["world_size"] != meta["rank"]:
                     raise ValueError(f"{rp}: sample {i} does not belong to {shard_stem(*key)}")
-                rows.setdefault(i, r)
+                if i not in rows or rows[i].get("skipped") == FAILED:  # a retry replaces it
+                    rows[i] = r
     n = metas[0]["n_samples"]
     missing = [i for i in range(n) if i not in rows]
     if missing:

@@ -30,6 +30,7 @@ import numpy as np
 
 from medsam_agent_rt.io.errors import ImageReadError, MissingDecoderError, missing_extra
 from medsam_agent_rt.io.images import check_frame
+from medsam_agent_rt.io.limits import check_shape, check_voxels
 from medsam_agent_rt.io.loaded import LoadedImage, gray_to_rgb
 from medsam_agent_rt.io.windowing import (
     VOI_FUNCTIONS,
@@ -86,11 +87,13 @@ def read_dicom(
         raise ImageReadError(path, f"DICOM file has no pixel data ({kind})")
     ts = _transfer_syntax(ds)
     _check_decoder(path, ts)
-    rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
-    count = int(ds.get("NumberOfFrames") or 1)
+    rows, cols = _count(path, ds, "Rows"), _count(path, ds, "Columns")
+    count = _count(path, ds, "NumberOfFrames", 1)
+    samples = _count(path, ds, "SamplesPerPixel", 1)
+    check_shape(path, (rows, cols), "DICOM frame (Rows x Columns)")
+    check_voxels(path, (count, rows, cols, samples))
     index = check_frame(path, frame, count)
     arr = _decode(path, ds, ts, index)
-    samples = int(ds.get("SamplesPerPixel") or 1)
     photometric = str(ds.get("PhotometricInterpretation") or "").strip().upper()
     info: dict[str, Any] = {
         "transfer_syntax": ts.name,
@@ -103,7 +106,7 @@ def read_dicom(
     if photometric == "PALETTE COLOR":
         rgb, mapping = _palette(path, ds, arr, window)
     elif samples == 1 and arr.ndim == 2:
-        values, rescale = _modality(ds, arr, index, info)
+        values, rescale = _modality(path, ds, arr, index, info)
         values = _mask_padding(ds, arr, values, info)
         rgb, mapping = _voi(path, ds, values, index, window, info)
         if photometric == "MONOCHROME1":
@@ -123,7 +126,10 @@ def read_dicom(
             f"interpretation {photometric or 'missing'}, decoded shape {tuple(arr.shape)}",
         )
 
-    spacing = _spacing(ds, index, info)
+    spacing = _optional(path, "PixelSpacing / ImagerPixelSpacing", _spacing, ds, index, info)
+    affine = _optional(
+        path, "ImagePositionPatient / ImageOrientationPatient", _affine, ds, index, spacing
+    )
     shape = ((count,) if count > 1 else ()) + (rows, cols) + ((samples,) if samples > 1 else ())
     return LoadedImage(
         rgb=np.ascontiguousarray(rgb),
@@ -136,7 +142,7 @@ def read_dicom(
         spacing=spacing,
         frame=index,
         frame_count=count,
-        affine=_affine(ds, index, spacing),
+        affine=affine,
         modality=ds.get("Modality"),
         photometric=photometric or None,
         info=info,
@@ -230,22 +236,78 @@ def _first(value: Any) -> float | None:
     return float(value)
 
 
-def _modality(ds, arr: np.ndarray, index: int, info: dict):
-    """Stored values -> modality values (HU for CT); returns (values, (slope, intercept) | None)."""
-    slope = _first(frame_value(ds, index, "PixelValueTransformationSequence", "RescaleSlope"))
-    intercept = _first(
-        frame_value(ds, index, "PixelValueTransformationSequence", "RescaleIntercept")
-    )
+def element_name(keyword: str) -> str:
+    """``Keyword (gggg,eeee)`` of a DICOM keyword, for messages."""
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    return keyword if tag is None else f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _count(path: Path, ds, keyword: str, default: int | None = None) -> int:
+    """A positive integer element (Rows, Columns, NumberOfFrames, ...); ImageReadError naming
+    the element when it is missing (no default), malformed or out of range."""
+    try:
+        raw = ds.get(keyword)
+        value = default if raw in (None, "") else int(_first(raw))
+    except Exception as e:  # noqa: BLE001 - malformed IS / US values raise many types
+        raise ImageReadError(
+            path, f"DICOM element {element_name(keyword)} is malformed ({e})"
+        ) from None
+    if value is None or not 1 <= value <= 2**31:
+        raise ImageReadError(
+            path, f"DICOM element {element_name(keyword)} must be a positive integer, got {raw!r}"
+        )
+    return value
+
+
+def _number(path: Path, ds, index: int, group: str | None, keyword: str) -> float | None:
+    """A numeric element (per frame when ``group``); ImageReadError naming it when malformed."""
+    try:
+        raw = frame_value(ds, index, group, keyword) if group else ds.get(keyword)
+        return _first(raw)
+    except Exception as e:  # noqa: BLE001 - DS / IS parse errors, wrong VR, overflow
+        raise ImageReadError(
+            path, f"DICOM element {element_name(keyword)} is malformed ({e})"
+        ) from None
+
+
+def _modality(path: Path, ds, arr: np.ndarray, index: int, info: dict):
+    """Stored values -> modality values (HU for CT); returns (values, (slope, intercept) | None).
+    A slope that is 0, NaN or infinite, a non-finite intercept, or values that overflow raise
+    ImageReadError naming the element."""
+    group = "PixelValueTransformationSequence"
+    slope = _number(path, ds, index, group, "RescaleSlope")
+    intercept = _number(path, ds, index, group, "RescaleIntercept")
     if slope is not None or intercept is not None:
         slope = 1.0 if slope is None else slope
         intercept = 0.0 if intercept is None else intercept
-        return arr.astype(np.float64) * slope + intercept, (slope, intercept)
+        if not np.isfinite(slope) or slope == 0:
+            why = "every pixel would map to the same value" if slope == 0 else "not finite"
+            raise ImageReadError(
+                path, f"DICOM element {element_name('RescaleSlope')} is {slope}: {why}"
+            )
+        if not np.isfinite(intercept):
+            raise ImageReadError(
+                path, f"DICOM element {element_name('RescaleIntercept')} is {intercept}: not finite"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = arr.astype(np.float64) * slope + intercept
+            span = float(np.nanmax(values) - np.nanmin(values)) if values.size else 0.0
+        if not np.isfinite(span):
+            raise ImageReadError(
+                path,
+                f"DICOM elements {element_name('RescaleSlope')} = {slope:g} and "
+                f"{element_name('RescaleIntercept')} = {intercept:g} overflow the value range",
+            )
+        return values, (slope, intercept)
     if ds.get("ModalityLUTSequence"):
         from pydicom.pixels import apply_modality_lut
 
         info["modality_lut"] = True
         return apply_modality_lut(arr, ds), None
-    scaling = _first(ds.get("DoseGridScaling")) if ds.get("Modality") == "RTDOSE" else None
+    rtdose = ds.get("Modality") == "RTDOSE"
+    scaling = _number(path, ds, index, None, "DoseGridScaling") if rtdose else None
     if scaling is not None:
         info["dose_grid_scaling"] = scaling
         return arr.astype(np.float64) * scaling, (scaling, 0.0)
@@ -280,8 +342,8 @@ def _voi(path: Path, ds, values: np.ndarray, index: int, window: WindowArg, info
                     stacklevel=3,
                 )
         return map_to_uint8(values, window)
-    center = _first(frame_value(ds, index, "FrameVOILUTSequence", "WindowCenter"))
-    width = _first(frame_value(ds, index, "FrameVOILUTSequence", "WindowWidth"))
+    center = _number(path, ds, index, "FrameVOILUTSequence", "WindowCenter")
+    width = _number(path, ds, index, "FrameVOILUTSequence", "WindowWidth")
     function = str(frame_value(ds, index, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR")
     function = function.strip().upper() or "LINEAR"
     if center is not None and width is not None:
@@ -331,6 +393,19 @@ def _palette(path: Path, ds, arr: np.ndarray, window: WindowArg):
 
 
 # ----------------------------------------------------------------------------- geometry
+def _optional(path: Path, elements: str, fn, *args):
+    """Geometry is metadata: a malformed or non-finite value is dropped with a warning naming
+    the elements (the pixels are still usable), never an exception."""
+    try:
+        value = fn(*args)
+        if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
+            raise ValueError(f"non-finite values {np.asarray(value).ravel()[:4].tolist()}")
+        return value
+    except Exception as e:  # noqa: BLE001 - malformed DS / IS values raise many types
+        warnings.warn(f"{path}: DICOM {elements} ignored ({type(e).__name__}: {e})", stacklevel=3)
+        return None
+
+
 def _spacing(ds, index: int, info: dict) -> tuple[float, float] | None:
     spacing = frame_value(ds, index, "PixelMeasuresSequence", "PixelSpacing")
     source = "PixelSpacing"

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from medsam_agent_rt.io.errors import ImageReadError, missing_extra
+from medsam_agent_rt.io.limits import check_shape, check_voxels
 from medsam_agent_rt.io.loaded import LoadedImage, gray_to_rgb
 from medsam_agent_rt.io.windowing import IntensityMapping, WindowArg, map_to_uint8
 
@@ -77,6 +78,7 @@ def _read_pillow(
             index = check_frame(path, frame, count)
             if index:
                 im.seek(index)
+            check_shape(path, (im.height, im.width))  # the header's size, before decoding
             if fmt == "tiff" and _pil_tiff_too_deep(im):
                 raise _NeedsTifffile(f"{im.mode} with {im.tag_v2.get(258)} bits per sample")
             im.load()
@@ -188,6 +190,8 @@ def _read_tifffile(path: Path, frame: int | None, window: WindowArg, why: str) -
             count = len(tf.pages)
             index = check_frame(path, frame, count)
             page = tf.pages[index]
+            check_shape(path, (page.imagelength, page.imagewidth), "TIFF page")
+            check_voxels(path, page.shape)  # samples and depth too, before decoding
             values = page.asarray()
             axes, photometric = page.axes, int(page.photometric)
             colormap = getattr(page, "colormap", None)

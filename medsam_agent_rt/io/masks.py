@@ -3,7 +3,8 @@
 :func:`read_mask` turns a mask file into (H, W) bool, non-zero = foreground:
 
 - a mask image (PNG / TIFF / BMP / JPEG; grey, RGB, RGBA, palette, 0/1 or 0/255): foreground
-  where any colour channel is non-zero (alpha ignored);
+  where any colour channel is non-zero (alpha ignored); a JPEG mask is thresholded at half
+  range (a channel >= 128), so its compression noise is not foreground;
 - a NIfTI mask volume on the voxel grid of a NIfTI image (``like``): the same slice (and
   volume) is cut from it as from the image, in the image's orientation.
 
@@ -67,12 +68,17 @@ def _read_raster_mask(p: Path) -> np.ndarray:
                 im = im.convert("RGB")
             a = np.asarray(im)
             bands = im.getbands()
-    except OSError as exc:
-        raise ImageReadError(p, f"cannot be decoded as a mask image ({exc})") from None
+            lossy = im.format == "JPEG"
+    except Exception as exc:  # noqa: BLE001 - OSError, DecompressionBombError, SyntaxError ...
+        raise ImageReadError(
+            p, f"cannot be decoded as a mask image ({type(exc).__name__}: {exc})"
+        ) from None
+    # JPEG is lossy: its compression noise around edges is not foreground (half range).
+    fg = (a >= 128) if lossy and a.dtype == np.uint8 else (a != 0)
     if a.ndim == 3:
         colour = [i for i, b in enumerate(bands) if b != "A"] or list(range(a.shape[2]))
-        return np.any(a[:, :, colour] != 0, axis=2)
-    return a != 0
+        return np.any(fg[:, :, colour], axis=2)
+    return fg
 
 
 def _read_nifti_mask(p: Path, like: LoadedImage | None) -> np.ndarray:

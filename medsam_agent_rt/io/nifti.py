@@ -25,6 +25,7 @@ import numpy as np
 from medsam_agent_rt.io.errors import ImageReadError, missing_extra
 from medsam_agent_rt.io.images import check_frame
 from medsam_agent_rt.io.layout import ORIENTATIONS, display_layout, voxel_layout
+from medsam_agent_rt.io.limits import check_shape, check_voxels
 from medsam_agent_rt.io.loaded import LoadedImage, gray_to_rgb
 from medsam_agent_rt.io.windowing import WindowArg, map_to_uint8
 
@@ -67,9 +68,12 @@ def read_nifti(
         )
     spatial = shape[:3] if len(shape) >= 3 else shape + (1,) * (3 - len(shape))
     count = shape[3] if len(shape) >= 4 else 1
+    check_voxels(path, shape)
+    check_complete(path, img)
     index = check_frame(path, frame, count)
     axis = _check_choice("axis", 2 if axis is None else axis, 3)
     n = spatial[axis]
+    check_shape(path, [d for i, d in enumerate(spatial) if i != axis], f"slice along axis {axis}")
     if slice_index is None:
         slice_index = n // 2
     slice_index = _check_choice("slice_index", slice_index, n, path, f"axis {axis}")
@@ -136,6 +140,39 @@ def read_nifti(
             "xyz_unit": unit,
         },
     )
+
+
+def check_complete(path: Path, img) -> None:
+    """ImageReadError when the file holds fewer data bytes than its header declares (a
+    truncated download or copy); a .nii.gz is decompressed as a stream to count them."""
+    import gzip
+    import zlib
+
+    header = img.header
+    need = int(header.get_data_offset()) + int(
+        np.prod(img.shape, dtype=np.int64) * header.get_data_dtype().itemsize
+    )
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    if not gz:
+        have = os.path.getsize(path)
+    else:
+        have = 0
+        try:
+            with gzip.open(path, "rb") as f:
+                while have < need:
+                    chunk = f.read(min(1 << 20, need - have))
+                    if not chunk:
+                        break
+                    have += len(chunk)
+        except (EOFError, OSError, zlib.error) as e:
+            raise ImageReadError(
+                path, f"truncated or corrupt gzip stream after {have:,} of {need:,} bytes ({e})"
+            ) from None
+    if have < need:
+        raise ImageReadError(
+            path, f"truncated: the header declares {need:,} bytes of data, the file holds {have:,}"
+        )
 
 
 def _check_choice(name, value, n, path=None, where=""):

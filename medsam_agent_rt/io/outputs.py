@@ -41,11 +41,17 @@ def strip_tiles(rgb: np.ndarray, record: Any) -> tuple[list[np.ndarray], list[st
 
 
 def write_outputs(
-    out: str | Path, image: LoadedImage, mask: np.ndarray, record: Any, overwrite: bool = False
+    out: str | Path,
+    image: LoadedImage,
+    mask: np.ndarray,
+    record: Any,
+    overwrite: bool = False,
+    protect: tuple = (),
 ) -> list[str]:
     """Write mask.png (0/255, original size), mask.nii.gz (NIfTI input: aligned to its affine,
     the mask in the slice it came from), overlay.png and trajectory.json into ``out``, all or
-    nothing (``io.atomic_directory``; parent folders created here are removed on failure).
+    nothing (``io.atomic_directory``; parent folders created here are removed on failure; the
+    folder must not hold any of ``protect``, re-checked right before it is replaced).
     Returns the file names written."""
     from medsam_agent_rt.io import (  # through the package: one patch point for tests
         atomic_directory,
@@ -61,7 +67,7 @@ def write_outputs(
     names = ["mask.png"] + (["mask.nii.gz"] if image.format == "nifti" else [])
     names += ["overlay.png", "trajectory.json"]
     try:
-        with atomic_directory(out, overwrite=overwrite) as tmp:
+        with atomic_directory(out, overwrite=overwrite, protect=protect) as tmp:
             write_mask_png(tmp / "mask.png", mask, like=image)
             if image.format == "nifti":
                 write_mask_nifti(tmp / "mask.nii.gz", mask, like=image)

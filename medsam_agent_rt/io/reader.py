@@ -19,6 +19,7 @@ from pathlib import Path
 
 from medsam_agent_rt.io.errors import ImageReadError, UnsupportedFormatError
 from medsam_agent_rt.io.layout import ORIENTATIONS
+from medsam_agent_rt.io.limits import check_content, check_file_size, check_shape
 from medsam_agent_rt.io.loaded import LoadedImage
 from medsam_agent_rt.io.windowing import WindowArg, check_window_arg
 
@@ -129,13 +130,17 @@ def read_image(
     orientation: NIfTI only: "display" (radiological, default) or "voxel" (see ``layout``).
 
     Errors: FileNotFoundError; ImageReadError (a ValueError: corrupt, empty, frame or slice out
-    of range; the message starts with the path); its subclasses UnsupportedFormatError and
+    of range, over a size limit of ``io.limits``, constant / all-NaN content, smaller than
+    ``MSRT_MIN_SIDE``; the message starts with the path); its subclasses UnsupportedFormatError and
     MissingDecoderError; ImportError naming the extra when pydicom / nibabel / tifffile is
     missing; ValueError for a malformed argument.
     """
     window = check_window_arg(window)
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
+    for name, value in (("frame", frame), ("slice_index", slice_index), ("axis", axis)):
+        if value is not None and (isinstance(value, bool) or not hasattr(value, "__index__")):
+            raise ValueError(f"{name} must be an int or None, got {value!r}")
     fmt = detect_format(path)
     if axis is not None and fmt != "nifti":
         raise ValueError(f"axis applies to NIfTI volumes only; {path} is {_name(fmt)}")
@@ -144,6 +149,27 @@ def read_image(
             f"slice_index applies to NIfTI volumes and DICOM series directories only; "
             f"{path} is {_name(fmt)}"
         )
+    if fmt != "dicom-series":
+        check_file_size(path)
+    # The one guard every reader passes: whatever a hostile file makes a decoder raise
+    # (TypeError, RecursionError, integer-digit limits, MemoryError ...) becomes an
+    # ImageReadError naming the file, and the result is checked for size and content.
+    try:
+        loaded = _read(path, fmt, frame, window, axis, slice_index, orientation)
+    except (ImageReadError, FileNotFoundError, ImportError):
+        raise
+    except MemoryError:
+        raise ImageReadError(path, "too large to decode in the available memory") from None
+    except Exception as e:  # noqa: BLE001 - see above
+        raise ImageReadError(
+            path, f"corrupt or unreadable {_name(fmt)[2:]} ({type(e).__name__}: {str(e)[:300]})"
+        ) from e
+    check_shape(loaded.path, loaded.rgb.shape)
+    check_content(loaded.path, loaded.rgb)
+    return loaded
+
+
+def _read(path, fmt, frame, window, axis, slice_index, orientation) -> LoadedImage:
     if fmt == "nifti":
         from medsam_agent_rt.io.nifti import read_nifti
 

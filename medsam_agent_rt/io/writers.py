@@ -148,7 +148,9 @@ def _json_default(value: Any) -> Any:
 
 def encode_json(data: Any, *, indent: int | None = 2) -> bytes:
     """UTF-8 JSON of ``data`` (NumPy scalars / arrays, Paths and objects with ``to_dict()`` are
-    converted). NaN and infinity are refused (strict JSON: use None for a missing score)."""
+    converted). NaN and infinity are refused (strict JSON: use None for a missing score). Text
+    that UTF-8 cannot encode (an unpaired surrogate in a model's output) is written as its
+    ``\\udXXX`` JSON escape, which reads back as the same string: nothing is lost."""
     if hasattr(data, "to_dict") and not isinstance(data, dict):
         data = data.to_dict()
     try:
@@ -161,7 +163,13 @@ def encode_json(data: Any, *, indent: int | None = 2) -> bytes:
         ) from e
     except TypeError as e:
         raise TypeError(f"data must be JSON-serialisable: {e}") from e
-    return (text + "\n").encode("utf-8")
+    return json_bytes(text + "\n")
+
+
+def json_bytes(text: str) -> bytes:
+    """UTF-8 bytes of JSON ``text``; unpaired surrogates (only possible inside JSON strings)
+    become ``\\udXXX`` escapes (valid JSON, read back as the same code point)."""
+    return text.encode("utf-8", "backslashreplace")
 
 
 def write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2) -> Path:

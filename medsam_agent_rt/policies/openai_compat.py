@@ -4,6 +4,10 @@ Each ``act`` POSTs the whole conversation to ``{base}/v1/chat/completions``: the
 messages with images as base64 PNG data URLs (lossless: the server sees the exact view pixels),
 ``temperature`` 0 and ``max_tokens`` 128 (PROTOCOL.md). Standard library only (urllib).
 
+- Transport: ``policies._http`` (http.client): the configured loopback / LAN host only, no
+  redirects followed (a 3xx is an error naming the requested URL), no proxies, a per-read
+  ``timeout``, an overall ``deadline`` per ``act`` (retries included; a trickling server trips
+  it) and a response-size cap (``max_response_bytes``).
 - Retries with exponential backoff (honouring ``Retry-After``) on connection errors, timeouts,
   HTTP 408, 429 and 5xx; any other 4xx fails at once with the status and the server's error body.
 - A malformed answer (not JSON, no ``choices[0].message``) raises an error naming what was
@@ -12,33 +16,42 @@ messages with images as base64 PNG data URLs (lossless: the server sees the exac
   protocol format, so the action parser sees what the model wrote.
 - Optional API key read from an environment variable (``api_key_env``); it is sent as a Bearer
   token and appears in no log, error or repr.
-- Environment proxies are ignored unless ``use_env_proxy=True`` (a loopback/LAN server must not
-  be reached through a proxy by accident).
+- Environment proxies are never used (a loopback/LAN server must not be reached through a
+  proxy, and the API key must not travel to one).
+- The assistant text is capped at ``max_text_chars`` (the protocol's answers are a few hundred
+  characters; a longer one is cut, marked in ``info["truncated_chars"]``).
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import io
 import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
 import numpy as np
 
+from medsam_agent_rt.policies._http import (
+    DEFAULT_DEADLINE_S,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT_S,
+    BoundedClient,
+    Endpoint,
+    HTTPPolicyError,
+    env_float,
+)
 from medsam_agent_rt.policies.hf import PolicyTurn, observation_messages
 from medsam_agent_rt.protocol.text import tool_call_text
 
 log = logging.getLogger(__name__)
 
+MAX_TEXT_CHARS = 16384  # the protocol's answers are ~200 characters
 
-class OpenAIPolicyError(RuntimeError):
+
+class OpenAIPolicyError(HTTPPolicyError):
     """The server could not be reached or answered with an error / malformed response."""
 
 
@@ -100,25 +113,40 @@ def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _message_text(message: dict[str, Any]) -> str:
-    """Assistant text; server-parsed tool calls are written back as <tool_call> blocks."""
+    """Assistant text; server-parsed tool calls are written back as <tool_call> blocks.
+    Raises ValueError naming the field when the message has the wrong shape."""
     content = message.get("content")
     if isinstance(content, list):  # some servers return parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = "".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    if content is not None and not isinstance(content, str):
+        raise ValueError(
+            f"'choices[0].message.content' must be a string, got {type(content).__name__}"
+        )
     text = content or ""
     calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise ValueError(f"'tool_calls' must be a list, got {type(calls).__name__}")
     blocks = []
     for c in calls:
         fn = c.get("function", c) if isinstance(c, dict) else {}
-        args = fn.get("arguments", {})
+        fn = fn if isinstance(fn, dict) else {}
+        name, args = str(fn.get("name"))[:256], fn.get("arguments", {})
         if isinstance(args, str):
             try:
                 args = json.loads(args) if args.strip() else {}
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 blocks.append(
-                    f'<tool_call>\n{{"name": "{fn.get("name")}", "arguments": {args}}}\n</tool_call>'
+                    f'<tool_call>\n{{"name": "{name}", "arguments": {args}}}\n</tool_call>'
                 )
                 continue
-        blocks.append(tool_call_text(str(fn.get("name")), args))
+        try:
+            blocks.append(tool_call_text(name, args if isinstance(args, dict) else {"value": args}))
+        except (TypeError, ValueError, RecursionError):  # not JSON-encodable as sent
+            blocks.append(
+                f'<tool_call>\n{{"name": "{name}", "arguments": {args!r:.2000}}}\n</tool_call>'
+            )
     if blocks:
         text = "\n".join([text.rstrip("\n")] + blocks) if text.strip() else "\n".join(blocks)
     return text
@@ -131,16 +159,21 @@ class OpenAIPolicy:
     """Policy served by an OpenAI-compatible endpoint.
 
     Args:
-        base_url: server root, e.g. "http://127.0.0.1:8080" (a trailing "/v1" is accepted).
+        base_url: server root, e.g. "http://127.0.0.1:8080" (a trailing "/v1" is accepted);
+            a loopback or local-network host unless ``allow_remote``.
         model: model name sent in requests; None asks GET /v1/models once and takes the first.
         api_key_env: name of an environment variable holding the API key (optional).
-        timeout: seconds per HTTP attempt (connect + response).
+        timeout: seconds per connect / read (None: $MSRT_HTTP_TIMEOUT_S, else 120).
+        deadline: seconds for one whole ``act`` call, retries and backoff included
+            (None: $MSRT_POLICY_DEADLINE_S, else 300).
+        max_response_bytes: largest answer accepted (None: $MSRT_MAX_RESPONSE_BYTES, else 8 MiB).
+        max_text_chars: longest assistant text kept (longer text is cut; 16384).
         max_retries: extra attempts after a retryable failure (connection, timeout, 429, 5xx).
         backoff, max_backoff: first retry delay in seconds, doubled per retry, capped.
         max_tokens, temperature: generation settings (protocol: 128, greedy).
         retry_temperature: temperature when the observation has ``retry`` set (None: same).
         extra_body: additional JSON fields for the request (e.g. {"top_k": 1} for vLLM).
-        use_env_proxy: honour HTTP(S)_PROXY variables (default: connect directly).
+        allow_remote: accept a host outside loopback / LAN (None: $MSRT_ALLOW_REMOTE_POLICY=1).
     """
 
     name = "openai"
@@ -151,7 +184,10 @@ class OpenAIPolicy:
         *,
         model: str | None = None,
         api_key_env: str | None = None,
-        timeout: float = 120.0,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        max_response_bytes: int | None = None,
+        max_text_chars: int = MAX_TEXT_CHARS,
         max_retries: int = 3,
         backoff: float = 0.5,
         max_backoff: float = 8.0,
@@ -159,37 +195,61 @@ class OpenAIPolicy:
         temperature: float = 0.0,
         retry_temperature: float | None = None,
         extra_body: dict[str, Any] | None = None,
-        use_env_proxy: bool = False,
+        allow_remote: bool | None = None,
     ) -> None:
-        parsed = urllib.parse.urlsplit(str(base_url))
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(
-                f"base_url must be an http(s) URL such as http://127.0.0.1:8080, got {base_url!r}"
+        if allow_remote is None:
+            allow_remote = os.environ.get("MSRT_ALLOW_REMOTE_POLICY", "") == "1"
+        endpoint = Endpoint.parse(base_url, allow_remote=bool(allow_remote))
+        self.base_url = endpoint.url
+        timeout = (
+            env_float("MSRT_HTTP_TIMEOUT_S", DEFAULT_TIMEOUT_S) if timeout is None else timeout
+        )
+        if deadline is None:
+            deadline = env_float("MSRT_POLICY_DEADLINE_S", DEFAULT_DEADLINE_S)
+        if max_response_bytes is None:
+            max_response_bytes = int(
+                env_float("MSRT_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES)
             )
-        root = str(base_url).rstrip("/")
-        self.base_url = root[: -len("/v1")] if root.endswith("/v1") else root
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        for label, value in (("timeout", timeout), ("deadline", deadline)):
+            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"{label} must be a finite number of seconds > 0, got {value!r}")
+        if not isinstance(max_response_bytes, int) or max_response_bytes < 1024:
+            raise ValueError(
+                f"max_response_bytes must be an integer >= 1024, got {max_response_bytes!r}"
+            )
+        if not isinstance(max_text_chars, int) or max_text_chars < 1:
+            raise ValueError(f"max_text_chars must be an integer >= 1, got {max_text_chars!r}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-        self._api_key: str | None = None
+        api_key: str | None = None
         if api_key_env:
-            key = os.environ.get(api_key_env)
-            if not key:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
                 raise ValueError(
                     f"api_key_env={api_key_env!r} names an environment variable that is unset"
                 )
-            self._api_key = key
         self.model = model
-        self.timeout, self.max_retries = float(timeout), int(max_retries)
-        self.backoff, self.max_backoff = float(backoff), float(max_backoff)
+        self.timeout, self.deadline = float(timeout), float(deadline)
+        self.max_response_bytes, self.max_text_chars = max_response_bytes, max_text_chars
+        self.max_retries = int(max_retries)
         self.max_tokens, self.temperature = int(max_tokens), float(temperature)
         self.retry_temperature = retry_temperature
         self.extra_body = dict(extra_body or {})
-        handlers = [] if use_env_proxy else [urllib.request.ProxyHandler({})]
-        self._opener = urllib.request.build_opener(*handlers)
+        self._client = BoundedClient(
+            endpoint,
+            timeout=self.timeout,
+            deadline=self.deadline,
+            max_response_bytes=max_response_bytes,
+            max_retries=self.max_retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            api_key=api_key,
+            on_retry=lambda url, last, k, n, wait: log.warning(
+                "%s: %s; retry %d/%d in %.2f s", url, last, k, n, wait
+            ),
+        )
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIPolicy({self.base_url!r}, model={self.model!r}, timeout={self.timeout})"
@@ -200,8 +260,8 @@ class OpenAIPolicy:
         """Start an episode (the server keeps no state between requests)."""
 
     def close(self) -> None:
-        """Drop the HTTP opener (no connection outlives a request); ``act`` raises afterwards."""
-        self._opener = None
+        """Drop the HTTP client (no connection outlives a request); ``act`` raises afterwards."""
+        self._client = None
 
     def __enter__(self) -> OpenAIPolicy:
         return self
@@ -211,7 +271,7 @@ class OpenAIPolicy:
 
     def act(self, observation: Any) -> PolicyTurn:
         """One assistant turn from the server for ``observation.messages``."""
-        if self._opener is None:
+        if self._client is None:
             raise OpenAIPolicyError(f"{self!r} is closed: build a new policy to send requests")
         messages = observation_messages(observation)
         retry = bool(getattr(observation, "retry", False))
@@ -230,7 +290,7 @@ class OpenAIPolicy:
         }
         t0 = time.perf_counter()
         url = self.base_url + "/v1/chat/completions"
-        body, attempts = self._request(url, payload)
+        body, attempts = self._request("/v1/chat/completions", payload)
         latency = time.perf_counter() - t0
         choices = body.get("choices") if isinstance(body, dict) else None
         if not isinstance(choices, list) or not choices:
@@ -244,24 +304,31 @@ class OpenAIPolicy:
             raise OpenAIPolicyError(
                 f"{url} response has neither 'choices[0].message.content' nor tool_calls: {_snippet(body)}"
             )
+        try:
+            text = _message_text(message)
+        except ValueError as exc:
+            raise OpenAIPolicyError(f"{url} response: {exc}: {_snippet(body)}") from None
         info = {
             "backend": "openai",
             "url": url,
-            "model": body.get("model", self.model),
-            "finish_reason": choices[0].get("finish_reason"),
-            "usage": body.get("usage"),
+            "model": str(body.get("model", self.model))[:256],
+            "finish_reason": _small(choices[0].get("finish_reason")),
+            "usage": _small(body.get("usage")),
             "attempts": attempts,
             "temperature": temperature,
             "retry": retry,
             "latency_s": latency,
         }
-        return PolicyTurn(text=_message_text(message), info=info)
+        if len(text) > self.max_text_chars:
+            info["truncated_chars"] = len(text) - self.max_text_chars
+            text = text[: self.max_text_chars]
+        return PolicyTurn(text=text, info=info)
 
     # ------------------------------------------------------------------------- HTTP
 
     def _first_model(self) -> str:
         url = self.base_url + "/v1/models"
-        body, _ = self._request(url, None)
+        body, _ = self._request("/v1/models", None)
         data = body.get("data") if isinstance(body, dict) else None
         if (
             not isinstance(data, list)
@@ -272,75 +339,30 @@ class OpenAIPolicy:
             raise OpenAIPolicyError(
                 f"{url} lists no model ('data[0].id' missing): {_snippet(body)}; pass model=..."
             )
-        return str(data[0]["id"])
+        return str(data[0]["id"])[:256]
 
-    def _request(self, url: str, payload: dict[str, Any] | None) -> tuple[Any, int]:
-        """JSON request with retries; returns (decoded body, attempts made)."""
-        data = None if payload is None else json.dumps(payload).encode("utf-8")
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            wait = min(self.max_backoff, self.backoff * 2**attempt)
-            req = urllib.request.Request(
-                url, data=data, headers=headers, method="POST" if data else "GET"
-            )
-            try:
-                with self._opener.open(req, timeout=self.timeout) as resp:
-                    raw = resp.read()
-            except urllib.error.HTTPError as e:
-                err_body = _read_error(e)
-                if not (e.code in (408, 429) or e.code >= 500):
-                    raise OpenAIPolicyError(
-                        f"{url} answered HTTP {e.code} {e.reason}: {err_body}"
-                    ) from None
-                last = f"HTTP {e.code} {e.reason}: {err_body}"
-                after = e.headers.get("Retry-After") if e.headers else None
-                if after is not None:
-                    try:
-                        wait = min(self.max_backoff, max(0.0, float(after)))
-                    except ValueError:
-                        pass
-            except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-                reason = getattr(e, "reason", e)
-                if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
-                    last = f"no response within {self.timeout:g} s (timeout)"
-                else:
-                    last = f"connection failed: {reason}"
-            else:
-                try:
-                    return json.loads(raw.decode("utf-8")), attempt + 1
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    raise OpenAIPolicyError(
-                        f"{url} returned a body that is not JSON: {raw[:200]!r}"
-                    ) from None
-            if attempt < self.max_retries:
-                log.warning(
-                    "%s: %s; retry %d/%d in %.2f s", url, last, attempt + 1, self.max_retries, wait
-                )
-                time.sleep(wait)
-        raise OpenAIPolicyError(f"{url} failed after {self.max_retries + 1} attempts: {last}")
+    def _request(self, path: str, payload: dict[str, Any] | None) -> tuple[Any, int]:
+        """JSON request with retries (``_http.BoundedClient``): (decoded body, attempts)."""
+        try:
+            return self._client.request(path, payload)
+        except OpenAIPolicyError:
+            raise
+        except HTTPPolicyError as exc:
+            raise OpenAIPolicyError(str(exc)) from None
 
 
-def _read_error(e: urllib.error.HTTPError) -> str:
+def _small(value: Any, limit: int = 4096) -> Any:
+    """``value`` when it is small JSON (kept in the record), else None."""
     try:
-        raw = e.read().decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - the status alone still says what happened
-        return "(no body)"
-    try:
-        msg = json.loads(raw).get("error")
-        if isinstance(msg, dict) and "message" in msg:
-            return str(msg["message"])[:2000]
-        if isinstance(msg, str):
-            return msg[:2000]
-    except (json.JSONDecodeError, AttributeError):
-        pass
-    return raw[:2000] or "(empty body)"
+        return value if len(json.dumps(value)) <= limit else None
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def _snippet(body: Any) -> str:
-    s = json.dumps(body)[:300] if not isinstance(body, str) else body[:300]
-    return s
+    if isinstance(body, str):
+        return body[:300]
+    try:
+        return json.dumps(body)[:300]
+    except (ValueError, RecursionError):
+        return repr(body)[:300]

@@ -42,8 +42,10 @@ def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 def resized_size(original_size: tuple[int, int], pre: Preprocessing) -> tuple[int, int]:
-    """(rows, cols) of the image inside the model input frame."""
-    return pre.resized_size(original_size)
+    """(rows, cols) of the image inside the model input frame; every side is at least 1 pixel
+    (an extreme aspect ratio such as 1 x 5000 would otherwise round a side to 0)."""
+    rows, cols = pre.resized_size(original_size)
+    return max(1, int(rows)), max(1, int(cols))
 
 
 # ----------------------------------------------------------------------------- resize methods
@@ -160,7 +162,7 @@ def preprocess_image(image: np.ndarray, pre: Preprocessing) -> tuple[np.ndarray,
     image inside it). Resize (per ``pre.interpolation``), normalise (over the resized image),
     zero-pad bottom/right to S = ``pre.input_size``."""
     image = as_rgb_uint8(image)
-    size = pre.resized_size(image.shape[:2])
+    size = resized_size(image.shape[:2], pre)
     if pre.interpolation == "bilinear":
         resized = resize_bilinear_pil(image, size) if size != image.shape[:2] else image
     elif pre.interpolation == "area":
@@ -193,5 +195,5 @@ def to_input_coords(
     h, w = original_size
     if pre.coord_rounding == "floor":
         return np.floor(xy * (pre.input_size / max(h, w))).astype(np.float32)
-    rh, rw = pre.resized_size(original_size)
+    rh, rw = resized_size(original_size, pre)
     return (xy * np.array([rw / w, rh / h])).astype(np.float32)

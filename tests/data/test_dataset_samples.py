@@ -40,9 +40,10 @@ def test_image_modes(tmp_path):
     np.testing.assert_array_equal(read_rgb(tmp_path / "g.png"), np.repeat(grey[:, :, None], 3, 2))
     rgba = np.zeros((3, 4, 4), np.uint8)
     rgba[..., :3] = 7
+    rgba[0, 0, :3] = 9  # not constant: a constant image is refused (nothing to segment)
     rgba[..., 3] = 255
     Image.fromarray(rgba).save(tmp_path / "a.png")
-    np.testing.assert_array_equal(read_rgb(tmp_path / "a.png"), np.full((3, 4, 3), 7, np.uint8))
+    np.testing.assert_array_equal(read_rgb(tmp_path / "a.png"), rgba[..., :3])
     deep = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 1000).astype(np.uint16)
     Image.fromarray(deep).save(tmp_path / "d.png")
     got = read_rgb(tmp_path / "d.png")
@@ -72,7 +73,8 @@ def test_missing_and_mismatched_files(tmp_path):
         read_rgb(tmp_path / "junk.png")
     with pytest.raises(ValueError, match="junk.png: unsupported or unrecognised format"):
         read_mask(tmp_path / "junk.png")
-    s = _sample(tmp_path, np.zeros((10, 10, 3), np.uint8), np.zeros((10, 12), np.uint8))
+    ramp = np.repeat(np.arange(100, dtype=np.uint8).reshape(10, 10, 1), 3, 2)  # not constant
+    s = _sample(tmp_path, ramp, np.zeros((10, 12), np.uint8))
     with pytest.raises(ValueError, match="is 12x10 but image .* is 10x10"):
         s.load()
 

@@ -153,16 +153,17 @@ def test_cli_errors_leave_nothing_behind(tmp_path, capsys):
 
     data = "phantoms:n=1,size=64,modalities=fundus"
     out = tmp_path / "out"
-    assert main(["eval", "--dataset", data, "--policy", "nonsense", "--out", str(out)]) == 1
+    # bad input exits 2, as in `segment` (one exit-code table: commands/_exit.py)
+    assert main(["eval", "--dataset", data, "--policy", "nonsense", "--out", str(out)]) == 2
     assert "unknown policy spec 'nonsense'" in capsys.readouterr().err
     args = ["--policy", "oracle-box", "--backend", "onnx", "--out", str(out), "--no-progress"]
-    assert main(["eval", "--dataset", data, *args]) == 1
+    assert main(["eval", "--dataset", data, *args]) == 2
     assert (
         "backend 'onnx' runs exported models: export 'litemedsam' first" in capsys.readouterr().err
     )
     assert not (out / "shards").exists()
-    assert main(["eval", "merge", str(tmp_path / "none")]) == 1
+    assert main(["eval", "merge", str(tmp_path / "none")]) == 2
     assert "no shards found" in capsys.readouterr().err
     assert main(["eval", "merged", "x"]) == 2
-    assert main(["eval", "table", f"run={tmp_path}"]) == 1
+    assert main(["eval", "table", f"run={tmp_path}"]) == 2
     assert "results.json not found" in capsys.readouterr().err

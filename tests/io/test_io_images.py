@@ -68,7 +68,7 @@ def test_16bit_gray_png_minmax_and_window(tmp_path):
 
 
 def test_window_applies_to_8bit_when_given(tmp_path):
-    gray = np.array([[0, 100, 150, 255]], np.uint8)
+    gray = np.array([[0, 100, 150, 255]] * 2, np.uint8)  # 2 rows: one row is refused
     Image.fromarray(gray).save(tmp_path / "g.png")
     assert read_image(tmp_path / "g.png", window=(125, 50)).rgb[0, :, 0].tolist() == [
         0,

@@ -22,6 +22,7 @@ from medsam_agent_rt.io import (
 
 def test_detects_by_content_not_name(tmp_path, dicom_file):
     arr = np.zeros((8, 8, 3), np.uint8)
+    arr[2:6, 2:6] = 200  # not constant: a constant image is refused (nothing to segment)
     for fmt, name in [("PNG", "a.jpg"), ("JPEG", "b.png"), ("TIFF", "c"), ("BMP", "d.dat")]:
         Image.fromarray(arr).save(tmp_path / name, format=fmt)
         assert detect_format(tmp_path / name) == fmt.lower()
