@@ -1,8 +1,8 @@
 """``build_segmenter``: one call from a spec to a ready Segmenter.
 
 spec: "litemedsam" (the embedded default, shipped in the wheel), a checkpoint file
-(``.pth`` / ``.pt`` / ``.safetensors`` of SAM, MedSAM, LiteMedSAM or MobileSAM; see
-``segmenters.checkpoints``), or an exported model directory (``medsam-agent export sam``: ONNX
+(``.pth`` / ``.pt`` / ``.safetensors`` of SAM, MedSAM, LiteMedSAM, MobileSAM, SAM2.1 or MedSAM2;
+see ``segmenters.checkpoints``), or an exported model directory (``medsam-agent export sam``: ONNX
 graphs + manifest, see ``segmenters.exported``).
 backend: "torch" runs a checkpoint; "onnx" (ONNX Runtime) and "trt" (TensorRT engines built from
 the ONNX graphs on first use) run an exported model directory.
@@ -86,4 +86,8 @@ def build_segmenter(
     from medsam_agent_rt.segmenters.checkpoints import load_checkpoint
 
     loaded = load_checkpoint(path, family=family)
+    if loaded.family.name in ("sam2", "medsam2"):
+        from medsam_agent_rt.segmenters.sam2.segmenter import Sam2TorchSegmenter
+
+        return Sam2TorchSegmenter(loaded.model, loaded.family, device, cache_size, str(path))
     return TorchSegmenter(loaded.model, loaded.family, device, cache_size, str(path))

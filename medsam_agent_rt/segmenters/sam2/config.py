@@ -89,7 +89,10 @@ HIERA_SIZES: dict[str, HieraConfig] = {
 }
 
 PRESETS: dict[str, Sam2Config] = {
-    **{f"sam2.1_hiera_{k}": Sam2Config(f"sam2.1_hiera_{k}", 1024, h) for k, h in HIERA_SIZES.items()},
+    **{
+        f"sam2.1_hiera_{k}": Sam2Config(f"sam2.1_hiera_{k}", 1024, h)
+        for k, h in HIERA_SIZES.items()
+    },
     "medsam2_512": Sam2Config("medsam2_512", 512, HIERA_SIZES["tiny"]),
 }
 

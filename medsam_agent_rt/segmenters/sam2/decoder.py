@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from medsam_agent_rt.segmenters.modeling.common import LayerNorm2d
 from medsam_agent_rt.segmenters.modeling.transformer import TwoWayTransformer
 from medsam_agent_rt.segmenters.sam2.hiera import Mlp
 
 
-def sam2_two_way_transformer(d: int = 256, heads: int = 8, mlp_dim: int = 2048) -> TwoWayTransformer:
+def sam2_two_way_transformer(
+    d: int = 256, heads: int = 8, mlp_dim: int = 2048
+) -> TwoWayTransformer:
     """SAM's two-way transformer with SAM2's MLP layout (``mlp.layers.{0,1}``, ReLU)."""
     t = TwoWayTransformer(depth=2, embedding_dim=d, num_heads=heads, mlp_dim=mlp_dim)
     for layer in t.layers:
@@ -118,6 +119,3 @@ def select_masks(
     out_m = torch.where(stable[..., None, None], masks[:, :1], best_mask)
     out_i = torch.where(stable, iou[:, :1], best_iou)
     return out_m, out_i, tokens[:, :1]
-
-
-

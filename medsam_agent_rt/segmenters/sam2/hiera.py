@@ -87,7 +87,9 @@ class MultiScaleAttention(nn.Module):
             q = _pool(q.reshape(b, h, w, -1), self.q_stride)
             h, w = q.shape[1:3]
             q = q.reshape(b, h * w, self.num_heads, -1)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        )
         return self.proj(out.transpose(1, 2).reshape(b, h, w, -1))
 
 
@@ -143,7 +145,9 @@ class Hiera(nn.Module):
         d = cfg.embed_dim
         self.patch_embed = PatchEmbed(d)
         self.pos_embed = nn.Parameter(torch.zeros(1, d, *cfg.pos_embed_bkg))
-        self.pos_embed_window = nn.Parameter(torch.zeros(1, d, cfg.window_spec[0], cfg.window_spec[0]))
+        self.pos_embed_window = nn.Parameter(
+            torch.zeros(1, d, cfg.window_spec[0], cfg.window_spec[0])
+        )
         ends = [sum(cfg.stages[: i + 1]) - 1 for i in range(len(cfg.stages))]
         self.stage_ends = ends
         pool_blocks = [e + 1 for e in ends[:-1]][: cfg.q_pool]

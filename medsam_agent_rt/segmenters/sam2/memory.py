@@ -55,7 +55,11 @@ class RoPEAttention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
-        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+        q, k, v = (
+            self._heads(self.q_proj(q)),
+            self._heads(self.k_proj(k)),
+            self._heads(self.v_proj(v)),
+        )
         side = math.isqrt(q.shape[2])
         cos, sin = axial_rope(q.shape[-1], side, device=q.device)
         q = apply_rope(q, cos, sin)
@@ -92,11 +96,18 @@ class MemoryAttention(nn.Module):
 
     def __init__(self, d: int = 256, mem_dim: int = 64, num_layers: int = 4, ffn: int = 2048):
         super().__init__()
-        self.layers = nn.ModuleList(MemoryAttentionLayer(d, mem_dim, ffn) for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            MemoryAttentionLayer(d, mem_dim, ffn) for _ in range(num_layers)
+        )
         self.norm = nn.LayerNorm(d)
 
     def forward(
-        self, curr: Tensor, curr_pos: Tensor, memory: Tensor, memory_pos: Tensor, num_obj_ptr_tokens: int
+        self,
+        curr: Tensor,
+        curr_pos: Tensor,
+        memory: Tensor,
+        memory_pos: Tensor,
+        num_obj_ptr_tokens: int,
     ) -> Tensor:
         x = curr + 0.1 * curr_pos
         for layer in self.layers:

@@ -30,7 +30,9 @@ class Sam2Model(nn.Module):
         self.config = config
         d, m, s = config.d_model, config.mem_dim, config.embedding_size
         self.image_encoder = ImageEncoder(config.hiera, d)
-        self.sam_prompt_encoder = PromptEncoder(d, (s, s), (config.image_size,) * 2, config.mask_in_chans)
+        self.sam_prompt_encoder = PromptEncoder(
+            d, (s, s), (config.image_size,) * 2, config.mask_in_chans
+        )
         self.sam_mask_decoder = MaskDecoder(d, config.decoder_heads, config.decoder_mlp_dim)
         self.memory_attention = MemoryAttention(d, m, config.memory_layers, config.memory_ffn_dim)
         self.memory_encoder = MemoryEncoder(d, m)

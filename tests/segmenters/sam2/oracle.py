@@ -11,11 +11,23 @@ import torch
 
 # (pattern on the ORIGINAL key, replacement giving the transformers key); first match wins.
 _RULES: list[tuple[str, str]] = [
-    (r"^image_encoder\.trunk\.patch_embed\.proj\.", "vision_encoder.backbone.patch_embed.projection."),
+    (
+        r"^image_encoder\.trunk\.patch_embed\.proj\.",
+        "vision_encoder.backbone.patch_embed.projection.",
+    ),
     (r"^image_encoder\.trunk\.(pos_embed|pos_embed_window)$", r"vision_encoder.backbone.\1"),
-    (r"^image_encoder\.trunk\.blocks\.(\d+)\.norm(\d)\.", r"vision_encoder.backbone.blocks.\1.layer_norm\2."),
-    (r"^image_encoder\.trunk\.blocks\.(\d+)\.mlp\.layers\.0\.", r"vision_encoder.backbone.blocks.\1.mlp.proj_in."),
-    (r"^image_encoder\.trunk\.blocks\.(\d+)\.mlp\.layers\.1\.", r"vision_encoder.backbone.blocks.\1.mlp.proj_out."),
+    (
+        r"^image_encoder\.trunk\.blocks\.(\d+)\.norm(\d)\.",
+        r"vision_encoder.backbone.blocks.\1.layer_norm\2.",
+    ),
+    (
+        r"^image_encoder\.trunk\.blocks\.(\d+)\.mlp\.layers\.0\.",
+        r"vision_encoder.backbone.blocks.\1.mlp.proj_in.",
+    ),
+    (
+        r"^image_encoder\.trunk\.blocks\.(\d+)\.mlp\.layers\.1\.",
+        r"vision_encoder.backbone.blocks.\1.mlp.proj_out.",
+    ),
     (r"^image_encoder\.trunk\.blocks\.", "vision_encoder.backbone.blocks."),
     (r"^image_encoder\.neck\.convs\.(\d+)\.conv\.", r"vision_encoder.neck.convs.\1."),
     (r"^sam_prompt_encoder\.mask_downscaling\.0\.", "prompt_encoder.mask_embed.conv1."),
@@ -28,13 +40,28 @@ _RULES: list[tuple[str, str]] = [
     (r"^sam_mask_decoder\.output_upscaling\.1\.", "mask_decoder.upscale_layer_norm."),
     (r"^sam_mask_decoder\.output_upscaling\.3\.", "mask_decoder.upscale_conv2."),
     (r"^sam_mask_decoder\.", "mask_decoder."),
-    (r"^memory_encoder\.mask_downsampler\.encoder\.12\.", "memory_encoder.mask_downsampler.final_conv."),
+    (
+        r"^memory_encoder\.mask_downsampler\.encoder\.12\.",
+        "memory_encoder.mask_downsampler.final_conv.",
+    ),
     (r"^memory_encoder\.pix_feat_proj\.", "memory_encoder.feature_projection."),
     (r"^memory_encoder\.out_proj\.", "memory_encoder.projection."),
-    (r"^memory_encoder\.fuser\.layers\.(\d+)\.gamma$", r"memory_encoder.memory_fuser.layers.\1.scale"),
-    (r"^memory_encoder\.fuser\.layers\.(\d+)\.dwconv\.", r"memory_encoder.memory_fuser.layers.\1.depthwise_conv."),
-    (r"^memory_encoder\.fuser\.layers\.(\d+)\.norm\.", r"memory_encoder.memory_fuser.layers.\1.layer_norm."),
-    (r"^memory_encoder\.fuser\.layers\.(\d+)\.pwconv", r"memory_encoder.memory_fuser.layers.\1.pointwise_conv"),
+    (
+        r"^memory_encoder\.fuser\.layers\.(\d+)\.gamma$",
+        r"memory_encoder.memory_fuser.layers.\1.scale",
+    ),
+    (
+        r"^memory_encoder\.fuser\.layers\.(\d+)\.dwconv\.",
+        r"memory_encoder.memory_fuser.layers.\1.depthwise_conv.",
+    ),
+    (
+        r"^memory_encoder\.fuser\.layers\.(\d+)\.norm\.",
+        r"memory_encoder.memory_fuser.layers.\1.layer_norm.",
+    ),
+    (
+        r"^memory_encoder\.fuser\.layers\.(\d+)\.pwconv",
+        r"memory_encoder.memory_fuser.layers.\1.pointwise_conv",
+    ),
     (r"^memory_attention\.norm\.", "memory_attention.layer_norm."),
     (r"^memory_attention\.layers\.(\d+)\.norm(\d)\.", r"memory_attention.layers.\1.layer_norm\2."),
     (r"^memory_attention\.", "memory_attention."),
@@ -51,7 +78,10 @@ _RULES: list[tuple[str, str]] = [
 
 def _mlp3(key: str) -> str:
     """3-layer MLPs: original layers.{0,1,2} -> proj_in, layers.0, proj_out."""
-    m = re.match(r"^(.*(?:hypernetworks_mlps\.\d+|iou_prediction_head|pred_obj_score_head|object_pointer_proj))\.layers\.(\d)\.(.*)$", key)
+    m = re.match(
+        r"^(.*(?:hypernetworks_mlps\.\d+|iou_prediction_head|pred_obj_score_head|object_pointer_proj))\.layers\.(\d)\.(.*)$",
+        key,
+    )
     if not m:
         return key
     name = {"0": "proj_in", "1": "layers.0", "2": "proj_out"}[m.group(2)]
@@ -94,8 +124,15 @@ def to_hf(state: dict[str, torch.Tensor], video: bool) -> dict[str, torch.Tensor
         out = {
             k: v
             for k, v in out.items()
-            if not k.startswith(("memory_", "object_pointer", "temporal_positional", "mask_downsample"))
-            and k not in ("no_memory_positional_encoding", "no_object_pointer", "occlusion_spatial_embedding_parameter")
+            if not k.startswith(
+                ("memory_", "object_pointer", "temporal_positional", "mask_downsample")
+            )
+            and k
+            not in (
+                "no_memory_positional_encoding",
+                "no_object_pointer",
+                "occlusion_spatial_embedding_parameter",
+            )
         }
     return out
 
