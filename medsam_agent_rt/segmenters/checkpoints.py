@@ -313,6 +313,8 @@ def load_checkpoint(
     if is_sam2_state(state):  # SAM2.1 / MedSAM2 (Hiera trunk): its own loader
         return load_sam2_state(state, path, family, image_size, config)
     inferred, variant, kind = infer_config(state, str(path))
+    if image_size is not None:
+        raise CheckpointError(f"{path}: image_size applies to SAM2 checkpoints only")
     fam, how, digest = _decide_family(kind, variant, path, family)
     cfg = config if config is not None else inferred
     model = build_and_load(state, cfg, f"{path} (assumed {fam}, {variant})")

@@ -51,7 +51,7 @@ def build_segmenter(
 
     device: "cpu" | "cuda" | "cuda:N"; cache_size: image embeddings kept (LRU);
     family: force the checkpoint family where the file cannot tell (SAM vs MedSAM ViT-B);
-    options: backend-specific keywords (onnx: precision, providers, intra_op_threads,
+    options: backend-specific keywords (torch: image_size for SAM2 checkpoints; onnx: precision, providers, intra_op_threads,
     allow_spinning; trt: precision, cache_dir, max_prompt_tokens, ...; both: verify)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
@@ -65,6 +65,7 @@ def build_segmenter(
             f"`medsam-agent export sam {spec} --out DIR`, then build_segmenter(DIR, "
             f"backend={backend!r})"
         )
+    image_size = options.pop("image_size", None)  # SAM2 files: 1024 (default) or 512
     if options:
         raise TypeError(f"backend 'torch' takes no options {sorted(options)}")
     from medsam_agent_rt.segmenters.torch_backend import TorchSegmenter, require_torch
@@ -85,7 +86,7 @@ def build_segmenter(
         )
     from medsam_agent_rt.segmenters.checkpoints import load_checkpoint
 
-    loaded = load_checkpoint(path, family=family)
+    loaded = load_checkpoint(path, family=family, image_size=image_size)
     if loaded.family.name in ("sam2", "medsam2"):
         from medsam_agent_rt.segmenters.sam2.segmenter import Sam2TorchSegmenter
 
