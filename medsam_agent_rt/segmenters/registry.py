@@ -21,7 +21,11 @@ EMBEDDED = ("litemedsam",)
 def _build_exported(path: Path, backend: str, device: str, cache_size: int, family, options):
     """OnnxSegmenter / TrtSegmenter over an exported model directory (manifest verified)."""
     from medsam_agent_rt.segmenters.exported import load_export
+    from medsam_agent_rt.segmenters.sam2.onnx import Sam2OnnxSegmenter, is_sam2_export
 
+    if is_sam2_export(path) and backend == "onnx":  # SAM2 graphs (segmenters.sam2.onnx)
+        options.pop("verify", None)
+        return Sam2OnnxSegmenter(path, cache_size=cache_size, **options)
     if backend == "torch":
         raise ValueError(
             f"{path} is an exported model directory: run it with backend='onnx' or 'trt' "
