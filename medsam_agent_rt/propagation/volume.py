@@ -1,0 +1,60 @@
+"""Running a tracker through a volume (forward then backward from a key slice) or a stream, and
+3-D Dice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from medsam_agent_rt.propagation.tracker import Tracker, TrackStep
+
+
+def propagate_volume(
+    volume: np.ndarray,
+    key_index: int,
+    key_mask: np.ndarray,
+    make_tracker: Callable[[], Tracker],
+    stop_when_lost: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """volume (D, H, W) or (D, H, W, 3) uint8; key_mask (H, W) bool on slice ``key_index``.
+    A fresh tracker goes forward (key+1 .. D-1), another backward (key-1 .. 0). Returns the 3-D
+    mask (D, H, W) bool and per-slice scores (D,) float32 (1 on the key slice, 0 where lost)."""
+    volume = np.asarray(volume)
+    if volume.ndim not in (3, 4) or volume.dtype != np.uint8:
+        raise ValueError(f"volume must be (D, H, W[, 3]) uint8, got {volume.dtype} {volume.shape}")
+    d = volume.shape[0]
+    if not 0 <= key_index < d:
+        raise ValueError(f"key_index must be in [0, {d}), got {key_index}")
+    out = np.zeros((d, *volume.shape[1:3]), bool)
+    scores = np.zeros(d, np.float32)
+    out[key_index], scores[key_index] = np.asarray(key_mask, bool), 1.0
+    for order in (range(key_index + 1, d), range(key_index - 1, -1, -1)):
+        tracker = make_tracker()
+        tracker.start(volume[key_index], out[key_index])
+        for i in order:
+            step = tracker.step(volume[i])
+            out[i], scores[i] = step.mask, step.score
+            if stop_when_lost and step.score == 0.0:
+                break
+    return out, scores
+
+
+def track_stream(
+    frames: Iterable[np.ndarray], first_mask: np.ndarray, tracker: Tracker
+) -> Iterator[TrackStep]:
+    """Streaming: the tracker starts on the first frame with ``first_mask`` and yields one
+    TrackStep per following frame (a device's frame loop can call ``tracker.step`` directly)."""
+    it = iter(frames)
+    tracker.start(next(it), first_mask)
+    for frame in it:
+        yield tracker.step(frame)
+
+
+def dice_3d(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Dice of two (D, H, W) masks over the whole volume (1.0 when both are empty)."""
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred {pred.shape} and gt {gt.shape} must have the same shape")
+    denom = int(pred.sum()) + int(gt.sum())
+    return 1.0 if denom == 0 else 2.0 * int((pred & gt).sum()) / denom
