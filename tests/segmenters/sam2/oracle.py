@@ -161,7 +161,13 @@ def hf_config(config, video: bool):
     )
     prompt = dict(image_size=s)
     if video:
-        return Sam2VideoConfig(vision_config=vision, prompt_encoder_config=prompt, image_size=s)
+        e = config.embedding_size
+        return Sam2VideoConfig(
+            vision_config=vision,
+            prompt_encoder_config=prompt,
+            image_size=s,
+            memory_attention_rope_feat_sizes=[e, e],
+        )
     return HfConfig(vision_config=vision, prompt_encoder_config=prompt)
 
 
