@@ -132,3 +132,39 @@ def phantom_video(seed: int = 0, frames: int = 48, size: int = 128) -> Sequence:
     return Sequence(
         np.stack(out), {"polyp": np.stack(masks)}, (1.0, 1.0, 1.0), "video", {"seed": seed}
     )
+
+
+def write_sequences(out_dir, n: int, seed: int = 0, size: int = 128, depth: int = 32) -> list:
+    """Write ``n`` phantom volumes (volume_SEED.nii.gz + volume_SEED_TARGET.nii.gz, 1 mm in-plane
+    affine from the spacing) and ``n`` videos (video_SEED/frames/*.png + video_SEED/masks/*.png).
+    Returns the paths written. Needs nibabel (extra ``medical``) for the volumes."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from medsam_agent_rt.io.nifti import import_nibabel
+
+    nib = import_nibabel()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for s in range(seed, seed + n):
+        vol = phantom_volume(s, depth, size)
+        z, y, x = vol.spacing
+        affine = np.diag([x, y, z, 1.0])
+        path = out / f"volume_{s}.nii.gz"
+        nib.save(nib.Nifti1Image(vol.frames.transpose(2, 1, 0).astype(np.int16), affine), str(path))
+        written.append(path)
+        for target, m in vol.masks.items():
+            p = out / f"volume_{s}_{target}.nii.gz"
+            nib.save(nib.Nifti1Image(m.transpose(2, 1, 0).astype(np.uint8), affine), str(p))
+            written.append(p)
+        vid = phantom_video(s, depth, size)
+        root = out / f"video_{s}"
+        (root / "frames").mkdir(parents=True, exist_ok=True)
+        (root / "masks").mkdir(exist_ok=True)
+        for i, (f, m) in enumerate(zip(vid.frames, vid.masks["polyp"])):
+            Image.fromarray(f).save(root / "frames" / f"{i:05d}.png")
+            Image.fromarray(m.astype(np.uint8) * 255).save(root / "masks" / f"{i:05d}.png")
+        written.append(root)
+    return written

@@ -30,6 +30,8 @@ def propagate_volume(
     scores = np.zeros(d, np.float32)
     out[key_index], scores[key_index] = np.asarray(key_mask, bool), 1.0
     for order in (range(key_index + 1, d), range(key_index - 1, -1, -1)):
+        if len(order) == 0:
+            continue
         tracker = make_tracker()
         tracker.start(volume[key_index], out[key_index])
         for i in order:
