@@ -7,7 +7,7 @@ move and deform from slice to slice / frame to frame. Deterministic by seed, pur
   blob inside it on a few slices; masks per target (D, H, W) bool; spacing (z, y, x) mm.
 - :func:`phantom_video`: an endoscopy/ultrasound-like RGB stream (T, H, W, 3) uint8 with one
   target moving along a smooth path and deforming (pulsating radii, rotating outline) over a
-  textured background; its mask per frame (T, H, W) bool.
+  textured background (at most ~3 % of the side per frame); its mask per frame (T, H, W) bool.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def phantom_video(seed: int = 0, frames: int = 48, size: int = 128) -> Sequence:
     amp, freq = rng.uniform(0.15, 0.25, 2) * size, rng.uniform(0.5, 1.0, 2)
     out, masks = [], []
     for t in range(frames):
-        s = t / max(frames - 1, 1)
+        s = t / 48.0  # one motion cycle per 48 frames, whatever the stream length
         cy = size / 2 + amp[0] * np.sin(2 * np.pi * freq[0] * s)
         cx = size / 2 + amp[1] * np.sin(2 * np.pi * freq[1] * s + 1.0)
         r = 0.15 * size * (1 + 0.2 * np.sin(2 * np.pi * 2 * s))

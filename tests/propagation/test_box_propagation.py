@@ -90,7 +90,7 @@ def test_memory_stays_bounded_over_a_long_stream():
 @pytest.mark.slow
 def test_litemedsam_box_propagation_on_phantom_volume_and_video():
     """Embedded LiteMedSAM (real weights): 3-D Dice >= 0.80 on a 10-slice phantom organ and
-    >= 0.80 on a 8-frame phantom video (measured 0.88 / 0.9x; see README)."""
+    >= 0.80 on an 8-frame phantom video (measured figures in the README)."""
     pytest.importorskip("torch")
     from medsam_agent_rt.segmenters import build_segmenter
 
