@@ -10,8 +10,6 @@ before the clicks, followed by one padding point (label -1).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -20,6 +18,7 @@ from medsam_agent_rt.segmenters.sam2.config import Sam2Config
 from medsam_agent_rt.segmenters.sam2.decoder import MaskDecoder
 from medsam_agent_rt.segmenters.sam2.hiera import ImageEncoder, Mlp
 from medsam_agent_rt.segmenters.sam2.memory import MemoryAttention, MemoryEncoder
+from medsam_agent_rt.segmenters.sam2.preprocess import prompt_tokens  # noqa: F401 - re-export
 
 
 class Sam2Model(nn.Module):
@@ -90,26 +89,3 @@ class Sam2Model(nn.Module):
         return self.sam_mask_decoder(
             image_embed, self.dense_pe(), sparse, dense, feat_s0, feat_s1, token_bias
         )
-
-
-def prompt_tokens(
-    points: Any | None, labels: Any | None, box: Any | None
-) -> tuple[list[list[float]], list[int]]:
-    """SAM2's token list in model-input px: box corners (labels 2, 3) first, then the clicks, then
-    one padding point (0, 0) with label -1 (SAM2 always pads: boxes enter as points). No box and
-    no clicks (a mask-only prompt) gives no tokens at all."""
-    if box is None and points is None:
-        return [], []
-    coords: list[list[float]] = []
-    labs: list[int] = []
-    if box is not None:
-        b = [float(v) for v in list(box)]
-        coords += [[b[0], b[1]], [b[2], b[3]]]
-        labs += [2, 3]
-    if points is not None:
-        for (x, y), lab in zip(points, labels):
-            coords.append([float(x), float(y)])
-            labs.append(int(lab))
-    coords.append([0.0, 0.0])
-    labs.append(-1)
-    return coords, labs

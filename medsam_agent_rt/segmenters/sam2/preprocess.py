@@ -6,6 +6,8 @@ low-res logits to the original size (align_corners=False).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -71,3 +73,26 @@ def to_input_coords(xy: np.ndarray, original_size: tuple[int, int], size: int) -
     """(..., 2) (x, y) original px -> model-input px: x * S / W, y * S / H (float32)."""
     h, w = original_size
     return (np.asarray(xy, np.float64) * np.array([size / w, size / h])).astype(np.float32)
+
+
+def prompt_tokens(
+    points: Any | None, labels: Any | None, box: Any | None
+) -> tuple[list[list[float]], list[int]]:
+    """SAM2's token list in model-input px: box corners (labels 2, 3) first, then the clicks, then
+    one padding point (0, 0) with label -1 (SAM2 always pads: boxes enter as points). No box and
+    no clicks (a mask-only prompt) gives no tokens at all."""
+    if box is None and points is None:
+        return [], []
+    coords: list[list[float]] = []
+    labs: list[int] = []
+    if box is not None:
+        b = [float(v) for v in list(box)]
+        coords += [[b[0], b[1]], [b[2], b[3]]]
+        labs += [2, 3]
+    if points is not None:
+        for (x, y), lab in zip(points, labels):
+            coords.append([float(x), float(y)])
+            labs.append(int(lab))
+    coords.append([0.0, 0.0])
+    labs.append(-1)
+    return coords, labs

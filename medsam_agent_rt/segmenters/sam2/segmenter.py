@@ -21,8 +21,12 @@ from medsam_agent_rt.segmenters.base import Prediction, Preprocessing
 from medsam_agent_rt.segmenters.predictor import Encoded, NoImageError, image_key
 from medsam_agent_rt.segmenters.preprocess import as_rgb_uint8
 from medsam_agent_rt.segmenters.prompts import check_prompts
-from medsam_agent_rt.segmenters.sam2.model import prompt_tokens
-from medsam_agent_rt.segmenters.sam2.preprocess import preprocess, to_input_coords, upsample_logits
+from medsam_agent_rt.segmenters.sam2.preprocess import (
+    preprocess,
+    prompt_tokens,
+    to_input_coords,
+    upsample_logits,
+)
 
 
 def select_outputs(
