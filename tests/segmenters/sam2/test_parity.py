@@ -98,6 +98,7 @@ def test_parity_sam21_tiny_1024(tiny1024):
     _check(tiny1024)
 
 
+@pytest.mark.slow
 def test_a_wrong_weight_is_detected(tiny512):
     """The comparison can fail: one perturbed decoder weight moves the masks beyond tolerance."""
     ours, hf = tiny512

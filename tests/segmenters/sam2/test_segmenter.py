@@ -34,6 +34,7 @@ def test_preprocess_matches_torch_antialiased_resize():
         assert np.abs(upsample_logits(low, size) - ref[0].numpy()).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_checkpoint_recognition_and_strict_loading(medsam2_file, tiny512, tmp_path):
     loaded = load_checkpoint(medsam2_file)
     assert loaded.family.name == "medsam2" and loaded.variant == "sam2.1_hiera_tiny"
@@ -114,6 +115,7 @@ def test_segmenter_matches_transformers_end_to_end(tiny512):
     assert seg.encoder_calls == 1
 
 
+@pytest.mark.slow
 def test_build_segmenter_from_a_medsam2_file(medsam2_file):
     seg = build_segmenter(str(medsam2_file), image_size=512)
     assert seg.family == "medsam2" and seg.backend == "torch"

@@ -26,6 +26,7 @@ def video_pair():
     return ours, hf_model(ours, video=True)
 
 
+@pytest.mark.slow
 def test_memory_attention_and_encoder_match_transformers(video_pair):
     ours, hf = video_pair
     g = torch.Generator().manual_seed(0)
