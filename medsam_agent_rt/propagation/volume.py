@@ -16,10 +16,15 @@ def propagate_volume(
     key_mask: np.ndarray,
     make_tracker: Callable[[], Tracker],
     stop_when_lost: bool = True,
+    reprompt: Callable[[int, np.ndarray], np.ndarray | None] | None = None,
+    min_score: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """volume (D, H, W) or (D, H, W, 3) uint8; key_mask (H, W) bool on slice ``key_index``.
-    A fresh tracker goes forward (key+1 .. D-1), another backward (key-1 .. 0). Returns the 3-D
-    mask (D, H, W) bool and per-slice scores (D,) float32 (1 on the key slice, 0 where lost)."""
+    A fresh tracker goes forward (key+1 .. D-1), another backward (key-1 .. 0). Where a step's
+    score is <= ``min_score`` (0: lost), ``reprompt(index, slice)`` (e.g. an agent episode) may
+    return a new mask for that slice: it is kept and the tracker restarts from it; None (or no
+    reprompt) stops that direction when ``stop_when_lost``. Returns the 3-D mask (D, H, W) bool
+    and per-slice scores (D,) float32 (1 on the key and re-prompted slices, 0 where lost)."""
     volume = np.asarray(volume)
     if volume.ndim not in (3, 4) or volume.dtype != np.uint8:
         raise ValueError(f"volume must be (D, H, W[, 3]) uint8, got {volume.dtype} {volume.shape}")
@@ -37,6 +42,12 @@ def propagate_volume(
         for i in order:
             step = tracker.step(volume[i])
             out[i], scores[i] = step.mask, step.score
+            if step.score <= min_score and reprompt is not None:
+                fresh = reprompt(i, volume[i])
+                if fresh is not None and np.asarray(fresh).any():
+                    out[i], scores[i] = np.asarray(fresh, bool), 1.0
+                    tracker.start(volume[i], out[i])
+                    continue
             if stop_when_lost and step.score == 0.0:
                 break
     return out, scores

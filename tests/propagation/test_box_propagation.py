@@ -58,6 +58,23 @@ def test_forward_backward_propagation_recovers_the_organ():
     assert (scores[empty] == 0).all() and not pred[empty].any()  # lost where the organ ends
 
 
+def test_reprompt_restarts_the_tracker_where_the_score_collapses():
+    vol = phantom_volume(0, 16, 96)
+    gt = vol.masks["organ"]
+    k = vol.key_index("organ")
+    seg = ThresholdSegmenter(level=255)  # loses the target at once
+    asked = []
+
+    def agent(i, frame):
+        asked.append(i)
+        return gt[i] if gt[i].any() else None
+
+    pred, scores = propagate_volume(vol.frames, k, gt[k], lambda: BoxTracker(seg), reprompt=agent)
+    present = np.flatnonzero(gt.reshape(16, -1).any(1))
+    assert set(present) - {k} <= set(asked)  # asked on every slice where tracking collapsed
+    np.testing.assert_array_equal(pred[present], gt[present])
+
+
 def test_stream_api_and_lost_target():
     vid = phantom_video(2, 12, 96)
     seg = ThresholdSegmenter(level=200)
