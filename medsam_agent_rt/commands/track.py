@@ -6,7 +6,7 @@ Volumes (NIfTI, DICOM series folder, .npy) go forward then backward from the key
 MedSAM2 CT recipe; key slice = largest GT area unless --slice). --tracker box (any segmenter,
 box from the previous mask) or sam2 (SAM2/MedSAM2 checkpoints: memory tracker). Writes the mask
 (NIfTI with the input's geometry, else .npy; per-frame PNGs for videos) and report.json (scores
-per slice, time, 3-D Dice with --gt).
+per slice, time, 3-D Dice with --gt, NSD at 2 mm where the input has a spacing).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _key_mask(args, stack, seg, gt, k) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medsam_agent_rt.propagation import BoxTracker, dice_3d, propagate_volume
+    from medsam_agent_rt.propagation import BoxTracker, dice_3d, nsd_3d, propagate_volume
     from medsam_agent_rt.propagation.io import read_mask_stack, read_stack, write_mask_stack
     from medsam_agent_rt.segmenters import build_segmenter
 
@@ -125,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
         "scores": [round(float(s), 4) for s in scores],
         "mask": str(written),
         "dice_3d": None if gt is None else round(dice_3d(mask, gt), 4),
+        "nsd_2mm": None
+        if gt is None or stack.spacing is None
+        else round(nsd_3d(mask, gt, stack.spacing, 2.0), 4),
     }
     Path(args.out, "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k2: v for k2, v in report.items() if k2 != "scores"}))

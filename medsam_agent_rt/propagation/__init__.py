@@ -4,6 +4,14 @@ box-from-previous-mask tracker for the SAM-1 family (``BoxTracker``) and SAM2's 
 (``Sam2Tracker``); ``propagate_volume`` runs a tracker forward and backward from a key slice."""
 
 from medsam_agent_rt.propagation.tracker import BoxTracker, Tracker, TrackStep
-from medsam_agent_rt.propagation.volume import dice_3d, propagate_volume, track_stream
+from medsam_agent_rt.propagation.volume import dice_3d, nsd_3d, propagate_volume, track_stream
 
-__all__ = ["BoxTracker", "TrackStep", "Tracker", "dice_3d", "propagate_volume", "track_stream"]
+__all__ = [
+    "BoxTracker",
+    "TrackStep",
+    "Tracker",
+    "dice_3d",
+    "nsd_3d",
+    "propagate_volume",
+    "track_stream",
+]

@@ -121,3 +121,32 @@ def test_litemedsam_box_propagation_on_phantom_volume_and_video():
     d_vid = dice_3d(np.stack([vid.masks["polyp"][0]] + [s.mask for s in steps]), vid.masks["polyp"])
     print(f"LiteMedSAM box propagation 3-D Dice: volume {d_vol:.3f}, video {d_vid:.3f}")
     assert d_vol >= 0.80 and d_vid >= 0.80
+
+
+def _nsd_brute(pred, gt, spacing, tol):
+    """Brute-force reference: boundary voxels by the 26-neighbourhood, all pairwise distances."""
+
+    def surface(m):
+        pad = np.pad(m, 1)
+        out = np.zeros_like(m)
+        for idx in zip(*np.nonzero(m)):
+            nb = pad[idx[0] : idx[0] + 3, idx[1] : idx[1] + 3, idx[2] : idx[2] + 3]
+            out[idx] = not nb.all()
+        return out
+
+    sp, sg = np.argwhere(surface(pred)) * spacing, np.argwhere(surface(gt)) * spacing
+    d = np.sqrt(((sp[:, None, :] - sg[None, :, :]) ** 2).sum(-1))
+    return ((d.min(1) <= tol).sum() + (d.min(0) <= tol).sum()) / (len(sp) + len(sg))
+
+
+def test_nsd_matches_a_brute_force_reference():
+    pytest.importorskip("scipy")
+    from medsam_agent_rt.propagation import nsd_3d
+
+    vol = phantom_volume(1, 6, 32)
+    gt = vol.masks["organ"]
+    pred = np.roll(gt, 2, axis=2)
+    for spacing, tol in [((2.5, 0.8, 0.8), 1.0), ((1.0, 1.0, 1.0), 2.0)]:
+        ref = _nsd_brute(pred, gt, np.array(spacing), tol)
+        assert nsd_3d(pred, gt, spacing, tol) == pytest.approx(ref)
+    assert nsd_3d(gt, gt) == 1.0 and nsd_3d(gt, np.zeros_like(gt)) == 0.0
