@@ -55,6 +55,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     ph.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     ph.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    sq = sub.add_parser(
+        "sequences",
+        help="write phantom volumes (NIfTI + GT) and videos (frame folders + masks) for tracking",
+    )
+    sq.add_argument("--out", required=True, help="output folder")
+    sq.add_argument("--n", type=int, default=1, help="volumes and videos each (default 1)")
+    sq.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    sq.add_argument("--size", type=int, default=128, help="slice / frame side in px (default 128)")
+    sq.add_argument("--depth", type=int, default=32, help="slices / frames (default 32)")
+
     sm = sub.add_parser("summary", help="count samples per dataset, split and target")
     sm.add_argument("root", help="a BiomedParse-style root or the demo folder")
     sm.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -133,8 +143,21 @@ def _preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sequences(args: argparse.Namespace) -> int:
+    from medsam_agent_rt.data.sequences import write_sequences
+
+    written = write_sequences(args.out, args.n, args.seed, args.size, args.depth)
+    print(f"wrote {len(written)} sequences under {args.out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    action = {"phantoms": _phantoms, "summary": _summary, "preview": _preview}[args.data_command]
+    action = {
+        "phantoms": _phantoms,
+        "summary": _summary,
+        "preview": _preview,
+        "sequences": _sequences,
+    }[args.data_command]
     try:
         return action(args)
     except BrokenPipeError:  # `... | head`: stop quietly

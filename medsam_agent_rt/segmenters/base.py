@@ -28,13 +28,13 @@ class Preprocessing:
     official LiteMedSAM box mapping). See ``segmenters.preprocess``.
     """
 
-    family: str  # "sam" | "medsam" | "litemedsam" | "mobilesam"
+    family: str  # "sam" | "medsam" | "litemedsam" | "mobilesam" | "sam2" | "medsam2"
     input_size: int  # 1024 (SAM, MedSAM, MobileSAM) or 256 (LiteMedSAM)
     resize: Literal["longest_side", "square"]
     normalize: Literal["mean_std", "minmax"]
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
-    interpolation: Literal["bilinear", "area", "cubic_spline"] = "bilinear"
+    interpolation: Literal["bilinear", "area", "cubic_spline", "bilinear_antialias"] = "bilinear"
     coord_rounding: Literal["none", "floor"] = "none"
 
     def resized_size(self, original_size: tuple[int, int]) -> tuple[int, int]:

@@ -18,6 +18,9 @@ How the family is decided (``LoadedCheckpoint.identified_by`` records which rule
 4. Then the file name: contains "medsam" -> ``medsam``, else "sam_vit" -> ``sam``.
 5. Otherwise an error asking for ``family=``: guessing would silently pick the wrong
    preprocessing (SAM mean/std vs MedSAM min-max).
+
+SAM2.1 / MedSAM2 files (a Hiera trunk, ``image_encoder.trunk.*``) go to
+``segmenters.sam2.checkpoint`` (same strict loading; family from the file name).
 """
 
 from __future__ import annotations
@@ -295,15 +298,23 @@ def build_and_load(state: dict[str, Any], config: Any, what: str) -> Any:
 
 
 def load_checkpoint(
-    path: str | Path, family: str | None = None, config: Any = None
+    path: str | Path, family: str | None = None, config: Any = None, image_size: int | None = None
 ) -> LoadedCheckpoint:
     """Load a SAM-family checkpoint (see the module docstring for the recognition rules).
 
-    family: force "sam" | "medsam" | "litemedsam" | "mobilesam"; config: a ``SamConfig`` for a
-    custom model whose decoder head count differs from SAM's 8 (shapes cannot show it)."""
+    family: force "sam" | "medsam" | "litemedsam" | "mobilesam" (SAM2 files: "sam2" |
+    "medsam2", see ``segmenters.sam2.checkpoint``); config: a ``SamConfig`` for a custom model
+    whose decoder head count differs from SAM's 8 (shapes cannot show it), or a ``Sam2Config``;
+    image_size: SAM2 files only, 1024 (default) or 512 (MedSAM2's own config)."""
     path = Path(path)
     state = read_state_dict(path)
+    from medsam_agent_rt.segmenters.sam2.checkpoint import is_sam2_state, load_sam2_state
+
+    if is_sam2_state(state):  # SAM2.1 / MedSAM2 (Hiera trunk): its own loader
+        return load_sam2_state(state, path, family, image_size, config)
     inferred, variant, kind = infer_config(state, str(path))
+    if image_size is not None:
+        raise CheckpointError(f"{path}: image_size applies to SAM2 checkpoints only")
     fam, how, digest = _decide_family(kind, variant, path, family)
     cfg = config if config is not None else inferred
     model = build_and_load(state, cfg, f"{path} (assumed {fam}, {variant})")

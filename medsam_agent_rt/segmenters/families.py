@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from medsam_agent_rt.segmenters.base import Preprocessing
 
-FAMILY_NAMES = ("sam", "medsam", "litemedsam", "mobilesam")
+FAMILY_NAMES = ("sam", "medsam", "litemedsam", "mobilesam", "sam2", "medsam2")
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,23 @@ FAMILIES: dict[str, FamilySpec] = {
         "box+all_clicks",
         False,
         "LiteMedSAM (TinyViT + SAM decoder distilled from MedSAM, 256 px input)",
+    ),
+    # SAM2.1 / MedSAM2 (segmenters.sam2): square antialiased bilinear resize of the [0, 1] image,
+    # ImageNet mean/std (= SAM's pixel mean/std x 255). "medsam2" follows the released
+    # MedSAM-Agent (newest click + previous logits, multimask first); not measured (no weights).
+    "sam2": FamilySpec(
+        "sam2",
+        Preprocessing("sam2", 1024, "square", "mean_std", interpolation="bilinear_antialias"),
+        "box+all_clicks+prev_logits",
+        True,
+        "SAM2.1 (Hiera-T/S/B+/L), natural images and video",
+    ),
+    "medsam2": FamilySpec(
+        "medsam2",
+        Preprocessing("medsam2", 1024, "square", "mean_std", interpolation="bilinear_antialias"),
+        "newest_click+prev_logits",
+        True,
+        "MedSAM2 (SAM2.1 Hiera-T fine-tuned on 3-D medical images and video)",
     ),
 }
 

@@ -1,8 +1,8 @@
 """``build_segmenter``: one call from a spec to a ready Segmenter.
 
 spec: "litemedsam" (the embedded default, shipped in the wheel), a checkpoint file
-(``.pth`` / ``.pt`` / ``.safetensors`` of SAM, MedSAM, LiteMedSAM or MobileSAM; see
-``segmenters.checkpoints``), or an exported model directory (``medsam-agent export sam``: ONNX
+(``.pth`` / ``.pt`` / ``.safetensors`` of SAM, MedSAM, LiteMedSAM, MobileSAM, SAM2.1 or MedSAM2;
+see ``segmenters.checkpoints``), or an exported model directory (``medsam-agent export sam``: ONNX
 graphs + manifest, see ``segmenters.exported``).
 backend: "torch" runs a checkpoint; "onnx" (ONNX Runtime) and "trt" (TensorRT engines built from
 the ONNX graphs on first use) run an exported model directory.
@@ -21,7 +21,11 @@ EMBEDDED = ("litemedsam",)
 def _build_exported(path: Path, backend: str, device: str, cache_size: int, family, options):
     """OnnxSegmenter / TrtSegmenter over an exported model directory (manifest verified)."""
     from medsam_agent_rt.segmenters.exported import load_export
+    from medsam_agent_rt.segmenters.sam2.onnx import Sam2OnnxSegmenter, is_sam2_export
 
+    if is_sam2_export(path) and backend == "onnx":  # SAM2 graphs (segmenters.sam2.onnx)
+        options.pop("verify", None)
+        return Sam2OnnxSegmenter(path, cache_size=cache_size, **options)
     if backend == "torch":
         raise ValueError(
             f"{path} is an exported model directory: run it with backend='onnx' or 'trt' "
@@ -51,7 +55,7 @@ def build_segmenter(
 
     device: "cpu" | "cuda" | "cuda:N"; cache_size: image embeddings kept (LRU);
     family: force the checkpoint family where the file cannot tell (SAM vs MedSAM ViT-B);
-    options: backend-specific keywords (onnx: precision, providers, intra_op_threads,
+    options: backend-specific keywords (torch: image_size for SAM2 checkpoints; onnx: precision, providers, intra_op_threads,
     allow_spinning; trt: precision, cache_dir, max_prompt_tokens, ...; both: verify)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
@@ -65,6 +69,7 @@ def build_segmenter(
             f"`medsam-agent export sam {spec} --out DIR`, then build_segmenter(DIR, "
             f"backend={backend!r})"
         )
+    image_size = options.pop("image_size", None)  # SAM2 files: 1024 (default) or 512
     if options:
         raise TypeError(f"backend 'torch' takes no options {sorted(options)}")
     from medsam_agent_rt.segmenters.torch_backend import TorchSegmenter, require_torch
@@ -85,5 +90,9 @@ def build_segmenter(
         )
     from medsam_agent_rt.segmenters.checkpoints import load_checkpoint
 
-    loaded = load_checkpoint(path, family=family)
+    loaded = load_checkpoint(path, family=family, image_size=image_size)
+    if loaded.family.name in ("sam2", "medsam2"):
+        from medsam_agent_rt.segmenters.sam2.segmenter import Sam2TorchSegmenter
+
+        return Sam2TorchSegmenter(loaded.model, loaded.family, device, cache_size, str(path))
     return TorchSegmenter(loaded.model, loaded.family, device, cache_size, str(path))

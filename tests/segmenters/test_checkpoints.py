@@ -88,7 +88,9 @@ def test_ambiguous_vit_needs_family(tmp_path, vit_model):
     with pytest.raises(CheckpointError, match="does not fit this checkpoint's encoder"):
         load_checkpoint(path, family="litemedsam")
     with pytest.raises(ValueError, match="family must be one of"):
-        load_checkpoint(path, family="sam2")
+        load_checkpoint(path, family="sam3")
+    with pytest.raises(CheckpointError, match="does not fit this checkpoint's encoder"):
+        load_checkpoint(path, family="sam2")  # a real family now, but a Hiera one
 
 
 def test_safetensors_checkpoint(tmp_path, vit_model):
