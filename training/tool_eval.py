@@ -13,6 +13,8 @@ Strategies: "box+all_clicks+prev_logits" (``prev``) and "box+all_clicks" (``nopr
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from medsam_agent_rt.training import tool_sim
 
@@ -89,3 +91,45 @@ def evaluate_pool(model, pool, limit: int = 0, clicks: int = 5, chunk: int = 16)
         for k, v in res.items():
             sums[k] = sums.get(k, 0.0) + float(v.sum())
     return {k: v / len(pairs) for k, v in sums.items()}
+
+
+def evaluate_by_dataset(model, pool, clicks: int = 5) -> dict[str, dict]:
+    """``evaluate_pool`` per dataset of the pool (every val pair) plus the number of pairs."""
+    out = {}
+    for ds, idx in sorted(pool.by_dataset.items()):
+        sub = copy.copy(pool)
+        sub.by_dataset = {ds: idx}
+        n = sum(len(pool.entries[i].targets) for i in idx)
+        out[ds] = {"pairs": n, **evaluate_pool(model, sub, 0, clicks)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    from pathlib import Path
+
+    import torch
+    from medsam_agent_rt.training.tool_finetune import Pool, build_model
+
+    ap = argparse.ArgumentParser(description="Val-cache table of a tool checkpoint, per dataset")
+    ap.add_argument("--cache", type=Path, default=Path("runs/emb"))
+    ap.add_argument("--checkpoint", type=Path, default=None, help="step-N.pt (none: LiteMedSAM)")
+    ap.add_argument("--out", type=Path, required=True, help="JSON file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    model = build_model().eval()
+    if args.checkpoint is not None:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state.get("trainable", state), strict=False)
+        if unexpected or any(not k.startswith("image_encoder.") for k in missing):
+            raise SystemExit(f"{args.checkpoint}: not a tool checkpoint ({unexpected[:3]})")
+    res = evaluate_by_dataset(model, Pool(args.cache, "val"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

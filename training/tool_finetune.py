@@ -62,6 +62,9 @@ class ToolConfig:
     seed: int = _f(0, "seed")
     threads: int = _f(1, "torch threads")
     resume: bool = _f(False, "continue from OUT/last.pt")
+    init: str = _f(
+        "", "start from these tool weights (a step-N.pt of an earlier run; fresh optimiser)"
+    )
 
 
 def trainable_state(model) -> dict:
@@ -203,6 +206,12 @@ def train(cfg: ToolConfig, log=print, model=None) -> Path:
         opt.load_state_dict(ck["optimizer"])
         step = int(ck["step"])
         log(f"resumed at step {step}")
+    elif cfg.init:
+        state = torch.load(cfg.init, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("image_encoder.") for k in missing):
+            raise ValueError(f"--init {cfg.init}: not a tool checkpoint ({unexpected[:3]})")
+        log(f"initialised from {cfg.init}")
     elif val is not None and cfg.eval_at_start:
         _evaluate(model, val, cfg, out, 0, tool_eval, log)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))

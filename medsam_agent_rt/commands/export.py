@@ -58,7 +58,9 @@ def _load(spec: str, family: str | None):
 
     if spec in EMBEDDED:
         if family not in (None, spec):
-            raise ValueError(f"spec {spec!r} is the {spec} family, got --family {family}")
+            raise ValueError(
+                f"spec {spec!r} is the LiteMedSAM family {spec!r}, got --family {family}"
+            )
         model, path = load_embedded(spec)
         fam = family_spec(spec)
         fam = replace(

@@ -85,7 +85,9 @@ def build_segmenter(
     require_torch()  # a clear "install the torch extra" before any model code imports torch
     if spec in EMBEDDED:
         if family not in (None, spec):
-            raise ValueError(f"spec {spec!r} is the {spec} family, got family={family!r}")
+            raise ValueError(
+                f"spec {spec!r} is the LiteMedSAM family {spec!r}, got family={family!r}"
+            )
         model, source = load_embedded(spec)
         return TorchSegmenter(model, spec, device, cache_size, source)
     if not path.is_file():

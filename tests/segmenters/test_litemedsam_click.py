@@ -80,6 +80,21 @@ def test_weights_load_strictly_over_litemedsam_encoder(click_seg):
     assert click_seg.family == "litemedsam-click"
 
 
+def test_export_and_family_defaults(click_seg):
+    torch = pytest.importorskip("torch")
+    from medsam_agent_rt.commands.export import _load
+    from medsam_agent_rt.segmenters import FAMILIES, build_segmenter
+
+    model, fam, variant, source = _load("litemedsam-click", None)
+    assert fam.name == "litemedsam-click" and variant == "tinyvit_5m"
+    assert "lite_medsam_click.safetensors" in source
+    assert fam.preprocessing == FAMILIES["litemedsam"].preprocessing  # same encoder input
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, click_seg.model.state_dict()[k]), k
+    with pytest.raises(ValueError, match="LiteMedSAM family 'litemedsam-click'"):
+        build_segmenter("litemedsam-click", family="litemedsam")
+
+
 def test_recorded_episode_is_reproduced(click_seg):
     want = json.loads(RECORD.read_text())
     got = run_recorded_episode(click_seg)
