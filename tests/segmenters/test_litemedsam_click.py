@@ -1,5 +1,5 @@
 """The shipped litemedsam-click weights: strict load over LiteMedSAM's image encoder, and a
-recorded episode (box, then simulator clicks, the family's default strategy) reproduced exactly.
+recorded click-only episode (the family's default strategy) reproduced exactly.
 
 Re-record after shipping new weights (and say why in the commit):
     .venv/bin/python tests/segmenters/test_litemedsam_click.py --record
@@ -19,19 +19,19 @@ RECORD = Path(__file__).with_name("data") / "litemedsam_click_episode.json"
 
 
 def run_recorded_episode(seg) -> dict:
-    """A CT phantom (seed 7, 256 px), its first target: the GT box, then 3 ``ops.next_click``
-    corrections, every one kept. Per step: mask SHA-256, mask area, score, Dice."""
+    """A CT phantom (seed 7, 256 px), its first target: 4 ``ops.next_click`` clicks (the first on
+    the empty mask: the clicker policy's episode), every one kept, the family's default strategy.
+    Per step: mask SHA-256, mask area, score, Dice."""
     from medsam_agent_rt import ops
     from medsam_agent_rt.data.phantoms import generate
     from medsam_agent_rt.segmenters import Episode
 
     ph = generate("CT", 7, 256)
     target, gt = next(iter(ph.masks.items()))
-    ys, xs = np.nonzero(gt)
     ep = Episode(seg, ph.image)
-    steps = [ep.add_box([xs.min(), ys.min(), xs.max(), ys.max()])]
     clicked: list[list[int]] = []
-    for _ in range(3):
+    steps = []
+    for _ in range(4):
         c = ops.next_click(ep.mask, gt, np.asarray(clicked) if clicked else None)
         clicked.append([c.x, c.y])
         steps.append(ep.add_point((c.x, c.y), c.positive))
@@ -102,7 +102,7 @@ def test_recorded_episode_is_reproduced(click_seg):
     for g, w in zip(got["steps"], want["steps"], strict=True):
         assert g["mask_sha256"] == w["mask_sha256"] and g["area"] == w["area"]
         assert g["score"] == pytest.approx(w["score"], rel=1e-5, abs=1e-6)
-    # the tool listens to corrections: the clicks raise Dice over the box
+    # the tool listens to corrections: they raise Dice over the first click
     assert got["steps"][-1]["dice"] > got["steps"][0]["dice"]
 
 
