@@ -1,6 +1,8 @@
-"""Accuracy of the embedded LiteMedSAM on the shared BiomedParse demo set (measurements, not tests).
+"""Accuracy of an embedded segmenter on the shared BiomedParse demo set (measurements, not tests).
 
     python -m benchmarks.accuracy [--data DIR] [--out benchmarks/results/accuracy.json]
+    python -m benchmarks.accuracy --segmenter litemedsam-click --out .../accuracy_click.json
+    python -m benchmarks.accuracy --data ../shared/data/realpack --split acdc/val --limit 20
 
 1. Oracle box: every mask's GT bounding box given once (single mask, and multimask keeping the
    best-scoring mask); Dice at GT resolution per modality and overall. Also the first-click
@@ -55,6 +57,24 @@ def load_demo(root: Path) -> list[dict]:
         }
         image = np.asarray(Image.open(img_path).convert("RGB"))
         out.append({"name": stem, "modality": modality_of(stem), "image": image, "masks": masks})
+    return out
+
+
+def load_split(root: Path, split: str, dataset: str, limit: int) -> list[dict]:
+    """The same records as ``load_demo`` for one dataset split of a BiomedParse-layout root
+    (e.g. realpack val): the first ``limit`` images (0: all) in id order."""
+    from medsam_agent_rt.data import group_by_image, load_samples
+
+    samples = load_samples(root, datasets=[dataset], splits=[split])
+    out = []
+    for image_id, group in sorted(group_by_image(samples).items()):
+        image = group[0].load_image()
+        masks = {s.target: s.load_mask() for s in group}
+        out.append(
+            {"name": image_id, "modality": group[0].modality, "image": image, "masks": masks}
+        )
+        if limit and len(out) >= limit:
+            break
     return out
 
 
@@ -145,14 +165,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clicks", type=int, default=4)
     ap.add_argument("--tau", type=float, default=0.01)
     ap.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
+    ap.add_argument("--segmenter", default="litemedsam", help="segmenter spec (litemedsam-click)")
+    ap.add_argument(
+        "--split",
+        default=None,
+        help="DATASET/SPLIT of a BiomedParse-layout --data root (e.g. acdc/val) instead of demo",
+    )
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     args = ap.parse_args(argv)
-    args.data = demo_root(args.data, "accuracy")
     from tqdm import tqdm
 
-    data = load_demo(args.data)
-    if args.limit:
-        data = data[: args.limit]
-    seg = build_segmenter("litemedsam", cache_size=2)
+    if args.split:
+        if args.data is None:
+            raise SystemExit("--split needs --data ROOT (a BiomedParse-layout root)")
+        dataset, split = args.split.split("/")
+        data = load_split(Path(args.data), split, dataset, args.limit)
+    else:
+        args.data = demo_root(args.data, "accuracy")
+        data = load_demo(args.data)
+        if args.limit:
+            data = data[: args.limit]
+    seg = build_segmenter(args.segmenter, cache_size=2)
     clicker = make_clicker()
     t0 = time.time()
     per_mask: list[dict] = []
@@ -175,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             cm = seg.predict(point_coords=pt, point_labels=np.array([1]), multimask_output=True)
             rec["click_single_dice"] = float(ops.dice(c1.masks[0], gt))
             rec["click_multimask_dice"] = float(ops.dice(cm.masks[int(np.argmax(cm.scores))], gt))
-            for strategy in STRATEGIES:
+            for strategy in args.strategies:
                 d, i, _ = run_episode(seg, image, gt, strategy, args.clicks, None, clicker)
                 rec[f"{strategy}|every"] = {"dice": d, "iou": i}
                 d, i, kept = run_episode(seg, image, gt, strategy, args.clicks, args.tau, clicker)
@@ -205,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     }
     strategy_table = {}
-    for s in STRATEGIES:
+    for s in args.strategies:
         every = np.array([r[f"{s}|every"]["dice"] for r in per_mask])
         expert = np.array([r[f"{s}|expert"]["dice"] for r in per_mask])
         strategy_table[s] = {
@@ -215,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             "expert_gain": float(expert[:, -1].mean() - expert[:, 0].mean()),
             "expert_clicks_kept": float(np.mean([r[f"{s}|expert"]["kept"] for r in per_mask])),
         }
-    best = max(STRATEGIES, key=lambda s: strategy_table[s]["expert_final"])
+    best = max(args.strategies, key=lambda s: strategy_table[s]["expert_final"])
     result = {
-        "segmenter": "litemedsam (embedded, torch, cpu)",
-        "data": str(args.data),
+        "segmenter": f"{args.segmenter} (embedded, torch, cpu)",
+        "data": str(args.data) + (f" [{args.split}]" if args.split else ""),
         "masks": len(per_mask),
         "clicks": args.clicks,
         "tau": args.tau,

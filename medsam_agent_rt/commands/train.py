@@ -1,4 +1,5 @@
-"""``medsam-agent train pipeline|sft|grpo ...``: the training scripts behind one command.
+"""``medsam-agent train pipeline|sft|grpo|tool-cache|tool ...``: the training scripts behind one
+command (tool-cache + tool: the click fine-tuning of LiteMedSAM, ``litemedsam-click``).
 
 Everything after the stage name goes to that script unchanged (``medsam-agent train sft --help``
 lists the SFT options); under torchrun use the modules directly
@@ -10,17 +11,24 @@ from __future__ import annotations
 import argparse
 
 NAME = "train"
-HELP = "Train a policy: the whole recipe (pipeline --preset ...), or one stage (sft, grpo)."
+HELP = (
+    "Train a policy: the whole recipe (pipeline --preset ...), or one stage (sft, grpo); "
+    "or the click-aware tool (tool-cache, then tool)."
+)
 
 STAGES = {
     "pipeline": "medsam_agent_rt.training.pipeline",
     "sft": "medsam_agent_rt.training.sft",
     "grpo": "medsam_agent_rt.training.grpo",
+    "tool-cache": "medsam_agent_rt.training.tool_data",
+    "tool": "medsam_agent_rt.training.tool_finetune",
 }
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("stage", choices=sorted(STAGES), help="pipeline (all stages), sft or grpo")
+    p.add_argument(
+        "stage", choices=sorted(STAGES), help="pipeline (all stages), sft, grpo; tool-cache, tool"
+    )
     p.add_argument(
         "args", nargs=argparse.REMAINDER, help="options of that stage (see STAGE --help)"
     )

@@ -332,3 +332,27 @@ def load_embedded_litemedsam() -> Any:
     path = lite_medsam_path()
     state = read_state_dict(path)
     return build_and_load(state, SamConfig(encoder=LITEMEDSAM_TINYVIT), f"{path} (litemedsam)")
+
+
+def load_embedded_litemedsam_click() -> Any:
+    """LiteMedSAM with the fine-tuned prompt encoder + mask decoder of ``litemedsam-click``
+    (assets/lite_medsam_click.safetensors) over the embedded image encoder. The click file must
+    hold exactly the prompt_encoder.* and mask_decoder.* tensors (strict, shapes checked)."""
+    from medsam_agent_rt.assets import lite_medsam_click_path, lite_medsam_path
+    from medsam_agent_rt.segmenters.modeling.sam import SamConfig
+    from medsam_agent_rt.segmenters.modeling.tiny_vit import LITEMEDSAM_TINYVIT
+
+    click_path = lite_medsam_click_path()
+    click = read_state_dict(click_path)
+    base = read_state_dict(lite_medsam_path())
+    wanted = {k for k in base if k.startswith(("prompt_encoder.", "mask_decoder."))}
+    missing, extra = sorted(wanted - set(click)), sorted(set(click) - wanted)
+    if missing or extra:
+        raise CheckpointError(
+            f"{click_path}: expected exactly the prompt_encoder.* and mask_decoder.* tensors; "
+            f"missing {missing[:3]}, unexpected {extra[:3]}"
+        )
+    state = {**base, **click}
+    return build_and_load(
+        state, SamConfig(encoder=LITEMEDSAM_TINYVIT), f"{click_path} (litemedsam-click)"
+    )

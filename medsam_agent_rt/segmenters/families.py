@@ -26,6 +26,9 @@ Episode defaults (how prompts are carried between turns; see ``segmenters.prompt
   stale clicks hurt it). ``multimask_first`` False, measured too: with the GT box the single-mask
   output (token 0, the one LiteMedSAM was trained on) gives Dice 0.808, the best-scoring of the
   3 multimask outputs 0.780.
+- ``litemedsam-click``: LiteMedSAM's image encoder and preprocessing, its prompt encoder + mask
+  decoder fine-tuned with iterative click simulation (``training.tool_finetune``);
+  ``LITEMEDSAM_CLICK_STRATEGY`` is the measured best carrying strategy on the demo set (README).
 - ``medsam``: "box+all_clicks" — not measured (no weights on this machine); MedSAM was trained
   like LiteMedSAM (box prompts, no mask input), so LiteMedSAM's measured behaviour is the best
   available evidence.
@@ -40,7 +43,10 @@ from dataclasses import dataclass
 
 from medsam_agent_rt.segmenters.base import Preprocessing
 
-FAMILY_NAMES = ("sam", "medsam", "litemedsam", "mobilesam", "sam2", "medsam2")
+#: measured on the realpack val splits (README, "litemedsam-click"); see the module docstring
+LITEMEDSAM_CLICK_STRATEGY = "box+all_clicks+prev_logits"
+
+FAMILY_NAMES = ("sam", "medsam", "litemedsam", "litemedsam-click", "mobilesam", "sam2", "medsam2")
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,21 @@ FAMILIES: dict[str, FamilySpec] = {
         "box+all_clicks",
         False,
         "LiteMedSAM (TinyViT + SAM decoder distilled from MedSAM, 256 px input)",
+    ),
+    "litemedsam-click": FamilySpec(
+        "litemedsam-click",
+        Preprocessing(
+            "litemedsam",
+            256,
+            "longest_side",
+            "minmax",
+            interpolation="area",
+            coord_rounding="floor",
+        ),
+        LITEMEDSAM_CLICK_STRATEGY,
+        False,
+        "LiteMedSAM with its prompt encoder + mask decoder fine-tuned for clicks "
+        "(training.tool_finetune; image encoder unchanged)",
     ),
     # SAM2.1 / MedSAM2 (segmenters.sam2): square antialiased bilinear resize of the [0, 1] image,
     # ImageNet mean/std (= SAM's pixel mean/std x 255). "medsam2" follows the released

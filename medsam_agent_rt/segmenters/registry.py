@@ -1,6 +1,7 @@
 """``build_segmenter``: one call from a spec to a ready Segmenter.
 
-spec: "litemedsam" (the embedded default, shipped in the wheel), a checkpoint file
+spec: "litemedsam" (the embedded default, shipped in the wheel), "litemedsam-click" (LiteMedSAM
+with its decoder fine-tuned for clicks, shipped too), a checkpoint file
 (``.pth`` / ``.pt`` / ``.safetensors`` of SAM, MedSAM, LiteMedSAM, MobileSAM, SAM2.1 or MedSAM2;
 see ``segmenters.checkpoints``), or an exported model directory (``medsam-agent export sam``: ONNX
 graphs + manifest, see ``segmenters.exported``).
@@ -15,7 +16,19 @@ from pathlib import Path
 from medsam_agent_rt.segmenters.base import Segmenter
 
 BACKENDS = ("torch", "onnx", "trt")
-EMBEDDED = ("litemedsam",)
+EMBEDDED = ("litemedsam", "litemedsam-click")
+
+
+def load_embedded(spec: str):
+    """(SamModel, source path) of an embedded segmenter ``spec`` (one of EMBEDDED)."""
+    from medsam_agent_rt import assets
+    from medsam_agent_rt.segmenters import checkpoints
+
+    if spec == "litemedsam":
+        return checkpoints.load_embedded_litemedsam(), str(assets.lite_medsam_path())
+    if spec == "litemedsam-click":
+        return checkpoints.load_embedded_litemedsam_click(), str(assets.lite_medsam_click_path())
+    raise ValueError(f"embedded segmenters are {', '.join(EMBEDDED)}; got {spec!r}")
 
 
 def _build_exported(path: Path, backend: str, device: str, cache_size: int, family, options):
@@ -76,16 +89,16 @@ def build_segmenter(
 
     require_torch()  # a clear "install the torch extra" before any model code imports torch
     if spec in EMBEDDED:
-        if family not in (None, "litemedsam"):
-            raise ValueError(f"spec 'litemedsam' is the LiteMedSAM family, got family={family!r}")
-        from medsam_agent_rt.assets import lite_medsam_path
-        from medsam_agent_rt.segmenters.checkpoints import load_embedded_litemedsam
-
-        model = load_embedded_litemedsam()
-        return TorchSegmenter(model, "litemedsam", device, cache_size, str(lite_medsam_path()))
+        if family not in (None, spec):
+            raise ValueError(
+                f"spec {spec!r} is the LiteMedSAM family {spec!r}, got family={family!r}"
+            )
+        model, source = load_embedded(spec)
+        return TorchSegmenter(model, spec, device, cache_size, source)
     if not path.is_file():
         raise FileNotFoundError(
-            f"segmenter spec {spec!r} is neither 'litemedsam' nor an existing checkpoint file "
+            f"segmenter spec {spec!r} is neither {' nor '.join(map(repr, EMBEDDED))} nor an "
+            "existing checkpoint file "
             "or exported model directory"
         )
     from medsam_agent_rt.segmenters.checkpoints import load_checkpoint

@@ -209,7 +209,10 @@ def test_cli_errors(tmp_path, capsys):
     from medsam_agent_rt.cli import main
 
     assert main(["export", "sam", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "o")]) == 2
-    assert "neither 'litemedsam' nor a checkpoint file" in capsys.readouterr().err
+    assert (
+        "neither 'litemedsam' nor 'litemedsam-click' nor a checkpoint file"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "o").exists()
 
 

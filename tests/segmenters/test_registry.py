@@ -50,7 +50,9 @@ def test_backends_and_errors(tmp_path):
         build_segmenter(str(tmp_path))  # a directory is an exported model
     with pytest.raises(ValueError, match="backend must be one of"):
         build_segmenter(backend="tflite")
-    with pytest.raises(FileNotFoundError, match="neither 'litemedsam' nor an existing"):
+    with pytest.raises(
+        FileNotFoundError, match="neither 'litemedsam' nor 'litemedsam-click' nor an existing"
+    ):
         build_segmenter(str(tmp_path / "nope.pth"))
     with pytest.raises(ValueError, match="LiteMedSAM family"):
         build_segmenter("litemedsam", family="sam")

@@ -1,0 +1,185 @@
+"""Click fine-tuning of the tool (training.tool_*): on a tiny SAM-architecture model with real
+LiteMedSAM sizes (64 x 64 embedding grid, 256 x 256 frame) and a cache built from phantoms."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from medsam_agent_rt.training import tool_data, tool_sim  # noqa: E402
+from medsam_agent_rt.training.tool_finetune import Pool, ToolConfig, episode_loss, train  # noqa: E402
+
+from medsam_agent_rt import ops  # noqa: E402
+from medsam_agent_rt.segmenters.modeling.sam import SamConfig, SamModel  # noqa: E402
+from medsam_agent_rt.segmenters.modeling.tiny_vit import TinyViTConfig  # noqa: E402
+
+TINY = SamConfig(
+    encoder=TinyViTConfig(
+        img_size=256,
+        embed_dims=(8, 16, 24, 320),
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 2, 3, 4),
+        window_sizes=(7, 7, 14, 7),
+        out_chans=32,
+    ),
+    prompt_embed_dim=32,
+    mask_in_chans=8,
+    decoder_depth=1,
+    decoder_heads=2,
+    decoder_mlp_dim=32,
+    iou_head_hidden_dim=16,
+)
+
+
+def tiny_model(seed: int = 0) -> SamModel:
+    torch.manual_seed(seed)
+    return SamModel(TINY)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """4 train + 2 val phantom images encoded by the tiny encoder."""
+    root = tmp_path_factory.mktemp("tool_cache")
+    torch.set_num_threads(1)
+    model = tiny_model()
+    assert tool_data.build_cache(root, None, "train", 0, phantoms=4, seed=1, model=model) == 4
+    assert tool_data.build_cache(root, None, "val", 0, phantoms=2, seed=1, model=model) == 2
+    return root
+
+
+def cfg(cache, out, **kw) -> ToolConfig:
+    base = dict(
+        cache=str(cache),
+        out=str(out),
+        steps=4,
+        batch=2,
+        clicks=2,
+        lr=3e-3,
+        warmup=1,
+        eval_every=0,
+        eval_limit=2,
+        threads=1,
+    )
+    base.update(kw)
+    return ToolConfig(**base)
+
+
+def test_cache_is_resumable_and_masks_match_the_frame(cache):
+    entries = tool_data.read_index(cache, "train")
+    assert len(entries) == 4 and len({e.image_id for e in entries}) == 4
+    assert (
+        tool_data.build_cache(cache, None, "train", 0, phantoms=4, seed=1, model=tiny_model()) == 0
+    )
+    emb, masks, resized = tool_data.load_entry(entries[0])
+    assert emb.shape == (32, 64, 64) and emb.dtype == np.float16
+    assert masks.shape[1:] == (256, 256) and masks.dtype == np.bool_
+    assert not masks[:, resized[0] :, :].any() and not masks[:, :, resized[1] :].any()
+
+
+def test_mask_to_frame_against_a_loop():
+    rng = np.random.default_rng(0)
+    m = rng.random((37, 23)) > 0.5
+    out = tool_data.mask_to_frame(m, (16, 10), 20)
+    want = np.zeros((20, 20), bool)
+    for r in range(16):
+        for c in range(10):
+            want[r, c] = m[int((r + 0.5) * 37 / 16), int((c + 0.5) * 23 / 10)]
+    np.testing.assert_array_equal(out, want)
+
+
+def test_clicks_follow_the_kernel_and_stay_in_the_error_region():
+    gt = np.zeros((40, 50), bool)
+    gt[10:30, 5:25] = True
+    pred = np.zeros_like(gt)
+    pred[10:30, 5:15] = True
+    rng = np.random.default_rng(0)
+    c = ops.next_click(pred, gt)
+    assert tool_sim.corrective_click(pred, gt, [], rng, True) == (c.x, c.y, int(c.positive))
+    for _ in range(20):
+        x, y, lab = tool_sim.corrective_click(pred, gt, [], rng, False)
+        assert lab == 1 and gt[y, x] and not pred[y, x]
+    x, y, lab = tool_sim.first_click(gt, rng, False)
+    assert lab == 1 and gt[y, x]
+    box = tool_sim.jittered_box(gt, rng, 0.0)
+    np.testing.assert_array_equal(box, [5, 10, 24, 29])
+
+
+def test_prompt_tokens_match_the_ops_layout():
+    coords, labels = tool_sim.prompt_tokens([(3, 4, 1), (5, 6, 0)], None)
+    ref_c, ref_l = ops.sam_prompt_tokens(
+        np.array([[3, 4], [5, 6]], np.float32), np.array([1, 0]), None
+    )
+    np.testing.assert_array_equal(coords, ref_c)
+    np.testing.assert_array_equal(labels, ref_l)
+    coords, labels = tool_sim.prompt_tokens([(3, 4, 1)], np.array([1.0, 2.0, 9.0, 8.0]))
+    ref_c, ref_l = ops.sam_prompt_tokens(
+        np.array([[3, 4]], np.float32), np.array([1]), np.array([1, 2, 9, 8], np.float32)
+    )
+    np.testing.assert_array_equal(coords, ref_c)
+    np.testing.assert_array_equal(labels, ref_l)
+
+
+def test_losses_against_numpy():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 8, 8)).astype(np.float32)
+    gt = (rng.random((2, 8, 8)) > 0.5).astype(np.float32)
+    valid = np.ones_like(gt)
+    valid[:, 6:] = 0
+    iou_pred = np.array([0.3, 0.7], np.float32)
+    t = [torch.from_numpy(a) for a in (logits, iou_pred, gt, valid)]
+    focal, dice, mse, iou = (v.numpy() for v in tool_sim.losses(t[0], t[1], t[2], t[3]))
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    ce = -(gt * np.log(p) + (1 - gt) * np.log(1 - p))
+    pt = np.where(gt == 1, p, 1 - p)
+    a = np.where(gt == 1, 0.25, 0.75)
+    want_focal = (a * ce * (1 - pt) ** 2 * valid).sum((1, 2)) / valid.sum((1, 2))
+    pv = p * valid
+    want_dice = 1 - (2 * (pv * gt).sum((1, 2)) + 1) / (pv.sum((1, 2)) + gt.sum((1, 2)) + 1)
+    hard = (logits > 0) & (valid > 0)
+    want_iou = (hard & (gt > 0)).sum((1, 2)) / (hard | (gt > 0)).sum((1, 2))
+    np.testing.assert_allclose(focal, want_focal, rtol=1e-4)
+    np.testing.assert_allclose(dice, want_dice, rtol=1e-4)
+    np.testing.assert_allclose(iou, want_iou, rtol=1e-6)
+    np.testing.assert_allclose(mse, (iou_pred - want_iou) ** 2, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_loss_falls_resume_is_exact_and_the_encoder_stays_frozen(cache, tmp_path):
+    # loss falls: the loss of fixed draws (box and click openings) before and after training
+    model = tiny_model(1)
+    enc_before = {k: v.clone() for k, v in model.image_encoder.state_dict().items()}
+    c = cfg(cache, tmp_path / "a", steps=12, p_box=0.5)
+    pool = Pool(cache, "train")
+
+    def fixed_loss():
+        with torch.no_grad():
+            return sum(
+                float(episode_loss(model, pool, c, np.random.default_rng(s))[0]) for s in range(6)
+            )
+
+    before = fixed_loss()
+    train(c, log=lambda *_: None, model=model)
+    assert fixed_loss() < 0.8 * before
+    recs = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs if "loss" in r] == list(range(1, 13))
+    for k, v in model.image_encoder.state_dict().items():
+        assert torch.equal(v, enc_before[k]), k
+    assert not any(p.requires_grad for p in model.image_encoder.parameters())
+    assert (tmp_path / "a" / "loss.png").stat().st_size > 0
+
+    # resume: 4 steps straight == 2 steps, stop, resume to 4 (bit-exact weights)
+    m1 = tiny_model(2)
+    train(cfg(cache, tmp_path / "b", steps=4), log=lambda *_: None, model=m1)
+    m2 = tiny_model(2)
+    train(cfg(cache, tmp_path / "c", steps=2), log=lambda *_: None, model=m2)
+    m3 = tiny_model(2)
+    train(cfg(cache, tmp_path / "c", steps=4, resume=True), log=lambda *_: None, model=m3)
+    for (k, v1), v3 in zip(m1.state_dict().items(), m3.state_dict().values()):
+        assert torch.equal(v1, v3), k
+    assert not torch.equal(
+        m1.mask_decoder.iou_token.weight, tiny_model(2).mask_decoder.iou_token.weight
+    )

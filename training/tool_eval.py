@@ -1,0 +1,135 @@
+"""Model selection for ``tool_finetune``: deterministic episodes on the cached val split.
+
+In the 256 x 256 model frame (the full-resolution, full-pipeline measurement is
+``benchmarks.accuracy`` / ``medsam-agent eval``), for each val (image, target):
+
+- ``box``: Dice of the tight GT box alone;
+- ``click{K}|<strategy>``: click-only episodes (the ``clicker`` policy's rule: ``ops.next_click``
+  on the current mask, first click on the empty mask) — Dice after K clicks;
+- ``box+{K-1}|<strategy>``: the GT box, then K - 1 such clicks, every click kept — final Dice.
+
+Strategies: "box+all_clicks+prev_logits" (``prev``) and "box+all_clicks" (``noprev``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from medsam_agent_rt.training import tool_sim
+
+
+def run_episodes(model, embs, gts, valids, opening: str, clicks: int, use_logits: bool):
+    """Dice curves (N, clicks + 1) of deterministic episodes (no gradients).
+
+    embs (N, 256, 64, 64) float32, gts / valids (N, 256, 256) bool; opening "box" | "click"
+    (the click opening's first click is curve entry 0)."""
+    import torch
+
+    n = len(gts)
+    boxes = [tool_sim.jittered_box(g, None, 0.0) if opening == "box" else None for g in gts]
+    rng = np.random.default_rng(0)  # unused by the deterministic rule
+    clicks_so_far = [[] if opening == "box" else [tool_sim.first_click(g, rng, True)] for g in gts]
+    emb_t = torch.from_numpy(np.asarray(embs, np.float32))
+    prev = torch.zeros(n, 1, *model.mask_input_size)
+    has = torch.zeros(n)
+    curve = np.zeros((n, clicks + 1))
+    for it in range(clicks + 1):
+        toks = [tool_sim.prompt_tokens(c, b) for c, b in zip(clicks_so_far, boxes)]
+        coords = torch.from_numpy(np.stack([c for c, _ in toks]))
+        labels = torch.from_numpy(np.stack([lab for _, lab in toks]))
+        with torch.inference_mode():
+            sparse = model.prompt_encoder.embed_tokens(coords, labels)
+            low, _ = model.decode(emb_t, sparse, prev, has)
+        logits = low[:, 0]
+        pred = (logits > 0).numpy() & valids
+        inter = (pred & gts).sum((1, 2))
+        curve[:, it] = 2 * inter / np.maximum(pred.sum((1, 2)) + gts.sum((1, 2)), 1)
+        if it == clicks:
+            break
+        for b in range(n):
+            done = [(x, y) for x, y, _ in clicks_so_far[b]]
+            clicks_so_far[b].append(tool_sim.corrective_click(pred[b], gts[b], done, rng, True))
+        if use_logits:
+            prev, has = logits.clone()[:, None], torch.ones(n)
+    return curve
+
+
+def val_pairs(pool, limit: int) -> list[tuple[int, int]]:
+    """Every (entry, target) pair, interleaved across datasets; the first ``limit`` (0: all)."""
+    per = {
+        ds: [(i, t) for i in idx for t in range(len(pool.entries[i].targets))]
+        for ds, idx in pool.by_dataset.items()
+    }
+    out = []
+    for k in range(max(len(v) for v in per.values())):
+        out += [v[k] for _, v in sorted(per.items()) if k < len(v)]
+    return out[:limit] if limit else out
+
+
+def evaluate_pool(model, pool, limit: int = 0, clicks: int = 5, chunk: int = 16) -> dict:
+    """Mean Dice per measurement (see the module docstring) over the pool's val pairs."""
+    pairs = val_pairs(pool, limit)
+    sums: dict[str, float] = {}
+    for s in range(0, len(pairs), chunk):
+        part = pairs[s : s + chunk]
+        embs, gts, valids = [], [], []
+        for i, t in part:
+            emb, masks, resized = pool.get(i)
+            embs.append(emb.astype(np.float32))
+            gts.append(masks[t])
+            valids.append(tool_sim.valid_region(resized, masks.shape[-1]))
+        embs, gts, valids = np.stack(embs), np.stack(gts), np.stack(valids)
+        res = {}
+        for name, use in (("prev", True), ("noprev", False)):
+            c = run_episodes(model, embs, gts, valids, "click", clicks - 1, use)
+            res[f"click1|{name}"] = c[:, 0]
+            res[f"click{clicks}|{name}"] = c[:, -1]
+            b = run_episodes(model, embs, gts, valids, "box", clicks - 1, use)
+            res["box"] = b[:, 0]
+            res[f"box+{clicks - 1}|{name}"] = b[:, -1]
+        for k, v in res.items():
+            sums[k] = sums.get(k, 0.0) + float(v.sum())
+    return {k: v / len(pairs) for k, v in sums.items()}
+
+
+def evaluate_by_dataset(model, pool, clicks: int = 5) -> dict[str, dict]:
+    """``evaluate_pool`` per dataset of the pool (every val pair) plus the number of pairs."""
+    out = {}
+    for ds, idx in sorted(pool.by_dataset.items()):
+        sub = copy.copy(pool)
+        sub.by_dataset = {ds: idx}
+        n = sum(len(pool.entries[i].targets) for i in idx)
+        out[ds] = {"pairs": n, **evaluate_pool(model, sub, 0, clicks)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    from pathlib import Path
+
+    import torch
+    from medsam_agent_rt.training.tool_finetune import Pool, build_model
+
+    ap = argparse.ArgumentParser(description="Val-cache table of a tool checkpoint, per dataset")
+    ap.add_argument("--cache", type=Path, default=Path("runs/emb"))
+    ap.add_argument("--checkpoint", type=Path, default=None, help="step-N.pt (none: LiteMedSAM)")
+    ap.add_argument("--out", type=Path, required=True, help="JSON file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    model = build_model().eval()
+    if args.checkpoint is not None:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state.get("trainable", state), strict=False)
+        if unexpected or any(not k.startswith("image_encoder.") for k in missing):
+            raise SystemExit(f"{args.checkpoint}: not a tool checkpoint ({unexpected[:3]})")
+    res = evaluate_by_dataset(model, Pool(args.cache, "val"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

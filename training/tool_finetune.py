@@ -1,0 +1,275 @@
+"""Fine-tune LiteMedSAM for clicks: ``medsam-agent train tool`` -> ``litemedsam-click``.
+
+LiteMedSAM was distilled from MedSAM, which was trained with boxes only, so clicks barely steer
+it. This trains its prompt encoder and mask decoder (the image encoder stays frozen; its
+embeddings come from the cache built by ``tool_data``) with iterative click simulation, the way
+interactive segmentation models are trained (RITM, SAM, SAM2), in the 256 x 256 model frame:
+
+    for each step (one random draw per step from Generator([seed, step]): resumable exactly):
+        B (image, target) pairs, images drawn uniformly within a dataset drawn uniformly
+        opening (one per step): a jittered GT box (prob. --p-box) or one positive click
+        strategy (one per step): box + all clicks, with or without the previous low-res logits
+        for it in 0..K:
+            logits, iou_pred = decoder(embedding, prompts so far [, previous logits, detached])
+            loss += 20 * focal + Dice + MSE(iou_pred, IoU)   (single-mask output, token 0)
+            new click from the larger error region of (logits > 0): the kernel's next_click
+            (prob. --p-centre) or a pixel drawn among that region's near-maximum-depth pixels
+        AdamW step on loss / (K + 1), gradient clipped at 1, linear warm-up then cosine decay
+
+Every ``--eval-every`` steps the trainable weights are scored on the val cache (``tool_eval``:
+GT box alone; click-only episodes of 5 clicks; box + 4 clicks) and written to ``step-N.pt``;
+the latest state (weights, optimiser, step) is ``last.pt`` for ``--resume``.
+
+Simplifications against SAM's recipe: no multimask (ambiguity) outputs are trained (LiteMedSAM
+uses token 0 for every prompt), no mask-only iterations, a fixed number of clicks per step, loss
+on the 256 x 256 low-res logits (the model frame) rather than at full image resolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from medsam_agent_rt.training import tool_data, tool_sim
+
+
+def _f(default, help_text):
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass
+class ToolConfig:
+    cache: str = _f("runs/emb", "embedding cache (training.tool_data)")
+    out: str = _f("runs/tool", "output folder (checkpoints, log.jsonl, loss.png)")
+    steps: int = _f(400, "optimiser steps")
+    batch: int = _f(8, "(image, target) pairs per step")
+    clicks: int = _f(4, "corrective clicks per episode (iterations = clicks + 1)")
+    lr: float = _f(5e-5, "peak learning rate (AdamW)")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    warmup: int = _f(20, "linear warm-up steps")
+    p_box: float = _f(0.5, "probability that an episode opens with a (jittered) box")
+    jitter: float = _f(0.1, "box jitter, fraction of the box side per coordinate")
+    p_centre: float = _f(0.5, "probability of the kernel's next_click (else a sampled click)")
+    p_prev_logits: float = _f(0.5, "probability that an episode feeds back previous logits")
+    eval_every: int = _f(100, "val evaluation + checkpoint every N steps (0: at the end only)")
+    eval_limit: int = _f(64, "val targets scored (0: all)")
+    eval_at_start: bool = _f(False, "score the untrained weights on val first (baseline)")
+    seed: int = _f(0, "seed")
+    threads: int = _f(1, "torch threads")
+    resume: bool = _f(False, "continue from OUT/last.pt")
+    init: str = _f(
+        "", "start from these tool weights (a step-N.pt of an earlier run; fresh optimiser)"
+    )
+
+
+def trainable_state(model) -> dict:
+    """The fine-tuned weights: every prompt_encoder.* and mask_decoder.* tensor (copies)."""
+    return {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if k.startswith(("prompt_encoder.", "mask_decoder."))
+    }
+
+
+def build_model(model=None):
+    """``model`` (default: the embedded LiteMedSAM) in training mode with the image encoder
+    frozen (eval mode, no gradients)."""
+    if model is None:
+        from medsam_agent_rt.segmenters.checkpoints import load_embedded_litemedsam
+
+        model = load_embedded_litemedsam()
+    model.train()
+    model.image_encoder.eval()
+    for p in model.image_encoder.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class Pool:
+    """The cached (image, target) pairs of one split, grouped by dataset (loaded lazily)."""
+
+    def __init__(self, cache: Path, split: str) -> None:
+        self.cache, self.split = cache, split
+        self.entries: list[tool_data.CachedImage] = []
+        self.by_dataset: dict[str, list[int]] = {}
+        self._loaded: dict[int, tuple] = {}
+        self.refresh()
+        if not self.entries:
+            raise FileNotFoundError(
+                f"no cached {split!r} images under {cache}: run `python -m "
+                f"medsam_agent_rt.training.tool_data --cache {cache} --split {split} ...` first"
+            )
+
+    def refresh(self) -> None:
+        """Take in entries a concurrent ``tool_data`` run has finished since (the index only
+        grows). With a cache still growing, draws depend on timing: resume is exact only once
+        the cache is complete."""
+        entries = tool_data.read_index(self.cache, self.split)
+        for i in range(len(self.entries), len(entries)):
+            self.by_dataset.setdefault(entries[i].dataset, []).append(i)
+        self.entries = entries
+        self.datasets = sorted(self.by_dataset)
+
+    def get(self, i: int):
+        if i not in self._loaded:
+            self._loaded[i] = tool_data.load_entry(self.entries[i])
+        return self._loaded[i]
+
+    def draw(self, rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
+        """n (entry index, target index) pairs: dataset uniform, image uniform, target uniform."""
+        out = []
+        for _ in range(n):
+            ds = self.datasets[int(rng.integers(len(self.datasets)))]
+            i = self.by_dataset[ds][int(rng.integers(len(self.by_dataset[ds])))]
+            out.append((i, int(rng.integers(len(self.entries[i].targets)))))
+        return out
+
+
+def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator):
+    """(mean loss over iterations (a graph), per-iteration [loss, Dice loss, IoU] floats)."""
+    import torch
+
+    pairs = pool.draw(rng, cfg.batch)
+    embs, gts, valids = [], [], []
+    for i, t in pairs:
+        emb, masks, resized = pool.get(i)
+        embs.append(emb.astype(np.float32))
+        gts.append(masks[t])
+        valids.append(tool_sim.valid_region(resized, masks.shape[-1]))
+    emb_t = torch.from_numpy(np.stack(embs))
+    gt_t = torch.from_numpy(np.stack(gts).astype(np.float32))
+    valid_t = torch.from_numpy(np.stack(valids).astype(np.float32))
+    use_box = bool(rng.random() < cfg.p_box)
+    use_logits = bool(rng.random() < cfg.p_prev_logits)
+    boxes = [tool_sim.jittered_box(g, rng, cfg.jitter) if use_box else None for g in gts]
+    clicks: list[list] = [[] for _ in pairs]
+    if not use_box:
+        clicks = [[tool_sim.first_click(g, rng, rng.random() < cfg.p_centre)] for g in gts]
+    prev = torch.zeros(len(pairs), 1, *model.mask_input_size)
+    has = torch.zeros(len(pairs))
+    total, curve = 0.0, []
+    for it in range(cfg.clicks + 1):
+        toks = [tool_sim.prompt_tokens(c, b) for c, b in zip(clicks, boxes)]
+        coords = torch.from_numpy(np.stack([c for c, _ in toks]))
+        labels = torch.from_numpy(np.stack([lab for _, lab in toks]))
+        sparse = model.prompt_encoder.embed_tokens(coords, labels)
+        low, iou_pred = model.decode(emb_t, sparse, prev, has)
+        logits = low[:, 0]
+        focal, dice, mse, iou = tool_sim.losses(logits, iou_pred[:, 0], gt_t, valid_t)
+        loss = (20 * focal + dice + mse).mean()
+        total = total + loss
+        curve.append([float(loss.detach()), float(dice.detach().mean()), float(iou.mean())])
+        if it == cfg.clicks:
+            break
+        pred = (logits.detach() > 0).numpy() & np.stack(valids)
+        for b, g in enumerate(gts):
+            done = [(x, y) for x, y, _ in clicks[b]]
+            clicks[b].append(
+                tool_sim.corrective_click(pred[b], g, done, rng, rng.random() < cfg.p_centre)
+            )
+        if use_logits:
+            prev = logits.detach()[:, None]
+            has = torch.ones(len(pairs))
+    return total / (cfg.clicks + 1), curve
+
+
+def lr_at(step: int, cfg: ToolConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def train(cfg: ToolConfig, log=print, model=None) -> Path:
+    """Run (or resume) training; returns the output folder. model: a SamModel to train in place
+    of the embedded LiteMedSAM (tests use tiny ones); its image encoder is frozen here."""
+    import torch
+    from medsam_agent_rt.training import tool_eval
+
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pool = Pool(Path(cfg.cache), "train")
+    val = Pool(Path(cfg.cache), "val") if cfg.eval_every >= 0 else None
+    model = build_model(model)
+    params = [p for n, p in model.named_parameters() if not n.startswith("image_encoder.")]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = 0
+    if cfg.resume and (out / "last.pt").is_file():
+        ck = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["trainable"], strict=False)
+        opt.load_state_dict(ck["optimizer"])
+        step = int(ck["step"])
+        log(f"resumed at step {step}")
+    elif cfg.init:
+        state = torch.load(cfg.init, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("image_encoder.") for k in missing):
+            raise ValueError(f"--init {cfg.init}: not a tool checkpoint ({unexpected[:3]})")
+        log(f"initialised from {cfg.init}")
+    elif val is not None and cfg.eval_at_start:
+        _evaluate(model, val, cfg, out, 0, tool_eval, log)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    t0 = time.time()
+    while step < cfg.steps:
+        rng = np.random.default_rng([cfg.seed, step])
+        if step % 10 == 0:
+            pool.refresh()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        loss, curve = episode_loss(model, pool, cfg, rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
+        opt.step()
+        step += 1
+        loss = float(loss.detach())
+        rec = {"step": step, "loss": loss, "lr": lr_at(step - 1, cfg), "grad_norm": gnorm}
+        rec["iterations"] = curve
+        rec["seconds"] = round(time.time() - t0, 2)
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        log(f"step {step}/{cfg.steps} loss {loss:.4f} IoU {curve[0][2]:.3f}->{curve[-1][2]:.3f}")
+        if step % max(cfg.eval_every, 1) == 0 or step == cfg.steps:
+            torch.save(
+                {"trainable": trainable_state(model), "optimizer": opt.state_dict(), "step": step},
+                out / "last.pt",
+            )
+            if val is not None and (cfg.eval_every > 0 or step == cfg.steps):
+                _evaluate(model, val, cfg, out, step, tool_eval, log)
+    from medsam_agent_rt.training import tool_report
+
+    tool_report.plot(out)
+    return out
+
+
+def _evaluate(model, val: Pool, cfg: ToolConfig, out: Path, step: int, tool_eval, log) -> None:
+    import torch
+
+    model.eval()
+    scores = tool_eval.evaluate_pool(model, val, limit=cfg.eval_limit)
+    model.train()
+    model.image_encoder.eval()
+    torch.save(trainable_state(model), out / f"step-{step}.pt")
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, "val": scores}) + "\n")
+    log(f"val step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.common import add_config_args, config_from_args
+
+    ap = argparse.ArgumentParser(description="Fine-tune LiteMedSAM's decoder for clicks")
+    add_config_args(ap, ToolConfig)
+    cfg = config_from_args(ap.parse_args(argv), ToolConfig)
+    train(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
