@@ -20,21 +20,26 @@ one synthetic 512 view + turn text), and the vision tower output vs the mmproj e
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from medsam_agent_rt.export.gguf_manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    ExportedPolicy,
+    ExportError,
+    load_manifest,
+    sha256_file,
+    versions,
+)
 
-FORMAT = "medsam-agent-rt/gguf-policy"
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 DIRECT_QUANTS = ("f32", "f16", "q8_0")
 LLAMA_QUANTS = {  # name -> llama_ftype (llama.h)
     "q4_0": 2,
@@ -53,24 +58,6 @@ QUANTS = (*DIRECT_QUANTS, *LLAMA_QUANTS)
 ARCHITECTURES = {"qwen3_vl": "qwen3vl", "qwen2_5_vl": "qwen2vl"}
 PROJECTORS = {"qwen3_vl": "qwen3vl_merger", "qwen2_5_vl": "qwen2.5vl_merger"}
 LLAMA_QWEN25_WINDOW = 112  # llama.cpp's Qwen2.5-VL graph hard-codes a 112-px attention window
-
-
-class ExportError(ValueError):
-    """The checkpoint cannot be exported (unsupported architecture, bad config, failed check)."""
-
-
-@dataclass(frozen=True)
-class ExportedPolicy:
-    directory: Path
-    manifest: dict[str, Any]
-
-    @property
-    def model_path(self) -> Path:
-        return self.directory / self.manifest["files"]["model"]["name"]
-
-    @property
-    def mmproj_path(self) -> Path:
-        return self.directory / self.manifest["files"]["mmproj"]["name"]
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -275,55 +262,6 @@ def llama_quantize(src: Path, dst: Path, quant: str, threads: int = 0) -> None:
         raise ExportError(f"llama_model_quantize({quant}) failed with code {rc}")
 
 
-# ----------------------------------------------------------------------------- manifest
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    out: dict[str, str | None] = {}
-    for dist in ("medsam-agent-rt", "gguf", "llama-cpp-python", "transformers", "torch"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def load_manifest(directory: str | Path, *, verify: bool = True) -> dict[str, Any]:
-    """manifest.json of an export; ``verify`` re-hashes the GGUF files against it."""
-    directory = Path(directory)
-    f = directory / MANIFEST_NAME
-    if not f.is_file():
-        raise FileNotFoundError(f"{directory} is not a GGUF policy export (no {MANIFEST_NAME})")
-    manifest = json.loads(f.read_text())
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ExportError(
-            f"{f}: format {manifest.get('format')!r} v{manifest.get('format_version')}, "
-            f"expected {FORMAT!r} v{FORMAT_VERSION}"
-        )
-    for role in ("model", "mmproj"):
-        entry = manifest["files"][role]
-        path = directory / entry["name"]
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{directory}: the manifest's {role} file {path.name} is missing"
-            )
-        if verify and sha256_file(path) != entry["sha256"]:
-            raise ExportError(
-                f"{path} does not match its manifest sha256 (corrupted or replaced); re-export"
-            )
-    return manifest
-
-
 # ----------------------------------------------------------------------------- export
 
 
@@ -410,7 +348,7 @@ def export_policy(
                 "max_pixels": spec.max_pixels,
             },
             "files": files,
-            "versions": _versions(),
+            "versions": versions(),
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         if parity:

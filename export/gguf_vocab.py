@@ -19,17 +19,17 @@ from typing import Any
 # The protocol conversation in ChatML, images as <|vision_start|><|image_pad|><|vision_end|>
 # (what the official Qwen-VL templates emit for the protocol's messages; qwen_chat's docstring).
 CHATML_VL_TEMPLATE = (
-    "{%- if messages[0]['role'] != 'system' and default_system is defined %}"
-    "<|im_start|>system\n{{ default_system }}<|im_end|>\n{% endif -%}"
-    "{%- for message in messages -%}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' and default_system is defined %}"
+    "<|im_start|>system\n{{ default_system }}<|im_end|>\n{% endif %}"
     "<|im_start|>{{ message['role'] }}\n"
-    "{%- if message['content'] is string %}{{ message['content'] }}"
-    "{%- else %}{% for part in message['content'] %}"
-    "{%- if part['type'] in ('image', 'image_url') %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{%- elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{%- endfor %}{% endif %}<|im_end|>\n"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif -%}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] in ('image', 'image_url') %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
 REQUIRED_TOKENS = (

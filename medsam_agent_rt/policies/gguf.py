@@ -74,7 +74,7 @@ def resolve_gguf(
     path: str | Path, *, mmproj: str | Path | None = None, verify: bool = True
 ) -> dict[str, Any]:
     """{"model", "mmproj", "family", "spec", "manifest"} of a ``gguf:`` target."""
-    from medsam_agent_rt.export.gguf_export import load_manifest
+    from medsam_agent_rt.export.gguf_manifest import load_manifest
 
     p = Path(path)
     manifest = None

@@ -210,3 +210,19 @@ def test_cli_export_policy(tiny_checkpoints, tmp_path, capsys):
     assert load_manifest(out)["parity"]["measured"] is False
     rc = main(["export", "policy", str(tmp_path / "nope"), "--out", str(tmp_path / "x"), "--quiet"])
     assert rc == 2 and "config.json" in capsys.readouterr().err
+
+
+def test_fallback_chat_template_renders_the_protocol_prompt():
+    """The ChatML template written when a checkpoint has none renders exactly qwen_chat's
+    prompt (with the Jinja settings of transformers and llama-cpp-python)."""
+    jinja2 = pytest.importorskip("jinja2")
+    from medsam_agent_rt.export.gguf_vocab import CHATML_VL_TEMPLATE
+    from medsam_agent_rt.policies.qwen_chat import render_chatml
+    from medsam_agent_rt.protocol import PHRASE_BOX, assistant_text, build_messages
+
+    img = np.zeros((8, 8, 3), np.uint8)
+    answer = assistant_text(PHRASE_BOX, "add_bbox", {"bbox_2d": [1, 2, 300, 400]})
+    msgs = build_messages("liver in abdomen CT", [img, img], [answer])
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    out = env.from_string(CHATML_VL_TEMPLATE).render(messages=msgs, add_generation_prompt=True)
+    assert out == render_chatml(msgs, "qwen3_vl", add_generation_prompt=True)
