@@ -115,7 +115,8 @@ def measure_parity(
         import transformers  # noqa: F401
     except ImportError as e:
         return {"measured": False, "reason": f"needs torch, transformers, llama-cpp-python ({e})"}
-    from medsam_agent_rt.policies.gguf import GGUFPolicy, spec_from_manifest
+    from medsam_agent_rt.policies.gguf import GGUFPolicy
+    from medsam_agent_rt.policies.gguf_files import spec_from_manifest
 
     ref = HFReference(src)
     messages = parity_messages(1)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from medsam_agent_rt.policies.base import PolicyTurn
+from medsam_agent_rt.policies.gguf_files import family_of, resolve_gguf
 from medsam_agent_rt.policies.qwen_chat import (
     FAMILY_SPECS,
     IM_END,
@@ -53,52 +54,6 @@ class _Item:
     key: Any  # ("t", id) or ("i", pixel hash)
     pos: int  # first position
     end: int  # next position
-
-
-def spec_from_manifest(manifest: dict[str, Any]) -> ImageSpec:
-    """The ImageSpec an export's manifest records."""
-    s = manifest["image_spec"]
-    return ImageSpec(
-        manifest["family"],
-        int(s["patch_size"]),
-        int(s["merge_size"]),
-        int(s["temporal_patch_size"]),
-        tuple(float(x) for x in s["image_mean"]),
-        tuple(float(x) for x in s["image_std"]),
-        int(s["min_pixels"]),
-        int(s["max_pixels"]),
-    )
-
-
-def resolve_gguf(
-    path: str | Path, *, mmproj: str | Path | None = None, verify: bool = True
-) -> dict[str, Any]:
-    """{"model", "mmproj", "family", "spec", "manifest"} of a ``gguf:`` target."""
-    from medsam_agent_rt.export.gguf_manifest import load_manifest
-
-    p = Path(path)
-    manifest = None
-    if p.is_dir():
-        manifest = load_manifest(p, verify=verify)
-        model, mmproj = (
-            p / manifest["files"]["model"]["name"],
-            p / manifest["files"]["mmproj"]["name"],
-        )
-    elif p.suffix == ".gguf" and p.is_file():
-        model = p
-        if (p.parent / "manifest.json").is_file():
-            manifest = load_manifest(p.parent, verify=verify)
-        projs = [Path(mmproj)] if mmproj is not None else sorted(p.parent.glob("mmproj*.gguf"))
-        if len(projs) != 1 or not projs[0].is_file():
-            raise FileNotFoundError(
-                f"{p}: expected exactly one mmproj*.gguf beside it, found {[q.name for q in projs]}"
-            )
-        mmproj = projs[0]
-    else:
-        raise FileNotFoundError(f"gguf policy: {p} is neither an export directory nor a .gguf file")
-    family = manifest["family"] if manifest else None
-    spec = spec_from_manifest(manifest) if manifest else None
-    return {"model": model, "mmproj": mmproj, "family": family, "spec": spec, "manifest": manifest}
 
 
 class GGUFPolicy:
@@ -158,17 +113,10 @@ class GGUFPolicy:
         self.retry_temperature = None if retry_temperature is None else float(retry_temperature)
         self.seed, self._calls = int(seed), 0
         self.grammar = protocol_grammar() if grammar else None
-        rt = LlamaRuntime(
-            found["model"],
-            found["mmproj"],
-            n_ctx=64,
-            n_threads=n_threads,
-            n_gpu_layers=n_gpu_layers,
-            mmproj_gpu=mmproj_gpu,
-            verbose=verbose,
-        )  # a probe context: the vocabulary is needed to size the real one
+        # the vocabulary alone first: it sizes the context
+        rt = LlamaRuntime(found["model"], None, vocab_only=True, verbose=verbose)
         try:
-            family = found["family"] or _family_of(rt)
+            family = found["family"] or family_of(rt)
             self.family = family
             self.spec: ImageSpec = found["spec"] or FAMILY_SPECS[family]
             self._ids = {t: rt.token_id(t) for t in (IM_START, IM_END, VISION_START, VISION_END)}
@@ -293,7 +241,10 @@ class GGUFPolicy:
         rt = self.runtime
         items = self.items(messages)
         n_img = sum(1 for key, _ in items if key[0] == "i")
-        total = len(items) - n_img + n_img * self.image_tokens
+        img_tokens = sum(
+            self.spec.num_image_tokens(*p.shape[:2]) for key, p in items if key[0] == "i"
+        )  # the views are already at the processor's size: this is their exact count
+        total = len(items) - n_img + img_tokens
         if total + self.max_new_tokens > self.n_ctx:
             raise ValueError(
                 f"the conversation needs {total} + {self.max_new_tokens} tokens but n_ctx is "
@@ -326,10 +277,11 @@ class GGUFPolicy:
             if key is not None:
                 chunk = rt.image_chunk(payload)
                 try:
-                    if chunk.n_tokens != self.image_tokens and payload.shape[:2] == (512, 512):
+                    want = self.spec.num_image_tokens(*payload.shape[:2])
+                    if chunk.n_tokens != want:
                         raise RuntimeError(
-                            f"mtmd made {chunk.n_tokens} image tokens of a 512 view, the HF "
-                            f"processor {self.image_tokens}: the mmproj does not match the spec"
+                            f"mtmd made {chunk.n_tokens} tokens of a {payload.shape[:2]} view, "
+                            f"the HF processor {want}: the mmproj does not match the image spec"
                         )
                     end = rt.eval_image(chunk, pos)
                 finally:
@@ -338,10 +290,9 @@ class GGUFPolicy:
                 pos = end
         return {
             "prompt_tokens": int(total),
-            "image_tokens": int(n_img * self.image_tokens),
+            "image_tokens": int(img_tokens),
             "evaluated_tokens": rt.tokens_evaluated - before_tokens,
-            "reused_tokens": int(sum(1 for it in self._cache[:common] if it.key[0] == "t"))
-            + sum(self.image_tokens for it in self._cache[:common] if it.key[0] == "i"),
+            "reused_tokens": int(total - (rt.tokens_evaluated - before_tokens)),
             "images_encoded": rt.images_encoded - before_images,
         }
 
@@ -401,18 +352,3 @@ class GGUFPolicy:
 
     def __repr__(self) -> str:
         return f"GGUFPolicy({str(self.path)!r}, family={self.family!r}, n_ctx={getattr(self, 'n_ctx', None)})"
-
-
-def _family_of(rt: Any) -> str:
-    """The Qwen-VL family of a loaded text GGUF from its architecture."""
-    import ctypes
-
-    buf = ctypes.create_string_buffer(64)
-    rt._llama.llama_model_meta_val_str(rt.model, b"general.architecture", buf, 64)
-    arch = buf.value.decode()
-    families = {"qwen3vl": "qwen3_vl", "qwen2vl": "qwen2_5_vl"}
-    if arch not in families:
-        raise ValueError(
-            f"the GGUF is architecture {arch!r}; the gguf policy runs {tuple(families)}"
-        )
-    return families[arch]

@@ -51,19 +51,21 @@ class LlamaRuntime:
         n_gpu_layers: text layers offloaded to the GPU (-1 all, 0 none; needs a GPU build).
         mmproj_gpu: run the vision tower on the GPU (GPU builds only).
         n_batch: tokens per llama_decode call.
+        vocab_only: load the vocabulary only (tokenize / detokenize; no context, no mmproj).
     """
 
     def __init__(
         self,
         model_path: str | Path,
-        mmproj_path: str | Path,
+        mmproj_path: str | Path | None,
         *,
-        n_ctx: int,
+        n_ctx: int = 0,
         n_threads: int = 0,
         n_gpu_layers: int = 0,
         mmproj_gpu: bool = True,
         n_batch: int = 512,
         verbose: bool = False,
+        vocab_only: bool = False,
     ) -> None:
         llama, mtmd = import_llama()
         from llama_cpp import _logger
@@ -74,11 +76,17 @@ class LlamaRuntime:
         llama.llama_backend_init()
         mp = llama.llama_model_default_params()
         mp.n_gpu_layers = int(n_gpu_layers)
+        mp.vocab_only = bool(vocab_only)
+        self._batch = None
         self.model = llama.llama_model_load_from_file(str(model_path).encode(), mp)
         if not self.model:
             raise ValueError(f"llama.cpp could not load the text GGUF {model_path}")
         self.vocab = llama.llama_model_get_vocab(self.model)
         self.n_vocab = int(llama.llama_vocab_n_tokens(self.vocab))
+        self.tokens_evaluated = 0
+        self.images_encoded = 0
+        if vocab_only:  # tokenizer only: no context, no mmproj
+            return
         cp = llama.llama_context_default_params()
         cp.n_ctx = int(n_ctx)
         cp.n_batch = cp.n_ubatch = int(n_batch)
@@ -102,8 +110,6 @@ class LlamaRuntime:
         if not self.mctx:
             self.close()
             raise ValueError(f"llama.cpp (mtmd) could not load the mmproj GGUF {mmproj_path}")
-        self.tokens_evaluated = 0
-        self.images_encoded = 0
         self._batch = llama.llama_batch_init(self.n_batch, 0, 1)
 
     # ------------------------------------------------------------------------- vocabulary
