@@ -37,10 +37,19 @@ def parity_messages(n_views: int = 1) -> list[dict[str, Any]]:
     return build_messages(PARITY_TARGET, views, answers)
 
 
-class HFReference:
-    """The checkpoint in transformers (float32, CPU): logits and image embeddings."""
+# llama.cpp as bundled by llama-cpp-python 0.3.36 does not read the RMS-norm epsilon of the
+# qwen2vl architecture (its load_arch_hparams reads only the M-RoPE sections), so its Qwen2.5-VL
+# text model normalises with eps = 0. Negligible on real weights, ~1 % on tiny random ones.
+LLAMA_TEXT_RMS_EPS = {"qwen3_vl": None, "qwen2_5_vl": 0.0}
 
-    def __init__(self, src: str | Path) -> None:
+
+class HFReference:
+    """The checkpoint in transformers (float32, CPU): logits and image embeddings.
+
+    text_rms_eps: override the text decoder's RMS-norm epsilon (None: the checkpoint's), to
+    compare with what llama.cpp computes (LLAMA_TEXT_RMS_EPS)."""
+
+    def __init__(self, src: str | Path, text_rms_eps: float | None = None) -> None:
         import torch
         import transformers
 
@@ -54,6 +63,10 @@ class HFReference:
         cfg = transformers.AutoConfig.from_pretrained(src, local_files_only=True)
         cls = qwen_vl_model_class(transformers, cfg.model_type, str(src), "parity runs")
         self.model = cls.from_pretrained(src, local_files_only=True, dtype=torch.float32).eval()
+        if text_rms_eps is not None:
+            for module in self.model.model.language_model.modules():
+                if hasattr(module, "variance_epsilon"):
+                    module.variance_epsilon = float(text_rms_eps)
         tok = transformers.AutoTokenizer.from_pretrained(src, local_files_only=True)
         self.encoder = QwenChatEncoder(tok, load_image_spec(src, cfg.vision_config, cfg.model_type))
 
@@ -120,9 +133,12 @@ def measure_parity(
 
     ref = HFReference(src)
     messages = parity_messages(1)
+    same_eps = HFReference(src, LLAMA_TEXT_RMS_EPS[manifest["family"]])
     with GGUFPolicy(model, mmproj=mmproj, image_spec=spec_from_manifest(manifest)) as pol:
         tokens_equal = hf_prompt_ids(ref, messages) == gguf_prompt_ids(pol, messages)
-        logits = compare_logits(ref.logits(messages), pol.prompt_logits(messages))
+        got_logits = pol.prompt_logits(messages)
+        logits = compare_logits(ref.logits(messages), got_logits)
+        logits_eps = compare_logits(same_eps.logits(messages), got_logits)
         items = pol.items(messages)
         view = next(payload for key, payload in items if key[0] == "i")
         got = pol.runtime.image_embedding(view)
@@ -141,5 +157,9 @@ def measure_parity(
         "quant": manifest["quant"],
         "prompt_tokens_identical": bool(tokens_equal),
         "next_token_logits": logits,
+        "next_token_logits_llama_rms_eps": {
+            **logits_eps,
+            "text_rms_eps": LLAMA_TEXT_RMS_EPS[manifest["family"]],
+        },
         "image_embedding": emb,
     }

@@ -18,6 +18,29 @@ from typing import Any
 import numpy as np
 
 
+_LOG: dict[str, Any] = {"verbose": False, "callback": None}
+_GGML_LOG_ERROR = 4  # enum ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
+
+
+def _quiet_logs(llama: Any, mtmd: Any, verbose: bool) -> None:
+    """Route llama.cpp's and mtmd's logs through one callback: everything when ``verbose``,
+    else errors only (llama-cpp-python's own filter maps this ggml's levels one off)."""
+    import sys
+
+    _LOG["verbose"] = bool(verbose)
+    if _LOG["callback"] is None:
+
+        @llama.llama_log_callback
+        def callback(level: int, text: bytes, user_data: Any) -> None:
+            if _LOG["verbose"] or level == _GGML_LOG_ERROR:
+                sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+        _LOG["callback"] = callback  # kept alive: C holds the pointer
+        llama.llama_log_set(callback, ctypes.c_void_p(0))
+        mtmd.mtmd_log_set(callback, ctypes.c_void_p(0))
+        mtmd.mtmd_helper_log_set(callback, ctypes.c_void_p(0))
+
+
 def import_llama() -> tuple[Any, Any]:
     """(llama_cpp, llama_cpp.mtmd_cpp), or an ImportError naming the extra."""
     try:
@@ -68,9 +91,7 @@ class LlamaRuntime:
         vocab_only: bool = False,
     ) -> None:
         llama, mtmd = import_llama()
-        from llama_cpp import _logger
-
-        _logger.set_verbose(verbose)
+        _quiet_logs(llama, mtmd, verbose)
         self._llama, self._mtmd = llama, mtmd
         self.model = self.ctx = self.mctx = None
         llama.llama_backend_init()

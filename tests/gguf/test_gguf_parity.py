@@ -2,9 +2,11 @@
 prompt tokens, the next-token logits after 1 and 3 views (M-RoPE positions across images) and
 the vision tower + projector output against the mmproj's image embedding.
 
-Tolerances (max |diff| / max |reference|): F32 logits 2e-3, F16 logits 3e-2, F32 image
-embedding 1e-2 (llama.cpp's GELU is the tanh form, and it bilinearly resizes Qwen3-VL's
-position grid in its own kernel)."""
+Tolerances (max |diff| / max |reference|): F32 logits 5e-3 (llama.cpp keeps an F16 KV cache; measured <= 3.7e-3),
+F16 logits 3e-2, F32 image embedding 1e-2 (llama.cpp's GELU is the tanh form, and it resizes
+Qwen3-VL's position grid in its own kernel). The bundled llama.cpp normalises Qwen2.5-VL's text
+model with RMS eps 0 (it does not read the key): the reference does the same
+(gguf_parity.LLAMA_TEXT_RMS_EPS), and a test pins the size of that difference."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from medsam_agent_rt.export.gguf_parity import (  # noqa: E402
+    LLAMA_TEXT_RMS_EPS,
     HFReference,
     compare_logits,
     gguf_prompt_ids,
@@ -24,13 +27,28 @@ from medsam_agent_rt.export.gguf_parity import (  # noqa: E402
     parity_view,
 )
 
-LOGIT_TOL = {"f32": 2e-3, "f16": 3e-2}
+LOGIT_TOL = {"f32": 5e-3, "f16": 3e-2}
 EMBED_TOL = 1e-2
 
 
 @pytest.fixture(scope="module")
 def references(tiny_checkpoints):
-    return {f: HFReference(d) for f, d in tiny_checkpoints.items()}
+    return {f: HFReference(d, LLAMA_TEXT_RMS_EPS[f]) for f, d in tiny_checkpoints.items()}
+
+
+def test_qwen25_rms_eps_is_the_only_text_gap(tiny_checkpoints, references, gguf_export):
+    """Against the checkpoint's own eps the Qwen2.5-VL logits differ by ~1 % (random tiny
+    weights: embeddings of std 0.02 make eps 1e-5 matter); with eps 0 they match (previous
+    test), so the eps is the whole gap."""
+    from medsam_agent_rt.policies.gguf import GGUFPolicy
+
+    msgs = parity_messages(1)
+    plain = HFReference(tiny_checkpoints["qwen2_5_vl"])
+    with GGUFPolicy(gguf_export("qwen2_5_vl", "f32"), n_threads=2) as pol:
+        got = pol.prompt_logits(msgs)
+    gap = compare_logits(plain.logits(msgs), got)["rel"]
+    matched = compare_logits(references["qwen2_5_vl"].logits(msgs), got)["rel"]
+    assert matched < LOGIT_TOL["f32"] and 3 * matched < gap < 5e-2, (matched, gap)
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
@@ -70,4 +88,5 @@ def test_export_records_measured_parity(tiny_checkpoints, tmp_path):
     par = m["parity"]
     assert par["measured"] and par["prompt_tokens_identical"]
     assert par["next_token_logits"]["rel"] < LOGIT_TOL["f16"]
+    assert par["next_token_logits_llama_rms_eps"]["rel"] < LOGIT_TOL["f16"]
     assert par["image_embedding"]["rel"] < EMBED_TOL
