@@ -5,8 +5,10 @@ The turn is ``{phrase}\\n<tool_call>\\n{json}\\n</tool_call>`` exactly as
 ``protocol.text.tool_call_text`` with sentinel arguments (the action classes' own
 ``arguments()``), and the sentinels are replaced by grammar rules: coordinates are integers
 0..GRID_MAX without leading zeros, enums (``point_type``) one of the schema's values. The phrase
-is one or more characters without ``<`` or a newline (bounded by the policy's token budget: a
-counted repetition such as ``{1,120}`` makes llama.cpp's grammar sampler ~10x slower). llama.cpp allows an end-of-generation
+is 1..PHRASE_MAX characters without ``<`` or a newline: bounded, so a phrase (<= 64 tokens) and
+the longest call (~45 tokens, one per digit) always fit the 128-token budget; an unbounded
+``+`` lets a bad model ramble until the budget cuts the call off (and is slower in llama.cpp's
+grammar sampler on random multi-byte text), a longer bound deepens its stacks. llama.cpp allows an end-of-generation
 token (``<|im_end|>``) once the grammar is complete, so every constrained turn parses.
 """
 
@@ -18,6 +20,7 @@ import re
 from medsam_agent_rt.protocol import AddBox, AddPoint, Stop
 from medsam_agent_rt.protocol.text import GRID_MAX, TOOL_NAMES, TOOL_SCHEMAS, tool_call_text
 
+PHRASE_MAX = 64
 _SENTINEL = 987_654_300  # + k: never a real coordinate
 
 
@@ -50,7 +53,7 @@ def _sample_calls() -> dict[str, dict]:
     return calls
 
 
-def protocol_grammar() -> str:
+def protocol_grammar(phrase_max: int = PHRASE_MAX) -> str:
     """The GBNF text (root rule ``root``)."""
     enums: dict[str, list[str]] = {}
     for tool in TOOL_SCHEMAS:
@@ -59,7 +62,7 @@ def protocol_grammar() -> str:
                 enums[prop] = list(schema["enum"])
     rules = [
         "root ::= phrase " + _literal("\n") + " call",
-        "phrase ::= [^<\\n]+",
+        f"phrase ::= [^<\\n]{{1,{int(phrase_max)}}}",
         "coord ::= " + _int_rule(GRID_MAX),
     ]
     slots = [str(_SENTINEL // 1000) + r"\d{3}"]
