@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-
 _LOG: dict[str, Any] = {"verbose": False, "callback": None}
 _GGML_LOG_ERROR = 4  # enum ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
 

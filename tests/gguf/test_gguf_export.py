@@ -217,6 +217,7 @@ def test_fallback_chat_template_renders_the_protocol_prompt():
     prompt (with the Jinja settings of transformers and llama-cpp-python)."""
     jinja2 = pytest.importorskip("jinja2")
     from medsam_agent_rt.export.gguf_vocab import CHATML_VL_TEMPLATE
+
     from medsam_agent_rt.policies.qwen_chat import render_chatml
     from medsam_agent_rt.protocol import PHRASE_BOX, assistant_text, build_messages
 
