@@ -118,7 +118,7 @@ class GGUFPolicy:
         try:
             family = found["family"] or family_of(rt)
             self.family = family
-            self.spec: ImageSpec = found["spec"] or FAMILY_SPECS[family]
+            self.image_spec: ImageSpec = found["spec"] or FAMILY_SPECS[family]
             self._ids = {t: rt.token_id(t) for t in (IM_START, IM_END, VISION_START, VISION_END)}
             need = self.worst_case_tokens(rt)
         finally:
@@ -150,7 +150,7 @@ class GGUFPolicy:
     def image_tokens(self) -> int:
         from medsam_agent_rt.protocol import VIEW_SIZE
 
-        return self.spec.num_image_tokens(VIEW_SIZE, VIEW_SIZE)
+        return self.image_spec.num_image_tokens(VIEW_SIZE, VIEW_SIZE)
 
     def worst_case_tokens(self, rt: Any = None) -> int:
         """Tokens of a conversation with ``max_actions`` views and full-length answers."""
@@ -228,7 +228,7 @@ class GGUFPolicy:
         return out
 
     def _resize(self, image: np.ndarray) -> np.ndarray:
-        h, w = self.spec.resized_hw(*image.shape[:2])
+        h, w = self.image_spec.resized_hw(*image.shape[:2])
         if (h, w) == image.shape[:2]:
             return np.ascontiguousarray(image)
         from PIL import Image
@@ -242,7 +242,7 @@ class GGUFPolicy:
         items = self.items(messages)
         n_img = sum(1 for key, _ in items if key[0] == "i")
         img_tokens = sum(
-            self.spec.num_image_tokens(*p.shape[:2]) for key, p in items if key[0] == "i"
+            self.image_spec.num_image_tokens(*p.shape[:2]) for key, p in items if key[0] == "i"
         )  # the views are already at the processor's size: this is their exact count
         total = len(items) - n_img + img_tokens
         if total + self.max_new_tokens > self.n_ctx:
@@ -277,7 +277,7 @@ class GGUFPolicy:
             if key is not None:
                 chunk = rt.image_chunk(payload)
                 try:
-                    want = self.spec.num_image_tokens(*payload.shape[:2])
+                    want = self.image_spec.num_image_tokens(*payload.shape[:2])
                     if chunk.n_tokens != want:
                         raise RuntimeError(
                             f"mtmd made {chunk.n_tokens} tokens of a {payload.shape[:2]} view, "

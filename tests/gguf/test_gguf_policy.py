@@ -177,6 +177,8 @@ def test_registry_builds_gguf_specs(gguf_export):
     pol = build_policy(f"gguf:{path}", n_threads=1)
     try:
         assert pol.spec == f"gguf:{path}" and pol.family == "qwen3_vl"
+        msgs = build_messages(TARGET, [parity_view()], [])
+        assert parse_turn(pol.act(_obs(msgs)).text).phrase  # the registry's spec tag is harmless
     finally:
         pol.close()
     model = next(path.glob("model-*.gguf"))
