@@ -227,3 +227,22 @@ def test_fallback_chat_template_renders_the_protocol_prompt():
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
     out = env.from_string(CHATML_VL_TEMPLATE).render(messages=msgs, add_generation_prompt=True)
     assert out == render_chatml(msgs, "qwen3_vl", add_generation_prompt=True)
+
+
+@pytest.mark.needs_llama
+def test_k_quant_through_llama_quantiser(gguf_export):
+    """q4_k_m comes from libllama's quantiser (file type 15); rows that are not a multiple of 256
+    (these tiny models) fall back to the legacy types, as llama-quantize does. It loads and runs."""
+    from medsam_agent_rt.export.gguf_parity import parity_messages
+    from medsam_agent_rt.policies.gguf import GGUFPolicy
+
+    out = gguf_export("qwen3_vl", "q4_k_m")
+    m = load_manifest(out)
+    reader, kv = _fields(out / m["files"]["model"]["name"])
+    assert kv["general.file_type"] == 15 and m["quant"] == "q4_k_m"
+    kinds = {t.tensor_type for t in reader.tensors if t.name.startswith("blk.")}
+    assert kinds & {gguf.GGMLQuantizationType.Q5_0, gguf.GGMLQuantizationType.Q4_K}
+    assert not any(p.name.endswith(".tmp.gguf") for p in out.iterdir())
+    with GGUFPolicy(out, n_threads=2) as pol:
+        logits = pol.prompt_logits(parity_messages(1))
+    assert np.isfinite(logits).all()
