@@ -229,6 +229,7 @@ def test_fallback_chat_template_renders_the_protocol_prompt():
     assert out == render_chatml(msgs, "qwen3_vl", add_generation_prompt=True)
 
 
+@pytest.mark.slow
 @pytest.mark.needs_llama
 def test_k_quant_through_llama_quantiser(gguf_export):
     """q4_k_m comes from libllama's quantiser (file type 15); rows that are not a multiple of 256

@@ -42,6 +42,7 @@ def _lcp(a, b):
     return n
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
 def test_turn_k_evaluates_only_its_new_tokens(family, tiny_checkpoints, gguf_export):
     from medsam_agent_rt.policies.gguf import GGUFPolicy
@@ -129,6 +130,7 @@ def test_kept_cache_episode_equals_from_scratch(gguf_export, litemedsam, phantom
     assert kept[0] == scratch[0] and all(a < b for a, b in zip(kept[1:], scratch[1:]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
 def test_constrained_turns_always_parse(family, gguf_export):
     from medsam_agent_rt.policies.gguf import GGUFPolicy
