@@ -186,3 +186,32 @@ def test_registry_builds_gguf_specs(gguf_export):
     model = next(path.glob("model-*.gguf"))
     pol = build_policy(str(model), n_threads=1)  # a bare .gguf path, manifest beside it
     pol.close()
+
+
+def test_policy_runs_without_torch_or_transformers(gguf_export):
+    """The llama.cpp policy needs neither torch nor transformers (a subprocess where importing
+    them fails answers one turn of the shipped embedded GGUF)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from types import SimpleNamespace\n"
+        "import numpy as np\n"
+        "from medsam_agent_rt.policies import build_policy, default_policy_spec\n"
+        "from medsam_agent_rt.protocol import build_messages, parse_turn\n"
+        "pol = build_policy(default_policy_spec(), n_threads=1)\n"
+        "view = np.full((512, 512, 3), 60, np.uint8)\n"
+        "turn = pol.act(SimpleNamespace(messages=build_messages('liver in abdomen CT', [view], []), retry=None))\n"
+        "assert parse_turn(turn.text).ok, turn.text\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
+        "print('OK', pol.spec)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("OK gguf:")
