@@ -228,7 +228,9 @@ def measure(
             if proc.returncode != 0 or not out.is_file():
                 rows.append({"kind": kind, "error": proc.stderr.strip().splitlines()[-1:]})
             else:
-                rows.append(json.loads(out.read_text()))
+                row = json.loads(out.read_text())
+                row["turns"] = {int(k): v for k, v in row["turns"].items()}  # JSON keys are str
+                rows.append(row)
     return rows
 
 
