@@ -211,6 +211,13 @@ def default_paths() -> tuple[str, str]:
     )
 
 
+def load_row(text: str) -> dict[str, Any]:
+    """A row written by ``--one`` (JSON turns back to int keys)."""
+    row = json.loads(text)
+    row["turns"] = {int(k): v for k, v in row["turns"].items()}
+    return row
+
+
 def measure(
     gguf_dir: str, hf_dir: str, episodes: int, threads: int, kinds=KINDS
 ) -> list[dict[str, Any]]:
@@ -228,9 +235,7 @@ def measure(
             if proc.returncode != 0 or not out.is_file():
                 rows.append({"kind": kind, "error": proc.stderr.strip().splitlines()[-1:]})
             else:
-                row = json.loads(out.read_text())
-                row["turns"] = {int(k): v for k, v in row["turns"].items()}  # JSON keys are str
-                rows.append(row)
+                rows.append(load_row(out.read_text()))
     return rows
 
 

@@ -31,5 +31,8 @@ def test_policy_latency_rows_and_table():
     row = policy_latency.run_one("gguf", gguf_dir, "", 1, 1)
     assert set(row["turns"]) == {1, 2, 3, 4, 5}
     assert all(row["turns"][k]["wall"] > 0 for k in row["turns"])
+    import json
+
+    row = policy_latency.load_row(json.dumps(row))  # as measure() reads it from a subprocess
     text = policy_latency.table([row, {"kind": "hf", "error": "not installed"}])
     assert "| gguf |" in text and "error: not installed" in text
