@@ -235,6 +235,7 @@ def test_k_quant_through_llama_quantiser(gguf_export):
     """q4_k_m comes from libllama's quantiser (file type 15); rows that are not a multiple of 256
     (these tiny models) fall back to the legacy types, as llama-quantize does. It loads and runs."""
     from medsam_agent_rt.export.gguf_parity import parity_messages
+
     from medsam_agent_rt.policies.gguf import GGUFPolicy
 
     out = gguf_export("qwen3_vl", "q4_k_m")
