@@ -271,7 +271,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-turns", type=int, default=5, help="actions per episode (default 5)")
     ap.add_argument("--json", default="", help="also write the results as JSON here")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = ap.parse_args(argv)
+    ap.add_argument(
+        "--policy-turns",
+        action="store_true",
+        help="instead: policy latency per turn k=1..5, GGUF (KV cache kept) vs llama-cpp-python's "
+        "chat handler vs hf (benchmarks.policy_latency; its options follow --)",
+    )
+    args, rest = ap.parse_known_args(argv)
+    if args.policy_turns:
+        from benchmarks import policy_latency
+
+        return policy_latency.main(
+            [a for a in rest if a != "--"] + (["--json", args.json] if args.json else [])
+        )
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.repeats < 1 or args.warmup < 0 or args.max_turns < 1 or (args.limit or 1) < 1:
         ap.error("--repeats, --max-turns and --limit must be >= 1 and --warmup >= 0")
 

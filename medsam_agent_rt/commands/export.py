@@ -1,4 +1,5 @@
 """``medsam-agent export sam SPEC --out DIR``: a SAM-family model -> encoder/decoder ONNX + manifest.
+``medsam-agent export policy DIR --out OUT [--quant f16]``: a Qwen-VL policy -> GGUF + mmproj.
 
 SPEC is what ``build_segmenter`` takes: ``litemedsam`` (the embedded default) or a checkpoint
 file (SAM, MedSAM, LiteMedSAM, MobileSAM). The directory it writes runs with
@@ -9,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 NAME = "export"
-HELP = "Export a model: `export sam SPEC --out DIR` writes the SAM encoder/decoder ONNX graphs."
+HELP = (
+    "Export a model: `export sam SPEC --out DIR` writes the SAM encoder/decoder ONNX graphs; "
+    "`export policy DIR --out OUT` writes a Qwen-VL policy as GGUF for llama.cpp."
+)
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -45,6 +50,29 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="an image file for the ONNX Runtime vs torch parity check (default: synthetic)",
     )
     sam.add_argument("--quiet", action="store_true", help="no progress bar")
+    _configure_policy(sub)
+
+
+def _configure_policy(sub: Any) -> None:
+    from medsam_agent_rt.export.gguf_export import QUANTS
+
+    pol = sub.add_parser(
+        "policy",
+        help="Qwen3-VL / Qwen2.5-VL checkpoint -> text GGUF + mmproj GGUF + manifest.json",
+        description="Export a local Qwen3-VL or Qwen2.5-VL checkpoint (HF layout; 'default' = "
+        "the embedded policy) to GGUF for llama.cpp (policy spec gguf:OUT). F32/F16/Q8_0 are "
+        "written directly; K-quants go through llama.cpp's quantiser (llama-cpp-python).",
+    )
+    pol.add_argument("src", help="checkpoint directory, or 'default' for the embedded policy")
+    pol.add_argument("--out", required=True, help="output directory (created; must be empty)")
+    pol.add_argument("--quant", choices=QUANTS, default="f16", help="text model type (default f16)")
+    pol.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    pol.add_argument(
+        "--no-parity",
+        action="store_true",
+        help="skip the transformers vs llama.cpp parity measurement recorded in the manifest",
+    )
+    pol.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _load(spec: str, family: str | None):
@@ -76,6 +104,8 @@ def _load(spec: str, family: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target == "policy":
+        return _run_policy(args)
     from medsam_agent_rt.export.sam_onnx import export_sam
 
     try:
@@ -106,4 +136,43 @@ def run(args: argparse.Namespace) -> int:
         parity = exported.manifest["graphs"][precision]["parity"]
         shown = ", ".join(f"{k} {v:.3g}" for k, v in parity.items())
         print(f"  {precision}: ORT vs torch {shown}")
+    return 0
+
+
+def _run_policy(args: argparse.Namespace) -> int:
+    from medsam_agent_rt.export.gguf_export import export_policy
+
+    src = args.src
+    if src == "default":
+        from medsam_agent_rt.assets import ASSETS_DIR
+        from medsam_agent_rt.policies.registry import EMBEDDED_POLICY
+
+        src = str(ASSETS_DIR / "policies" / EMBEDDED_POLICY)
+    try:
+        exported = export_policy(
+            src,
+            args.out,
+            args.quant,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            parity=not args.no_parity,
+        )
+    except (ValueError, OSError, ImportError) as e:
+        print(f"medsam-agent export: error: {e}", file=sys.stderr)
+        return 2
+    m = exported.manifest
+    print(f"exported {m['family']} ({m['quant']}) to {exported.directory}")
+    for role, f in m["files"].items():
+        print(f"  {role}: {f['name']} ({f['bytes'] / 1e6:.2f} MB)")
+    par = m["parity"]
+    if par.get("measured"):
+        lg, emb = par["next_token_logits"], par["image_embedding"]
+        print(
+            f"  parity vs transformers: logits max|diff| {lg['max_abs']:.3g} (rel {lg['rel']:.3g}, "
+            f"argmax equal {lg['argmax_equal']}), image embedding max|diff| {emb['max_abs']}, "
+            f"prompt tokens identical {par['prompt_tokens_identical']}"
+        )
+    else:
+        print(f"  parity not measured: {par.get('reason')}")
+    print(f"  run it: medsam-agent segment IMAGE --target ... --policy gguf:{exported.directory}")
     return 0

@@ -3,8 +3,9 @@
 Specs: ``default`` (the embedded policy, see ``default_policy_spec``), ``expert`` /
 ``expert:seed=3,tau=0.02,...`` (ExpertConfig keys), ``clicker:K``, ``oracle-box``, ``replay:FILE`` (an episode record JSON or a JSON list of texts), a list of texts
 (replay), a local model directory (policies.hf, Qwen3-VL / Qwen2.5-VL, needs the ``hf`` extra),
-an ``http(s)://`` URL of an OpenAI-compatible server (policies.openai_compat), ``gguf:FILE``
-(not available yet). A ready Policy object is returned unchanged.
+an ``http(s)://`` URL of an OpenAI-compatible server (policies.openai_compat), ``gguf:DIR`` (an
+``export policy`` directory) or ``gguf:FILE.gguf`` / a ``.gguf`` path (policies.gguf, llama.cpp,
+needs the ``gguf`` extra). A ready Policy object is returned unchanged.
 """
 
 from __future__ import annotations
@@ -23,19 +24,38 @@ SPEC_FORMS = (
     "replay:FILE",
     "a local HF model directory",
     "an http(s):// OpenAI-compatible URL",
+    "gguf:DIR or a .gguf file (llama.cpp)",
 )
 
 
 EMBEDDED_POLICY = "phantom-tiny"  # medsam_agent_rt/assets/policies/<name>/ (see its README)
+EMBEDDED_GGUF = "phantom-tiny-gguf"  # its F16 GGUF export (export policy), same directory
 
 
-def default_policy_spec() -> str | None:
-    """The spec of the package's embedded default policy: the directory of the ``phantom-tiny``
-    policy shipped in the wheel (a ~1.7M-parameter Qwen3-VL trained on procedural phantoms; a
-    demo, not for clinical use), or None when the package ships none. ``medsam-agent segment``
-    uses it when no ``--policy`` is given and asks for one when this returns None."""
+def llama_available() -> bool:
+    """True when llama-cpp-python is importable (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def default_policy_spec(prefer: str = "auto") -> str | None:
+    """The spec of the package's embedded default policy (``phantom-tiny``, a ~1.7M-parameter
+    Qwen3-VL trained on procedural phantoms; a demo, not for clinical use): ``gguf:DIR`` of its
+    F16 GGUF export when llama-cpp-python is installed (llama.cpp, no torch needed), else the
+    Hugging Face directory (the hf policy), or None when the package ships neither.
+    ``medsam-agent segment`` uses it when no ``--policy`` is given and asks for one when this
+    returns None. ``prefer``: "auto" (as above), "hf" or "gguf" (only that form)."""
     from medsam_agent_rt.assets import ASSETS_DIR
 
+    if prefer not in ("auto", "hf", "gguf"):
+        raise ValueError(f"prefer must be 'auto', 'hf' or 'gguf', got {prefer!r}")
+    gguf_dir = ASSETS_DIR / "policies" / EMBEDDED_GGUF
+    has_gguf = (gguf_dir / "manifest.json").is_file()
+    if has_gguf and (prefer == "gguf" or (prefer == "auto" and llama_available())):
+        return f"gguf:{gguf_dir}"
+    if prefer == "gguf":
+        return None
     path = ASSETS_DIR / "policies" / EMBEDDED_POLICY
     return str(path) if (path / "config.json").is_file() else None
 
@@ -86,12 +106,12 @@ def build_policy(spec: str | Sequence[str] | Policy, **kwargs: Any) -> Policy:
     if text.startswith(("http://", "https://")):
         cls = _lazy("openai_compat", "OpenAIPolicy", "an OpenAI-compatible server", "")
         return _with_spec(cls(text, **kwargs), text)
-    if name == "gguf":
-        raise ValueError(
-            "GGUF policies are not available yet (planned: llama-cpp-python backend). Meanwhile "
-            "serve the GGUF file with llama.cpp's server and pass its http://127.0.0.1:PORT URL, "
-            "or pass the Hugging Face model directory."
-        )
+    if name == "gguf" or (text.endswith(".gguf") and Path(text).is_file()):
+        target = arg if name == "gguf" else text
+        if not target:
+            raise ValueError("gguf spec must be 'gguf:DIR' (an export) or 'gguf:FILE.gguf'")
+        cls = _lazy("gguf", "GGUFPolicy", "a GGUF model (llama.cpp)", "gguf")
+        return _with_spec(cls(target, **kwargs), text)
     if text and Path(text).is_dir():
         cls = _lazy("hf", "HFPolicy", "a Hugging Face model directory", "hf")
         return _with_spec(cls(text, **kwargs), text)

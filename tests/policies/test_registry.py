@@ -49,7 +49,7 @@ def test_builtin_specs(tmp_path):
         ("clicker:x", "integer K"),
         ("clicker:0", "K >= 1"),
         ("replay:", "replay:FILE"),
-        ("gguf:model.gguf", "not available yet"),
+        ("gguf:", "gguf:DIR"),
         ("nonsense", "unknown policy spec"),
         ("/no/such/dir", "no such directory"),
     ],
@@ -86,6 +86,7 @@ def test_model_backed_specs_dispatch_lazily(tmp_path, monkeypatch):
     # 'default' is the embedded policy directory, loaded by the same hf path
     from medsam_agent_rt.policies import default_policy_spec
 
+    monkeypatch.setattr(registry, "llama_available", lambda: False)  # the HF form
     p = build_policy("default", device="cpu")
     assert (p.kind, p.spec) == ("hf", "default")
     assert made[-1] == ("hf", default_policy_spec(), {"device": "cpu"})

@@ -102,7 +102,7 @@ def test_embedded_default_policy_runs_an_episode_on_a_held_out_phantom():
     from medsam_agent_rt.policies import build_policy, default_policy_spec
     from medsam_agent_rt.segmenters import build_segmenter
 
-    spec = default_policy_spec()
+    spec = default_policy_spec(prefer="hf")
     assert spec is not None, "the package ships no embedded policy"
     path = Path(spec)
     assert (path / "README.md").is_file() and (path / "NOTICE").is_file()
