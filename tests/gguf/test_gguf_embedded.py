@@ -47,10 +47,10 @@ def test_greedy_episodes_match_the_hf_policy():
     from medsam_agent_rt.training.phantom_data import phantom_samples
     from medsam_agent_rt.training.presets import get_preset
 
+    from medsam_agent_rt.episode import Episode
     from medsam_agent_rt.policies.gguf import GGUFPolicy
     from medsam_agent_rt.policies.hf import HFPolicy
     from medsam_agent_rt.segmenters import build_segmenter
-    from medsam_agent_rt.episode import Episode
 
     hf_dir, gguf_dir = _dirs()
     seg = build_segmenter("litemedsam")
