@@ -271,11 +271,16 @@ def _decide_family(kind: str, variant: str, path: Path, family: str | None):
 
 
 def build_and_load(state: dict[str, Any], config: Any, what: str) -> Any:
-    """A SamModel of ``config`` with ``state`` loaded strictly; differences are reported (first
-    few missing/unexpected keys and shape mismatches) naming ``what`` was assumed."""
+    """A SamModel of ``config`` with ``state`` loaded strictly (see ``load_strict``)."""
     from medsam_agent_rt.segmenters.modeling.sam import SamModel
 
-    model = SamModel(config)
+    return load_strict(SamModel(config), state, what)
+
+
+def load_strict(model: Any, state: dict[str, Any], what: str) -> Any:
+    """``model`` (a torch Module) with ``state`` loaded strictly, in eval mode; differences are
+    reported (first few missing/unexpected keys and shape mismatches) naming ``what`` was
+    assumed, as a :class:`CheckpointError`."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

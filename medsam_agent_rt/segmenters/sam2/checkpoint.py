@@ -52,29 +52,10 @@ def infer_sam2_config(state: dict[str, Any], image_size: int = 1024) -> tuple[Sa
 
 def build_sam2(state: dict[str, Any], config: Sam2Config, what: str) -> Any:
     """A Sam2Model of ``config`` with ``state`` loaded strictly (differences reported)."""
-    from medsam_agent_rt.segmenters.checkpoints import CheckpointError
+    from medsam_agent_rt.segmenters.checkpoints import load_strict
     from medsam_agent_rt.segmenters.sam2.model import Sam2Model
 
-    model = Sam2Model(config)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (first: {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:3])})")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches (first: {'; '.join(shapes[:2])})")
-        raise CheckpointError(f"{what}: the weights do not match: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    return load_strict(Sam2Model(config), state, what)
 
 
 def load_sam2_state(
