@@ -40,7 +40,117 @@ class ClosedError(RuntimeError):
     """A call on a segmenter after ``close()``."""
 
 
-class SamPredictorBase:
+class PredictorLayer:
+    """What every predictor family (SAM-1 here, SAM2 in ``segmenters.sam2``) shares on top of its
+    stateless ``encode`` / ``decode``: lifetime (``close``, context manager, the shared
+    ``store``), host copies of embeddings and segment-anything's ``set_image`` / ``predict``
+    layer. A subclass sets ``store``, ``_current``, ``closed``, ``backend``, ``family`` and
+    implements ``encode``, ``decode`` and ``_embedding_to_numpy``."""
+
+    store: EncodingStore
+    _current: Encoded | None
+    closed: bool
+    backend = "base"
+    family = ""
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the model runs on a CUDA device (then ``decode(..., on_device=True)`` keeps
+        logits and masks there)."""
+        return False
+
+    def _release(self) -> None:
+        """Free the backend's native resources (sessions, engines, device buffers, the model)."""
+
+    # ------------------------------------------------------------------ lifetime
+    @property
+    def cache_size(self) -> int:
+        return self.store.capacity
+
+    @property
+    def encoder_calls(self) -> int:
+        """How many times the image encoder actually ran."""
+        return self.store.computed
+
+    def close(self) -> None:
+        """Drop every encoding and release the backend's native resources; idempotent. Later
+        calls raise :class:`ClosedError`."""
+        if self.closed:
+            return
+        self.closed = True
+        self._current = None
+        self.store.clear()
+        self._release()
+
+    def __enter__(self) -> PredictorLayer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClosedError(f"the {self.backend} segmenter ({self.family}) is closed")
+
+    def _check_decodable(self, encoded: Encoded) -> None:
+        """Open, and ``encoded`` is what ``encode`` returns (else a clear error)."""
+        self._check_open()
+        if not isinstance(encoded, Encoded):
+            raise TypeError(
+                f"decode() needs the Encoded returned by encode(image), got {type(encoded).__name__}"
+            )
+
+    # ------------------------------------------------------------------ host copies
+    def embedding(self, encoded: Encoded) -> np.ndarray:
+        """(1, C, h, w) float32 host copy of an encoded image's embedding."""
+        return self._embedding_to_numpy(encoded.embedding)
+
+    # ------------------------------------------------------------------ SamPredictor layer
+    def set_image(self, image: np.ndarray) -> None:
+        """Encode ``image`` and remember it for ``predict`` (segment-anything's API)."""
+        self._current = self.encode(image)
+
+    def reset_image(self) -> None:
+        """Forget the current image (its encoding stays in the store)."""
+        self._current = None
+
+    def clear_cache(self) -> None:
+        self.store.clear()
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._current is not None
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """(H, W) of the current image; (0, 0) before set_image (a property that raised would
+        make ``isinstance(seg, Segmenter)`` false on a fresh segmenter)."""
+        return (0, 0) if self._current is None else self._current.original_size
+
+    @property
+    def image_embedding(self) -> np.ndarray:
+        """(1, C, h, w) float32 embedding of the current image."""
+        if self._current is None:
+            raise NoImageError("no image set: call set_image(image) first")
+        return self.embedding(self._current)
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> Prediction:
+        """``decode`` against the image of the last ``set_image``."""
+        if self._current is None:
+            raise NoImageError("predict() called before set_image(): set an image first")
+        return self.decode(
+            self._current, point_coords, point_labels, box, mask_input, multimask_output
+        )
+
+
+class SamPredictorBase(PredictorLayer):
     """The Segmenter API over the model calls supplied by a subclass.
 
     Subclasses set ``backend`` and call ``__init__`` with the family, its preprocessing (input
@@ -89,45 +199,6 @@ class SamPredictorBase:
     def _embedding_to_numpy(self, embedding: Any) -> np.ndarray:
         raise NotImplementedError
 
-    @property
-    def on_device(self) -> bool:
-        """Whether the model runs on a CUDA device (then ``decode(..., on_device=True)`` keeps
-        logits and masks there)."""
-        return False
-
-    def _release(self) -> None:
-        """Free the backend's native resources (sessions, engines, device buffers, the model)."""
-
-    # ------------------------------------------------------------------ lifetime
-    @property
-    def cache_size(self) -> int:
-        return self.store.capacity
-
-    @property
-    def encoder_calls(self) -> int:
-        """How many times the image encoder actually ran."""
-        return self.store.computed
-
-    def close(self) -> None:
-        """Drop every encoding and release the backend's native resources; idempotent. Later
-        calls raise :class:`ClosedError`."""
-        if self.closed:
-            return
-        self.closed = True
-        self._current = None
-        self.store.clear()
-        self._release()
-
-    def __enter__(self) -> SamPredictorBase:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ClosedError(f"the {self.backend} segmenter ({self.family}) is closed")
-
     # ------------------------------------------------------------------ stateless contract
     def encode(self, image: np.ndarray) -> Encoded:
         """image: (H, W, 3) uint8 RGB ((H, W), (H, W, 1) grayscale and RGBA are converted) ->
@@ -142,10 +213,6 @@ class SamPredictorBase:
             return Encoded(self._encode(x), size, resized, key)
 
         return self.store.get_or_encode(key, compute)
-
-    def embedding(self, encoded: Encoded) -> np.ndarray:
-        """(1, C, h, w) float32 host copy of an encoded image's embedding."""
-        return self._embedding_to_numpy(encoded.embedding)
 
     def sparse_tokens(
         self,
@@ -180,11 +247,7 @@ class SamPredictorBase:
         scores and low-res logits. ``on_device`` (on a CUDA backend, see ``on_device``): the
         Prediction holds torch CUDA tensors (masks post-processed by the ``ops`` CUDA kernel)
         and ``mask_input`` may be one; elsewhere it is ignored."""
-        self._check_open()
-        if not isinstance(encoded, Encoded):
-            raise TypeError(
-                f"decode() needs the Encoded returned by encode(image), got {type(encoded).__name__}"
-            )
+        self._check_decodable(encoded)
         device = bool(on_device) and self.on_device
         mask_dev = None
         if device and mask_input is not None and not isinstance(mask_input, np.ndarray):
@@ -216,47 +279,3 @@ class SamPredictorBase:
                 f"mask_input must be (1, {h}, {w}) low-res logits, got {tuple(mask_input.shape)}"
             )
         return mask_input.reshape(h, w).float()
-
-    # ------------------------------------------------------------------ SamPredictor layer
-    def set_image(self, image: np.ndarray) -> None:
-        """Encode ``image`` and remember it for ``predict`` (segment-anything's API)."""
-        self._current = self.encode(image)
-
-    def reset_image(self) -> None:
-        """Forget the current image (its encoding stays in the store)."""
-        self._current = None
-
-    def clear_cache(self) -> None:
-        self.store.clear()
-
-    @property
-    def is_image_set(self) -> bool:
-        return self._current is not None
-
-    @property
-    def original_size(self) -> tuple[int, int]:
-        """(H, W) of the current image; (0, 0) before set_image (a property that raised would
-        make ``isinstance(seg, Segmenter)`` false on a fresh segmenter)."""
-        return (0, 0) if self._current is None else self._current.original_size
-
-    @property
-    def image_embedding(self) -> np.ndarray:
-        """(1, C, h, w) float32 embedding of the current image."""
-        if self._current is None:
-            raise NoImageError("no image set: call set_image(image) first")
-        return self.embedding(self._current)
-
-    def predict(
-        self,
-        point_coords: np.ndarray | None = None,
-        point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask_output: bool = True,
-    ) -> Prediction:
-        """``decode`` against the image of the last ``set_image``."""
-        if self._current is None:
-            raise NoImageError("predict() called before set_image(): set an image first")
-        return self.decode(
-            self._current, point_coords, point_labels, box, mask_input, multimask_output
-        )

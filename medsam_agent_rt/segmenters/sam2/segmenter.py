@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from medsam_agent_rt.segmenters.base import Prediction, Preprocessing
-from medsam_agent_rt.segmenters.predictor import ClosedError, NoImageError
+from medsam_agent_rt.segmenters.predictor import PredictorLayer
 from medsam_agent_rt.segmenters.preprocess import as_rgb_uint8
 from medsam_agent_rt.segmenters.prompts import check_prompts
 from medsam_agent_rt.segmenters.sam2.preprocess import (
@@ -44,7 +44,7 @@ def select_outputs(
     return low[best : best + 1], iou[best : best + 1]
 
 
-class Sam2PredictorBase:
+class Sam2PredictorBase(PredictorLayer):
     """The Segmenter API over two backend calls: ``_encode(x (1, 3, S, S) float32)`` -> an
     embedding object, and ``_decode(embedding, coords (T, 2) f32, labels (T,) i32, mask (s, s)
     f32 | None)`` -> (low-res logits (4, s, s), IoU (4,)) of all mask tokens."""
@@ -90,24 +90,6 @@ class Sam2PredictorBase:
 
         return self.store.get_or_encode(key, compute)
 
-    @property
-    def cache_size(self) -> int:
-        return self.store.capacity
-
-    @property
-    def encoder_calls(self) -> int:
-        """How many times the image encoder actually ran."""
-        return self.store.computed
-
-    @property
-    def on_device(self) -> bool:
-        """SAM2 decodes through the host path only (no device-resident post-processing yet)."""
-        return False
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ClosedError(f"the {self.backend} segmenter ({self.family}) is closed")
-
     def decode(
         self,
         encoded: Encoded,
@@ -121,11 +103,7 @@ class Sam2PredictorBase:
         """Prompts in original-image px (see ``Segmenter.predict``); mask_input (1, S/4, S/4)
         low-res logits. Returns 3 masks (multimask_output) or 1 at the original size.
         ``on_device`` is accepted for the contract and ignored (host path)."""
-        self._check_open()
-        if not isinstance(encoded, Encoded):
-            raise TypeError(
-                f"decode() needs the Encoded returned by encode(image), got {type(encoded).__name__}"
-            )
+        self._check_decodable(encoded)
         size = encoded.original_size
         pts, labels, bx, mask = check_prompts(
             point_coords, point_labels, box, mask_input, size, self.mask_input_size
@@ -141,61 +119,6 @@ class Sam2PredictorBase:
         low = np.clip(low, -32.0, 32.0).astype(np.float32)
         masks = upsample_logits(low, size) > 0
         return Prediction(masks=masks, scores=iou.astype(np.float32), low_res_logits=low)
-
-    # ------------------------------------------------------------------ SAM's convenience layer
-    def set_image(self, image: np.ndarray) -> None:
-        self._current = self.encode(image)
-
-    def predict(
-        self,
-        point_coords: np.ndarray | None = None,
-        point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask_output: bool = True,
-    ) -> Prediction:
-        if self._current is None:
-            raise NoImageError("predict() called before set_image(): set an image first")
-        return self.decode(
-            self._current, point_coords, point_labels, box, mask_input, multimask_output
-        )
-
-    def reset_image(self) -> None:
-        self._current = None
-
-    def clear_cache(self) -> None:
-        self.store.clear()
-
-    @property
-    def is_image_set(self) -> bool:
-        return self._current is not None
-
-    @property
-    def original_size(self) -> tuple[int, int]:
-        return (0, 0) if self._current is None else self._current.original_size
-
-    @property
-    def image_embedding(self) -> np.ndarray:
-        """(1, 256, S/16, S/16) float32 embedding (no_mem_embed added) of the current image."""
-        if self._current is None:
-            raise NoImageError("no image set: call set_image(image) first")
-        return self._embedding_to_numpy(self._current.embedding)
-
-    def embedding(self, encoded: Encoded) -> np.ndarray:
-        """(1, 256, S/16, S/16) float32 host copy of an encoded image's embedding."""
-        return self._embedding_to_numpy(encoded.embedding)
-
-    def close(self) -> None:
-        """Drop every encoding; idempotent. Later calls raise ``ClosedError``."""
-        self.closed = True
-        self.store.clear()
-        self._current = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Sam2TorchSegmenter(Sam2PredictorBase):
