@@ -169,17 +169,11 @@ class GGUFPolicy:
 
     def act(self, observation: Any) -> PolicyTurn:
         """One assistant turn for ``observation.messages`` (ending with a user turn)."""
-        from medsam_agent_rt.policies.hf import observation_messages
+        from medsam_agent_rt.policies.hf import turn_request
 
-        messages = observation_messages(observation)
-        if not messages or messages[-1].get("role") != "user":
-            raise ValueError(
-                "observation messages must end with a user turn for the policy to answer"
-            )
-        retry = bool(getattr(observation, "retry", False))
-        temperature = self.temperature
-        if retry and self.retry_temperature is not None:
-            temperature = self.retry_temperature
+        messages, retry, temperature = turn_request(
+            observation, self.temperature, self.retry_temperature
+        )
         t0 = time.perf_counter()
         work = self.prefill(messages)
         t1 = time.perf_counter()

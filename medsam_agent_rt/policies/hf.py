@@ -71,6 +71,20 @@ def observation_messages(observation: Any) -> list[dict[str, Any]]:
     return list(msgs)
 
 
+def turn_request(
+    observation: Any, temperature: float, retry_temperature: float | None
+) -> tuple[list[dict[str, Any]], bool, float]:
+    """(messages ending with a user turn, whether this is a retry, the sampling temperature:
+    ``retry_temperature`` on a retry when set) for one local-model turn."""
+    messages = observation_messages(observation)
+    if not messages or messages[-1].get("role") != "user":
+        raise ValueError("observation messages must end with a user turn for the policy to answer")
+    retry = bool(getattr(observation, "retry", False))
+    if retry and retry_temperature is not None:
+        temperature = retry_temperature
+    return messages, retry, temperature
+
+
 class HFPolicy:
     """Qwen-VL policy from a local checkpoint directory.
 
@@ -162,15 +176,9 @@ class HFPolicy:
 
     def act(self, observation: Any) -> PolicyTurn:
         """One assistant turn for ``observation.messages`` (ending with a user turn)."""
-        messages = observation_messages(observation)
-        if not messages or messages[-1].get("role") != "user":
-            raise ValueError(
-                "observation messages must end with a user turn for the policy to answer"
-            )
-        retry = bool(getattr(observation, "retry", False))
-        temperature = self.temperature
-        if retry and self.retry_temperature is not None:
-            temperature = self.retry_temperature
+        messages, retry, temperature = turn_request(
+            observation, self.temperature, self.retry_temperature
+        )
         t0 = time.perf_counter()
         inputs = self.encoder.encode(messages, add_generation_prompt=True)
         self.last_inputs = inputs
