@@ -56,3 +56,16 @@ def demo_pairs(demo_dir: Path) -> list[tuple[Path, Path]]:
         if masks:
             pairs.append((img, masks[0]))
     return pairs
+
+
+@pytest.fixture(scope="session")
+def pydicom_ct() -> Path:
+    """pydicom's bundled CT_small.dcm (read in place, never downloaded)."""
+    pytest.importorskip("pydicom")
+    import importlib.util
+
+    spec = importlib.util.find_spec("pydicom")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "test_files" / "CT_small.dcm"
+    if not path.is_file():
+        pytest.skip("pydicom's bundled test files are not installed")
+    return path
