@@ -19,6 +19,9 @@ The policy's Observation says what became of its previous answer (``previous``: 
 "refused_stop", "invalid_output", or None on the first call). Tool errors (also inside a GT
 policy's preview) end the episode as a recorded outcome, never as an escaped exception;
 exceptions raised by the policy itself propagate from ``step()`` and leave the episode as it was.
+Interactive sessions (``SessionConfig.agent_ends_episode=False``, the server): the agent's
+stop, used-up budget or twice-invalid answer end only its part (``agent_done`` says which); the
+episode stays open for a person's corrections until "accept".
 Deadlines (SessionConfig): an answer arriving after ``turn_deadline_s`` is discarded (outcome
 "late", end "turn_deadline"); ``episode_deadline_s`` is checked before each policy call and after
 each answer (end "episode_deadline"). A running policy call is not interrupted. The final mask is
@@ -120,6 +123,7 @@ class Episode:
         self._lock = threading.Lock()
         self._in_step = False
         self._cancel_requested = False
+        self._agent_finished: str | None = None  # see agent_done
 
     # ------------------------------------------------------------------ state
     @property
@@ -134,6 +138,19 @@ class Episode:
     @property
     def record(self) -> EpisodeRecord:
         return self._running("record")[0]
+
+    @property
+    def agent_done(self) -> str | None:
+        """Why the agent has finished in an episode that stays open (``config.agent_ends_episode``
+        False: interactive sessions): "budget" (max_actions executed; ``step`` raises), "stop"
+        or "invalid_output" (its last answer; ``step`` asks again, e.g. after a person's click);
+        None while it may act, and whenever the episode itself has ended."""
+        rec, st = self._running("agent_done")
+        if rec.end_reason is not None or self.config.agent_ends_episode:
+            return None
+        if st.actions >= self.config.max_actions:
+            return "budget"
+        return self._agent_finished
 
     @property
     def mask(self) -> np.ndarray:
@@ -202,6 +219,7 @@ class Episode:
             cfg.invalid_retries, cfg.refuse_first_stop, [view], t_start=t_start,
         )  # fmt: skip
         self._rec, self._st, self._cancel_requested = rec, st, False
+        self._agent_finished = None
         t0 = time.perf_counter()
         try:
             st.tool = self._factory(rgb)
@@ -243,6 +261,12 @@ class Episode:
         ended without a call: the episode deadline had passed). Raises RuntimeError when the
         episode is over; an exception from the policy propagates and changes nothing."""
         rec, st = self._check_open("step")
+        if self.agent_done == "budget":
+            raise RuntimeError(
+                f"step: the agent's budget of {self.config.max_actions} actions is used up; "
+                "apply a person's action or 'accept'"
+            )
+        self._agent_finished = None
         late = deadline_passed(self.config, st, None)
         if late is not None:
             self._end(*late)
@@ -295,7 +319,8 @@ class Episode:
                 st.invalid_left -= 1
                 st.retry = st.previous = "invalid_output"
                 return None
-            return "invalid_output", None
+            st.invalid_left = cfg.invalid_retries  # an interactive session may ask again later
+            return self._agent_end("invalid_output")
         st.invalid_left = cfg.invalid_retries
         turn.action = action_record(result, st.geo)
         if isinstance(result, Stop):
@@ -304,7 +329,7 @@ class Episode:
                 st.retry = st.previous = turn.outcome = "refused_stop"
                 return None
             turn.outcome = "stop"
-            return "stop", None
+            return self._agent_end("stop")
         st.retry = None
         overlay = self._execute(to_pixels(result, st.geo), turn)
         if overlay is None:
@@ -313,7 +338,15 @@ class Episode:
         st.images.append(overlay)
         st.texts.append(turn.text)
         st.actions += 1
-        return ("budget", None) if st.actions >= cfg.max_actions else None
+        return self._agent_end("budget") if st.actions >= cfg.max_actions else None
+
+    def _agent_end(self, reason: str) -> tuple[str, None] | None:
+        """End the episode with ``reason`` (the agent's stop, budget or invalid output), or, in
+        an interactive session, only the agent's part (``agent_done``)."""
+        if self.config.agent_ends_episode:
+            return reason, None
+        self._agent_finished = reason
+        return None
 
     # ------------------------------------------------------------------ a person's actions
     def apply(self, action: HumanAction, source: str = "human") -> TurnRecord:
@@ -348,6 +381,7 @@ class Episode:
                 raise ToolError(turn.tool_error)
             turn.action = pixel_action_record(action, st.geo)
         st.previews.clear()
+        self._agent_finished = None  # the agent may act again on the new overlay
         st.images[-1] = overlay  # the policy sees a person's action only through the overlay
         return self._finish(turn, None)
 

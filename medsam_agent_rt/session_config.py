@@ -89,6 +89,13 @@ class SessionConfig:
             "before each policy call and after each answer; None: no limit)"
         ),
     )
+    agent_ends_episode: bool = field(
+        default=True,
+        metadata=_help(
+            "an agent's stop_action or its used-up budget ends the episode; False (interactive "
+            "sessions, the server): the episode stays open for a person's actions until accept"
+        ),
+    )
     record_masks: bool = field(
         default=True,
         metadata=_help("store each turn's mask (RLE) so messages can be rebuilt from the record"),

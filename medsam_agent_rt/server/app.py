@@ -94,6 +94,7 @@ class ServerState:
             max_actions=config.max_actions,
             turn_deadline_s=config.turn_deadline_s,
             episode_deadline_s=config.episode_deadline_s,
+            agent_ends_episode=False,  # the agent's stop leaves the episode open for corrections
         )
         self.driver = Driver(segmenter, self.policies, session_config, self.worker, self.metrics, tool_spec)
         self.limiter = RateLimiter(config.rate_per_s, config.rate_burst) if config.rate_per_s else None
@@ -419,6 +420,8 @@ def create_app(
             ep = await guarded(state.driver.ensure_started, s)
             if ep.done:
                 raise HTTPException(409, f"the episode is over ({ep.record.end_reason}); reset to go on")
+            if ep.agent_done == "budget":
+                raise HTTPException(409, "the agent has used its actions: click, undo or accept")
             s.stop_requested = False
             s.runner = asyncio.create_task(state.driver.run_to_end(s))
         if wait:

@@ -178,6 +178,10 @@ class Driver:
         ep = await self.ensure_started(s)
         if ep.done:
             raise SessionConflict(f"the episode is over ({ep.record.end_reason}); reset to go on")
+        if ep.agent_done == "budget":
+            raise SessionConflict(
+                f"the agent has used its {self.config.max_actions} actions: click, undo or accept"
+            )
         try:
             return await self._turns(s, ep, ep.step, source="agent")
         except RuntimeError as e:
@@ -205,9 +209,11 @@ class Driver:
                     if s.stop_requested or s.closed:
                         break
                     ep = await self.ensure_started(s)
-                    if ep.done:
+                    if ep.done or ep.agent_done == "budget":
                         break
                     await self.step(s)
+                    if ep.agent_done is not None:  # stop / invalid output: the person's turn
+                        break
         except (SessionConflict, PolicyFailed) as e:
             if not s.closed:
                 await s.publish("error", detail=str(e))

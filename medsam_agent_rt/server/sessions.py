@@ -98,6 +98,7 @@ class Session:
             "running": self.running,
             "done": bool(ep is not None and ep.started and ep.done),
             "end_reason": None if rec is None else rec.end_reason,
+            "agent_done": None if rec is None else ep.agent_done,
             "turns": 0 if rec is None else len(rec.turns),
             "final": None if rec is None else (rec.final or None),
             "events": len(self.events),

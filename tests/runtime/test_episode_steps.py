@@ -217,3 +217,33 @@ def test_cancel_while_the_policy_answers_and_while_idle():
     assert ep.done and ep.record.end_reason == "cancelled" and ep.mask.any()
     mask, rec = ep.result()
     assert rec.totals["actions"] == 1 and mask.sum() == rec.final["area"]
+
+
+def test_interactive_session_stays_open_after_the_agent_finishes():
+    """agent_ends_episode=False: the agent's stop, twice-invalid answer and used-up budget end
+    only its part; a person's click lets it act again; "accept" ends the episode. The default
+    (True) ends the episode at the stop, as before."""
+    image = make_image(64, 96)
+    closed = Episode(FakeFactory(), ReplayPolicy([BOX, STOP]))
+    closed.start(image, "t")
+    closed.step(), closed.step()
+    assert closed.done and closed.record.end_reason == "stop" and closed.agent_done is None
+
+    config = SessionConfig(agent_ends_episode=False, max_actions=2)
+    policy = ReplayPolicy([BOX, STOP, BAD, BAD, POS, BOX])
+    ep = Episode(FakeFactory(), policy, config)
+    ep.start(image, "t")
+    assert ep.step().outcome == "executed" and ep.agent_done is None
+    assert ep.step().outcome == "stop" and not ep.done and ep.agent_done == "stop"
+    ep.apply(PixelPoint(50, 40, False))  # the person corrects: the agent may act again
+    assert ep.agent_done is None
+    assert ep.step().outcome == "invalid" and ep.agent_done is None  # one retry left
+    assert ep.step().outcome == "invalid" and ep.agent_done == "invalid_output" and not ep.done
+    assert ep.step().outcome == "executed" and ep.agent_done == "budget"  # 2 actions: budget
+    with pytest.raises(RuntimeError, match="budget"):
+        ep.step()
+    mask_before = ep.mask.copy()
+    ep.apply("accept")
+    assert ep.done and ep.record.end_reason == "accepted" and ep.agent_done is None
+    np.testing.assert_array_equal(ep.result().mask, mask_before)
+    assert [t.source for t in ep.record.turns] == ["agent"] * 2 + ["human"] + ["agent"] * 3 + ["human"]

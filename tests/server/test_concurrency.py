@@ -77,14 +77,17 @@ def _alone(segmenter, policy_spec, image, gt, ops) -> Episode:
     """The same operations on one Episode in this thread, nothing else running."""
     from medsam_agent_rt.protocol import PixelBox
 
-    ep = Episode(segmenter, build_policy(policy_spec), SessionConfig(), tool_spec="tiny-sam")
+    config = SessionConfig(agent_ends_episode=False)  # as the server: open until accept
+    ep = Episode(segmenter, build_policy(policy_spec), config, tool_spec="tiny-sam")
     ep.start(image.rgb, "the lesion", gt, image_id="alone")
     for op in ops:
         if op[0] == "step":
             ep.step()
-        elif op[0] == "run":
-            while not ep.done:
+        elif op[0] == "run":  # the server's run: turns until the agent (or the episode) is done
+            while not ep.done and ep.agent_done != "budget":
                 ep.step()
+                if ep.agent_done is not None:
+                    break
         else:
             a = op[1]
             if a["type"] == "point":
