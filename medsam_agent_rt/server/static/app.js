@@ -123,7 +123,10 @@
       state = ev.state;
       const f = state.final || {};
       say(`done: ${state.end_reason}; mask ${f.area ?? "?"} px` + (f.dice != null ? `, Dice ${f.dice.toFixed(3)}` : "") + " — download it");
-    } else if (ev.kind === "stopped") { say(`agent stopped (${ev.state.end_reason || "episode open: click, step or run"})`); }
+    } else if (ev.kind === "stopped") {
+      const why = ev.state.agent_done;
+      say(why ? `the agent finished (${why}): correct with a click or box, or accept (A)` : "agent paused: click, step or run");
+    }
     else if (ev.kind === "error") { say(ev.detail, true); }
     else if (ev.kind === "closed") { say(`session ${ev.reason}: open the image again`, true); sid = null; }
     if (ev.state) state = ev.state;
@@ -209,7 +212,8 @@
 
   function buttons() {
     const open = !!sid, over = !!(state && state.done), running = !!(state && state.running);
-    for (const id of ["run", "step"]) $(id).disabled = !open || busy || over || running;
+    const spent = !!(state && state.agent_done === "budget");
+    for (const id of ["run", "step"]) $(id).disabled = !open || busy || over || running || spent;
     $("stop").disabled = !open || !running;
     for (const id of ["undo", "accept"]) $(id).disabled = !open || busy || over || !(state && state.started);
     for (const id of ["reset", "download", "apply-window"]) $(id).disabled = !open || busy;
@@ -249,6 +253,13 @@
 
   // ------------------------------------------------------------------ wiring
   $("file").addEventListener("change", (e) => e.target.files[0] && openFile(e.target.files[0]));
+  $("gt").addEventListener("change", (e) => {
+    const f = e.target.files[0];
+    if (f) guarded(async () => {
+      state = await api("PUT", `/api/sessions/${sid}/gt?${new URLSearchParams({ filename: f.name })}`, f, true);
+      say(`GT mask ${f.name} loaded: turns now show Dice`);
+    });
+  });
   stage.addEventListener("dragover", (e) => { e.preventDefault(); stage.classList.add("dragging"); });
   stage.addEventListener("dragleave", () => stage.classList.remove("dragging"));
   stage.addEventListener("drop", (e) => {
@@ -277,6 +288,6 @@
   api("GET", "/api/info").then((i) => {
     info = i;
     for (const p of i.window_presets) { const o = document.createElement("option"); o.textContent = p; $("preset").append(o); }
-    say(`Open an image to start. Policy: ${i.policy}${i.requires_gt ? " (GT-driven: upload a mask via the API)" : ""}; tool: ${i.segmenter}.`);
+    say(`Open an image to start. Policy: ${i.policy}${i.requires_gt ? " (GT-driven: load the GT mask too)" : ""}; tool: ${i.segmenter}.`);
   }).catch(fail);
 })();
