@@ -27,8 +27,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="default 8765")
     p.add_argument("--token", help="bearer token (required off loopback; default $MSRT_TOKEN)")
-    p.add_argument("--policy", default="default", metavar="SPEC",
-                   help="the shared policy (default: the embedded one); see `segment --help`")
+    p.add_argument(
+        "--policy",
+        default="default",
+        metavar="SPEC",
+        help="the shared policy (default: the embedded one); see `segment --help`",
+    )
     p.add_argument("--segmenter", default="litemedsam", metavar="SPEC", help="default litemedsam")
     p.add_argument("--backend", choices=BACKENDS, default="torch")
     p.add_argument("--device", default="cpu")

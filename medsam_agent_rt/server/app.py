@@ -2,7 +2,6 @@
 lifespan). One loaded segmenter and one policy serve every session; see the package docstring
 for the endpoints."""
 
-
 import asyncio
 import json
 import shutil
@@ -64,7 +63,9 @@ def _metrics() -> Metrics:
     m.counter("msrt_sessions_evicted_total", "sessions evicted (LRU, bytes or TTL)")
     m.counter("msrt_turns_total", "turns by who acted (agent / human) and outcome")
     m.counter("msrt_episodes_total", "finished episodes by end reason")
-    m.counter("msrt_encoder_cache_total", "episode starts whose image embedding was cached (hit) or not")
+    m.counter(
+        "msrt_encoder_cache_total", "episode starts whose image embedding was cached (hit) or not"
+    )
     m.counter("msrt_http_requests_total", "HTTP requests by status code")
     m.counter("msrt_uploads_refused_total", "uploads refused by status code")
     m.histogram("msrt_turn_seconds", "latency of one turn (queue + model), by source")
@@ -96,13 +97,19 @@ class ServerState:
             episode_deadline_s=config.episode_deadline_s,
             agent_ends_episode=False,  # the agent's stop leaves the episode open for corrections
         )
-        self.driver = Driver(segmenter, self.policies, session_config, self.worker, self.metrics, tool_spec)
-        self.limiter = RateLimiter(config.rate_per_s, config.rate_burst) if config.rate_per_s else None
+        self.driver = Driver(
+            segmenter, self.policies, session_config, self.worker, self.metrics, tool_spec
+        )
+        self.limiter = (
+            RateLimiter(config.rate_per_s, config.rate_burst) if config.rate_per_s else None
+        )
         self.segmenter = segmenter
         m = self.metrics
         m.gauge("msrt_sessions_active", "sessions in the store", lambda: len(self.store))
         m.gauge("msrt_store_bytes", "upload bytes kept on disk", lambda: self.store.disk_bytes)
-        m.gauge("msrt_model_queue_depth", "model calls waiting or running", lambda: self.worker.queued)
+        m.gauge(
+            "msrt_model_queue_depth", "model calls waiting or running", lambda: self.worker.queued
+        )
         m.gauge("msrt_encoder_calls", "image encoder runs of the shared segmenter",
                 lambda: getattr(segmenter, "encoder_calls", 0))  # fmt: skip
 
@@ -133,7 +140,13 @@ def create_app(
     ``build_policy`` spec or a Policy) under ``config``. The caller owns the segmenter."""
     require_server_extra()
     from fastapi import FastAPI, HTTPException, Request
-    from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+    from fastapi.responses import (
+        FileResponse,
+        JSONResponse,
+        PlainTextResponse,
+        Response,
+        StreamingResponse,
+    )
 
     config = config or ServerConfig()
     spec = tool_spec or str(getattr(segmenter, "spec", getattr(segmenter, "family", "segmenter")))
@@ -174,9 +187,11 @@ def create_app(
                 {"detail": "missing or wrong token: send 'Authorization: Bearer <token>'"},
                 status_code=401, headers={"WWW-Authenticate": "Bearer"},
             )  # fmt: skip
-        elif state.limiter is not None and path != "/healthz" and not (
-            allowed := state.limiter.allow(client)
-        )[0]:
+        elif (
+            state.limiter is not None
+            and path != "/healthz"
+            and not (allowed := state.limiter.allow(client))[0]
+        ):
             response = JSONResponse(
                 {"detail": f"too many requests from {client}: slow down"}, status_code=429,
                 headers={"Retry-After": str(max(1, round(allowed[1])))},
@@ -290,7 +305,11 @@ def create_app(
             size = await save_stream(request.stream(), source, config.max_upload_bytes)
             if source.suffix == ".zip":
                 source = await asyncio.to_thread(
-                    unpack_series, source, folder / "series", config.max_slices, config.max_upload_bytes
+                    unpack_series,
+                    source,
+                    folder / "series",
+                    config.max_slices,
+                    config.max_upload_bytes,
                 )
             loaded = await asyncio.to_thread(
                 read_upload, source, config.max_pixels, config.max_slices, **args
@@ -302,7 +321,9 @@ def create_app(
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # a truncated / aborted upload leaves nothing
             raise
-        s = Session(sid, folder, source, display_name(q.get("filename")), loaded, args, size, target)
+        s = Session(
+            sid, folder, source, display_name(q.get("filename")), loaded, args, size, target
+        )
         await state.evicted(await state.store.expire(), "ttl")
         await state.evicted(await state.store.add(s), "lru")
         state.metrics.inc("msrt_sessions_created_total")
@@ -329,7 +350,9 @@ def create_app(
         s, body = session(sid), await json_body(request)
         target = body.get("target") if isinstance(body, dict) else None
         if not isinstance(target, str) or not target.strip() or len(target) > 500:
-            raise HTTPException(422, 'body must be {"target": "<what to segment>"} (1..500 characters)')
+            raise HTTPException(
+                422, 'body must be {"target": "<what to segment>"} (1..500 characters)'
+            )
         async with s.lock:
             if target.strip() != s.target and s.episode is not None:
                 await state.driver.reset(s, "target")
@@ -342,7 +365,9 @@ def create_app(
         from medsam_agent_rt.io import read_mask
 
         s = session(sid)
-        path = s.folder / ("gt-" + uuid.uuid4().hex[:8] + stored_name(request.query_params.get("filename"))[6:])
+        path = s.folder / (
+            "gt-" + uuid.uuid4().hex[:8] + stored_name(request.query_params.get("filename"))[6:]
+        )
         try:
             await save_stream(request.stream(), path, config.max_upload_bytes)
             gt = await asyncio.to_thread(read_mask, path, s.loaded)
@@ -367,7 +392,9 @@ def create_app(
             raise HTTPException(422, 'body must be a JSON object like {"window": "abdomen"}')
         args = {**s.read_args, **read_args(body)}
         try:
-            loaded = await asyncio.to_thread(read_upload, s.source, config.max_pixels, config.max_slices, **args)
+            loaded = await asyncio.to_thread(
+                read_upload, s.source, config.max_pixels, config.max_slices, **args
+            )
         except UploadError as e:
             raise HTTPException(e.status, str(e)) from None
         async with s.lock:
@@ -419,7 +446,9 @@ def create_app(
         async with s.lock:
             ep = await guarded(state.driver.ensure_started, s)
             if ep.done:
-                raise HTTPException(409, f"the episode is over ({ep.record.end_reason}); reset to go on")
+                raise HTTPException(
+                    409, f"the episode is over ({ep.record.end_reason}); reset to go on"
+                )
             if ep.agent_done == "budget":
                 raise HTTPException(409, "the agent has used its actions: click, undo or accept")
             s.stop_requested = False
@@ -433,20 +462,14 @@ def create_app(
     async def stop(sid: str):
         """Stop an agent run after its current turn (the episode stays open)."""
         s = session(sid)
-        s.stop_requested = True
-        if s.runner is not None:
-            await asyncio.shield(s.runner)
+        await state.driver.stop_run(s)
         return s.state()
 
     @app.post("/api/sessions/{sid}/cancel")
     async def cancel(sid: str):
         """End the episode now ("cancelled"; a turn in flight is discarded)."""
         s = session(sid)
-        s.stop_requested = True
-        if s.episode is not None and s.episode.started:
-            s.episode.cancel()
-        if s.runner is not None:
-            await asyncio.shield(s.runner)
+        await state.driver.stop_run(s, cancel=True)
         async with s.lock:
             await state.driver.publish_end(s)
         return s.state()
@@ -454,9 +477,7 @@ def create_app(
     @app.post("/api/sessions/{sid}/reset")
     async def reset(sid: str):
         s = session(sid)
-        s.stop_requested = True
-        if s.runner is not None:
-            await asyncio.shield(s.runner)
+        await state.driver.stop_run(s)
         async with s.lock:
             await state.driver.reset(s, "reset")
         return s.state()
@@ -546,7 +567,9 @@ def create_app(
 
         writer = getattr(mio, "write_mask_dicom_seg", None)
         if s.loaded.format != "dicom":
-            raise HTTPException(409, "DICOM-SEG needs a DICOM input; download mask.nii.gz or mask.png")
+            raise HTTPException(
+                409, "DICOM-SEG needs a DICOM input; download mask.nii.gz or mask.png"
+            )
         if writer is None:
             raise HTTPException(
                 501, "DICOM-SEG export is not available in this installation: it needs "

@@ -61,7 +61,9 @@ class ServerConfig:
                 f"{TOKEN_ENV}; every request must then send 'Authorization: Bearer <token>'"
             )
         if self.token is not None and len(self.token) < 16:
-            raise ValueError("the token must be at least 16 characters (e.g. `openssl rand -hex 16`)")
+            raise ValueError(
+                "the token must be at least 16 characters (e.g. `openssl rand -hex 16`)"
+            )
         for name in ("max_sessions", "max_store_bytes", "max_upload_bytes", "max_pixels",
                      "max_slices", "rate_burst", "max_actions"):  # fmt: skip
             value = getattr(self, name)

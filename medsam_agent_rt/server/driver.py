@@ -7,6 +7,7 @@ touches the segmenter or the policy goes through ``Driver.worker``."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import asdict
 from typing import Any
@@ -144,8 +145,10 @@ class Driver:
 
     async def publish_end(self, s: Session) -> None:
         ep = s.episode
-        if ep is None or not ep.done or any(
-            e["kind"] == "end" and e["generation"] == s.generation for e in s.events[-3:]
+        if (
+            ep is None
+            or not ep.done
+            or any(e["kind"] == "end" and e["generation"] == s.generation for e in s.events[-3:])
         ):
             return
         rec = ep.record
@@ -198,6 +201,15 @@ class Driver:
         if ep.done:
             raise SessionConflict(f"the episode is over ({ep.record.end_reason}); reset to go on")
         return await self._turns(s, ep, ep.apply, action, "human", source="human")
+
+    async def stop_run(self, s: Session, cancel: bool = False) -> None:
+        """Stop the session's agent run after its current turn and wait for it; ``cancel``
+        also ends the episode ("cancelled"; a turn in flight is discarded)."""
+        s.stop_requested = True
+        if cancel and s.episode is not None and s.episode.started:
+            s.episode.cancel()
+        if s.runner is not None:
+            await asyncio.shield(s.runner)
 
     async def run_to_end(self, s: Session) -> None:
         """Agent turns until the episode ends, a stop is requested or the session closes;

@@ -35,7 +35,9 @@ class RateLimiter:
             tokens, then = self._buckets.get(client, (self.burst, now))
             tokens = min(self.burst, tokens + (now - then) * self.rate)
             if len(self._buckets) >= self.MAX_CLIENTS and client not in self._buckets:
-                full = [c for c, (t, s) in self._buckets.items() if now - s > self.burst / self.rate]
+                full = [
+                    c for c, (t, s) in self._buckets.items() if now - s > self.burst / self.rate
+                ]
                 for c in full or list(self._buckets)[: self.MAX_CLIENTS // 2]:
                     del self._buckets[c]
             if tokens < 1.0:

@@ -91,7 +91,8 @@ def unpack_series(archive: Path, dest: Path, max_files: int, max_bytes: int) -> 
                     total += len(chunk)
                     if total > max_bytes:
                         raise UploadError(
-                            413, f"the unpacked series exceeds {max_bytes:,} bytes (--max-upload-mb)"
+                            413,
+                            f"the unpacked series exceeds {max_bytes:,} bytes (--max-upload-mb)",
                         )
                     out.write(chunk)
     return dest
@@ -124,7 +125,9 @@ def declared_shape(path: Path) -> tuple[int, ...] | None:
     return None
 
 
-def check_declared(shape: tuple[int, ...] | None, fmt: str, max_pixels: int, max_slices: int) -> None:
+def check_declared(
+    shape: tuple[int, ...] | None, fmt: str, max_pixels: int, max_slices: int
+) -> None:
     """UploadError 413 when the declared shape exceeds the pixel or slice limits."""
     if not shape:
         return
@@ -139,11 +142,13 @@ def check_declared(shape: tuple[int, ...] | None, fmt: str, max_pixels: int, max
         slices, pixels = 1, int(shape[0]) * int(shape[1])
     if pixels > max_pixels:
         raise UploadError(
-            413, f"the image declares {pixels:,} pixels per slice; the limit is {max_pixels:,} (--max-pixels)"
+            413,
+            f"the image declares {pixels:,} pixels per slice; the limit is {max_pixels:,} (--max-pixels)",
         )
     if slices > max_slices:
         raise UploadError(
-            413, f"the file declares {slices:,} slices / frames; the limit is {max_slices:,} (--max-slices)"
+            413,
+            f"the file declares {slices:,} slices / frames; the limit is {max_slices:,} (--max-slices)",
         )
 
 
@@ -167,7 +172,9 @@ def read_upload(path: Path, max_pixels: int, max_slices: int, **read_args: Any):
         raise UploadError(422, _strip_path(str(e), path)) from None
     h, w = loaded.shape
     if h * w > max_pixels:
-        raise UploadError(413, f"the image has {h * w:,} pixels; the limit is {max_pixels:,} (--max-pixels)")
+        raise UploadError(
+            413, f"the image has {h * w:,} pixels; the limit is {max_pixels:,} (--max-pixels)"
+        )
     return loaded
 
 

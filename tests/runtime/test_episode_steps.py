@@ -246,4 +246,6 @@ def test_interactive_session_stays_open_after_the_agent_finishes():
     ep.apply("accept")
     assert ep.done and ep.record.end_reason == "accepted" and ep.agent_done is None
     np.testing.assert_array_equal(ep.result().mask, mask_before)
-    assert [t.source for t in ep.record.turns] == ["agent"] * 2 + ["human"] + ["agent"] * 3 + ["human"]
+    assert [t.source for t in ep.record.turns] == ["agent"] * 2 + ["human"] + ["agent"] * 3 + [
+        "human"
+    ]

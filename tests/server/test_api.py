@@ -43,7 +43,9 @@ def test_events_downloads_and_record_agree(segmenter, tmp_path, caplog):
     """Agent box, a person's negative click, undo, agent box, accept: the SSE stream, the
     trajectory and the mask downloads tell the same story."""
     policy = [_box(100, 100, 700, 700), _box(200, 150, 800, 900), STOP]
-    app = create_app(segmenter, policy, ServerConfig(rate_per_s=None, store_dir=str(tmp_path / "s")))
+    app = create_app(
+        segmenter, policy, ServerConfig(rate_per_s=None, store_dir=str(tmp_path / "s"))
+    )
     img = tmp_path / "a.png"
     img.write_bytes(_png())
     caplog.set_level(logging.INFO, logger="medsam_agent_rt.server")
@@ -52,7 +54,10 @@ def test_events_downloads_and_record_agree(segmenter, tmp_path, caplog):
         async with client_for(app) as c:
             sid = (await new_session(c, img, target="a thing"))["id"]
             assert (await c.post(f"/api/sessions/{sid}/step")).status_code == 200
-            r = await c.post(f"/api/sessions/{sid}/actions", json={"type": "point", "x": 30, "y": 40, "positive": False})
+            r = await c.post(
+                f"/api/sessions/{sid}/actions",
+                json={"type": "point", "x": 30, "y": 40, "positive": False},
+            )
             assert r.json()["turns"][0]["source"] == "human"
             after_click = _mask((await c.get(f"/api/sessions/{sid}/current-mask.png")).content)
             await c.post(f"/api/sessions/{sid}/actions", json={"type": "undo"})
@@ -60,7 +65,9 @@ def test_events_downloads_and_record_agree(segmenter, tmp_path, caplog):
             live = _mask((await c.get(f"/api/sessions/{sid}/current-mask.png")).content)
             r = await c.post(f"/api/sessions/{sid}/actions", json={"type": "accept"})
             assert r.json()["state"]["end_reason"] == "accepted"
-            events = _sse((await c.get(f"/api/sessions/{sid}/events", params={"until_done": True})).text)
+            events = _sse(
+                (await c.get(f"/api/sessions/{sid}/events", params={"until_done": True})).text
+            )
             traj = (await c.get(f"/api/sessions/{sid}/files/trajectory.json")).json()
             final = _mask((await c.get(f"/api/sessions/{sid}/files/mask.png")).content)
             nifti = (await c.get(f"/api/sessions/{sid}/files/mask.nii.gz")).content
@@ -76,7 +83,9 @@ def test_events_downloads_and_record_agree(segmenter, tmp_path, caplog):
     assert [(t["source"], t["outcome"]) for t in turns] == [
         ("agent", "executed"), ("human", "executed"), ("human", "undo"), ("agent", "executed"),
         ("human", "accept")]  # fmt: skip
-    assert [(t["source"], t["outcome"]) for t in traj["turns"]] == [(t["source"], t["outcome"]) for t in turns]
+    assert [(t["source"], t["outcome"]) for t in traj["turns"]] == [
+        (t["source"], t["outcome"]) for t in turns
+    ]
     assert [e["seq"] for e in events] == list(range(len(events)))
     from medsam_agent_rt.trajectory import rle_decode
 
@@ -166,6 +175,7 @@ def test_background_run_with_a_click_between_turns_then_stop_cancel_reset(segmen
             assert r.status_code == 202 and r.json()["running"]
             assert (await c.post(f"/api/sessions/{sid}/run")).status_code == 409
             assert (await c.post(f"/api/sessions/{sid}/step")).status_code == 409
+
             async def turns_at_least(n):  # polls; no timing assumption
                 for _ in range(2000):
                     st = (await c.get(f"/api/sessions/{sid}")).json()
@@ -175,7 +185,10 @@ def test_background_run_with_a_click_between_turns_then_stop_cancel_reset(segmen
                 raise AssertionError(f"fewer than {n} turns")
 
             await turns_at_least(1)
-            r = await c.post(f"/api/sessions/{sid}/actions", json={"type": "point", "x": 5, "y": 5, "positive": False})
+            r = await c.post(
+                f"/api/sessions/{sid}/actions",
+                json={"type": "point", "x": 5, "y": 5, "positive": False},
+            )
             assert r.status_code == 200
             await turns_at_least(r.json()["turns"][0]["index"] + 2)
             st = (await c.post(f"/api/sessions/{sid}/stop")).json()

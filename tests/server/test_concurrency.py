@@ -12,7 +12,6 @@ import random
 import tracemalloc
 
 import numpy as np
-import pytest
 from _client import client_for, new_session, run
 from PIL import Image
 
@@ -50,7 +49,9 @@ async def _script(c, image, gt_path, gt, seed: int, log: list) -> tuple[str, lis
     rnd = random.Random(seed)
     s = await new_session(c, image, target="the lesion")
     sid = s["id"]
-    r = await c.put(f"/api/sessions/{sid}/gt", params={"filename": gt_path.name}, content=gt_path.read_bytes())
+    r = await c.put(
+        f"/api/sessions/{sid}/gt", params={"filename": gt_path.name}, content=gt_path.read_bytes()
+    )
     assert r.status_code == 200, r.text
     negative, positive = _clicks(gt)
     plan = [("step",), ("act", negative), ("step",), ("act", positive), ("act", {"type": "undo"}),
@@ -122,11 +123,16 @@ def test_parallel_sessions_equal_the_same_steps_alone(segmenter, demo_pairs, tmp
     async def main():
         async with client_for(app) as c:
             results = await asyncio.gather(
-                *(_script(c, img, gp, gt, k, log) for k, ((img, gp), gt) in enumerate(zip(pairs, gts)))
+                *(
+                    _script(c, img, gp, gt, k, log)
+                    for k, ((img, gp), gt) in enumerate(zip(pairs, gts))
+                )
             )
             out = []
             for sid, ops in results:
-                traj = json.loads((await c.get(f"/api/sessions/{sid}/files/trajectory.json")).content)
+                traj = json.loads(
+                    (await c.get(f"/api/sessions/{sid}/files/trajectory.json")).content
+                )
                 png = (await c.get(f"/api/sessions/{sid}/files/mask.png")).content
                 out.append((ops, traj, np.asarray(Image.open(io.BytesIO(png))) > 0))
             return out
@@ -136,7 +142,7 @@ def test_parallel_sessions_equal_the_same_steps_alone(segmenter, demo_pairs, tmp
     runs = sum(1 for a, b in zip(log, log[1:]) if a != b)
     assert runs > N_SESSIONS, f"sessions ran one after another ({runs} switches)"
     sources = set()
-    for ((img, _), gt, (ops, traj, final)) in zip(pairs, gts, served):
+    for (img, _), gt, (ops, traj, final) in zip(pairs, gts, served):
         alone = _alone(segmenter, POLICY, read_image(img), gt, ops)
         mask, rec = alone.result()
         assert [t["source"] for t in traj["turns"]] == [t.source for t in rec.turns]
@@ -144,7 +150,9 @@ def test_parallel_sessions_equal_the_same_steps_alone(segmenter, demo_pairs, tmp
         for t_served, t_alone in zip(traj["turns"], rec.turns):
             assert (t_served["mask"] is None) == (t_alone.mask is None)
             if t_alone.mask is not None:
-                np.testing.assert_array_equal(rle_decode(t_served["mask"]), rle_decode(t_alone.mask))
+                np.testing.assert_array_equal(
+                    rle_decode(t_served["mask"]), rle_decode(t_alone.mask)
+                )
         np.testing.assert_array_equal(final, mask)
         assert traj["end_reason"] == rec.end_reason
         sources |= {t.source for t in rec.turns}
@@ -168,11 +176,15 @@ def test_200_sessions_created_and_evicted_stay_bounded(segmenter, demo_pairs, tm
     async def main():
         async with client_for(app) as c:
             for k in range(200):
-                r = await c.post("/api/sessions", params={"filename": f"s{k}.png", "target": "t"}, content=body)
+                r = await c.post(
+                    "/api/sessions", params={"filename": f"s{k}.png", "target": "t"}, content=body
+                )
                 assert r.status_code == 201, r.text
                 if k % 10 == 0:
                     sid = r.json()["id"]
-                    r = await c.post(f"/api/sessions/{sid}/actions", json={"type": "point", "x": 128, "y": 128})
+                    r = await c.post(
+                        f"/api/sessions/{sid}/actions", json={"type": "point", "x": 128, "y": 128}
+                    )
                     assert r.status_code == 200, r.text
                 assert len(state.store) <= 4
                 assert len(list(store.iterdir())) <= 4
@@ -194,6 +206,8 @@ def test_200_sessions_created_and_evicted_stay_bounded(segmenter, demo_pairs, tm
     finally:
         tracemalloc.stop()
     growth = sizes["after200"] - sizes["after40"]
-    one_session = 256 * 256 * 3 + 512 * 512 * 3  # the image + one view: a leak of 160 sessions is >100 MB
+    one_session = (
+        256 * 256 * 3 + 512 * 512 * 3
+    )  # the image + one view: a leak of 160 sessions is >100 MB
     assert growth < 8 * one_session, f"memory grew by {growth / 1e6:.1f} MB over 160 sessions"
     assert len(state.store) == 0 and not any(store.iterdir())  # closed: every folder removed

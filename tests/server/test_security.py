@@ -67,7 +67,9 @@ def test_serve_command_refuses_a_public_bind_without_token(monkeypatch, capsys):
 
 def test_token_checked_on_every_api_request(segmenter, sandbox):
     store, _ = sandbox
-    app = create_app(segmenter, [STOP], ServerConfig(host="0.0.0.0", token=TOKEN, store_dir=str(store)))
+    app = create_app(
+        segmenter, [STOP], ServerConfig(host="0.0.0.0", token=TOKEN, store_dir=str(store))
+    )
     good = {"Authorization": f"Bearer {TOKEN}"}
 
     async def main():
@@ -79,7 +81,9 @@ def test_token_checked_on_every_api_request(segmenter, sandbox):
                     r = await c.request(method, path, headers=headers, content=_png())
                     assert r.status_code == 401, (method, path, headers, r.status_code)
             assert not store.exists() or not any(store.iterdir())  # refused before any write
-            r = await c.post("/api/sessions", params={"filename": "a.png"}, content=_png(), headers=good)
+            r = await c.post(
+                "/api/sessions", params={"filename": "a.png"}, content=_png(), headers=good
+            )
             assert r.status_code == 201
             sid = r.json()["id"]
             assert (await c.get(f"/api/sessions/{sid}")).status_code == 401
@@ -100,7 +104,13 @@ def test_path_traversal_names_stay_inside_the_store(segmenter, sandbox):
     async def main():
         async with client_for(app) as c:
             before = _tree(outside)
-            for name in ("../../evil.png", "..\\..\\evil.png", "/etc/evil.png", "a/../../b.png", "%2e%2e%2fx.png"):
+            for name in (
+                "../../evil.png",
+                "..\\..\\evil.png",
+                "/etc/evil.png",
+                "a/../../b.png",
+                "%2e%2e%2fx.png",
+            ):
                 r = await c.post("/api/sessions", params={"filename": name}, content=_png())
                 assert r.status_code == 201, r.text
                 assert "/" not in r.json()["name"] and "\\" not in r.json()["name"]
@@ -151,7 +161,11 @@ def test_bad_uploads_are_4xx_and_lose_nothing(segmenter, sandbox, pydicom_ct):
         "empty": (b"", "a.png", 400),
         "not an image": (b"hello, this is not an image at all" * 10, "a.png", 415),
         "truncated PNG": (png[: len(png) // 2], "a.png", 422),
-        "corrupt DICOM": (b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff" + b"\x01" * 40, "x.dcm", 422),
+        "corrupt DICOM": (
+            b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff" + b"\x01" * 40,
+            "x.dcm",
+            422,
+        ),
         "truncated DICOM": (ct[: len(ct) // 3], "ct.dcm", 422),
         "truncated zip": (_zip({"a.dcm": ct})[:100], "s.zip", 400),
         "zip with too many slices": (_zip({f"{i}.dcm": ct for i in range(4)}), "s.zip", 413),
@@ -160,9 +174,13 @@ def test_bad_uploads_are_4xx_and_lose_nothing(segmenter, sandbox, pydicom_ct):
 
     async def main():
         async with client_for(app) as c:
-            r = await c.post("/api/sessions", params={"filename": "keep.png", "target": "t"}, content=png)
+            r = await c.post(
+                "/api/sessions", params={"filename": "keep.png", "target": "t"}, content=png
+            )
             keep = r.json()["id"]
-            r = await c.post(f"/api/sessions/{keep}/actions", json={"type": "point", "x": 20, "y": 30})
+            r = await c.post(
+                f"/api/sessions/{keep}/actions", json={"type": "point", "x": 20, "y": 30}
+            )
             assert r.status_code == 200
             mask_before = (await c.get(f"/api/sessions/{keep}/current-mask.png")).content
             files_before = _tree(store)
@@ -174,9 +192,17 @@ def test_bad_uploads_are_4xx_and_lose_nothing(segmenter, sandbox, pydicom_ct):
             assert not any(tmp.iterdir())
             # the earlier session is untouched and goes on working
             assert (await c.get(f"/api/sessions/{keep}/current-mask.png")).content == mask_before
-            r = await c.post(f"/api/sessions/{keep}/actions", json={"type": "point", "x": 40, "y": 10, "positive": False})
+            r = await c.post(
+                f"/api/sessions/{keep}/actions",
+                json={"type": "point", "x": 40, "y": 10, "positive": False},
+            )
             assert r.status_code == 200
-            assert [t["source"] for t in (await c.get(f"/api/sessions/{keep}/files/trajectory.json")).json()["turns"]] == ["human", "human"]
+            assert [
+                t["source"]
+                for t in (await c.get(f"/api/sessions/{keep}/files/trajectory.json")).json()[
+                    "turns"
+                ]
+            ] == ["human", "human"]
             # bad actions: 422 naming the problem, the episode unchanged
             for action in ({"type": "point", "x": 999, "y": 1}, {"type": "box", "box": [5, 5, 2, 2]},
                            {"type": "zoom"}, {"type": "point", "x": "a", "y": 1}, [1, 2]):  # fmt: skip
@@ -217,7 +243,9 @@ def test_dicom_and_series_uploads(segmenter, sandbox, pydicom_ct):
             sid = st["id"]
             r = await c.post(f"/api/sessions/{sid}/image", json={"window": "lung"})
             assert r.json()["mapping"]["center"] == -600.0 and r.json()["generation"] == 1
-            r = await c.post(f"/api/sessions/{sid}/actions", json={"type": "point", "x": 60, "y": 60})
+            r = await c.post(
+                f"/api/sessions/{sid}/actions", json={"type": "point", "x": 60, "y": 60}
+            )
             assert r.status_code == 200, r.text
             r = await c.get(f"/api/sessions/{sid}/files/mask.dcm")
             import medsam_agent_rt.io as mio
@@ -234,7 +262,9 @@ def test_dicom_and_series_uploads(segmenter, sandbox, pydicom_ct):
 
 def test_rate_limit_per_client(segmenter, sandbox):
     store, _ = sandbox
-    app = create_app(segmenter, [STOP], ServerConfig(rate_per_s=0.5, rate_burst=3, store_dir=str(store)))
+    app = create_app(
+        segmenter, [STOP], ServerConfig(rate_per_s=0.5, rate_burst=3, store_dir=str(store))
+    )
 
     async def main():
         async with client_for(app) as c:
@@ -245,3 +275,16 @@ def test_rate_limit_per_client(segmenter, sandbox):
             assert (await c.get("/healthz")).status_code == 200  # probes are not limited
 
     run(main())
+
+
+def test_serve_names_the_extra_when_fastapi_is_missing(monkeypatch, capsys):
+    import importlib.util
+
+    from medsam_agent_rt.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "fastapi" else real(name, *a)
+    )
+    assert main(["serve"]) == 2
+    assert "medsam-agent-rt[server]" in capsys.readouterr().err
