@@ -10,7 +10,8 @@ One episode, as a clinician's page would drive it: upload the image (POST /api/s
 target), upload its GT mask (the expert policy is GT-driven), agent turns one ``POST /step`` at a
 time until the agent is done, ``accept``, download mask.png, delete the session. The same
 episodes run in-process (``Episode`` on a LiteMedSAM in this process: read_image, steps, accept,
-mask PNG) on one worker thread, as in the server, give the baseline, measured before and after the server levels (the ratio column
+mask PNG; segmenter built on the main thread, episodes on one worker thread, as in the
+server) give the baseline, measured before and after the server levels (the ratio column
 uses their mean: on a shared machine the load drifts during the run).
 
 Both sides first encode every image once (the server's embedding store and the in-process
@@ -143,21 +144,23 @@ async def _served_level(url: str, work: list, clients: int) -> tuple[float, list
 
 # ----------------------------------------------------------------------------- in-process
 def _inprocess(work: list, policy: str) -> tuple[float, list[float]]:
-    """The episodes run on one thread other than the main one, as the server's model worker
-    does (on this loaded 2-core machine the main thread ran the same episodes ~10x slower:
-    its 2-thread OpenMP pool stalls under contention)."""
+    """The episodes in this process arranged as in the server: the segmenter built on the main
+    thread, the episodes run on one worker thread. (On this loaded 2-core machine the thread
+    that built the model ran them several times slower: its 2-thread OpenMP pool stalls under
+    contention, while a worker thread's calls ran single-threaded.)"""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(_inprocess_here, work, policy).result()
+    from medsam_agent_rt.segmenters import build_segmenter
+
+    with build_segmenter("litemedsam", cache_size=64) as seg, ThreadPoolExecutor(1) as pool:
+        return pool.submit(_episodes_timed, seg, work, policy).result()
 
 
-def _inprocess_here(work: list, policy: str) -> tuple[float, list[float]]:
+def _episodes_timed(seg: Any, work: list, policy: str) -> tuple[float, list[float]]:
     from medsam_agent_rt.episode import Episode
     from medsam_agent_rt.io import read_image, read_mask
     from medsam_agent_rt.io.writers import encode_mask_png
     from medsam_agent_rt.policies import build_policy
-    from medsam_agent_rt.segmenters import build_segmenter
     from medsam_agent_rt.session_config import SessionConfig
 
     config = SessionConfig(agent_ends_episode=False)
@@ -175,12 +178,11 @@ def _inprocess_here(work: list, policy: str) -> tuple[float, list[float]]:
             ep.apply("accept")
             encode_mask_png(ep.result().mask)
 
-    with build_segmenter("litemedsam", cache_size=64) as seg:
-        episodes(list({w[0]: w for w in work}.values()), [])  # warm: each image once, untimed
-        turns: list[float] = []
-        t0 = time.perf_counter()
-        episodes(work, turns)
-        return time.perf_counter() - t0, turns
+    episodes(list({w[0]: w for w in work}.values()), [])  # warm: each image once, untimed
+    turns: list[float] = []
+    t0 = time.perf_counter()
+    episodes(work, turns)
+    return time.perf_counter() - t0, turns
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ segment together (extra ``server``).
         [--policy SPEC] [--segmenter SPEC] [--backend B] [--device D] [--store DIR]
         [--max-sessions N] [--session-ttl S] [--max-upload-mb M] [--max-pixels P]
         [--max-slices K] [--rate R] [--cors-origin URL ...] [--max-turns N]
+        [--turn-deadline S] [--episode-deadline S]
 
 Binds loopback by default; any other address needs a token. Logs are JSON lines on stderr.
 """
@@ -45,6 +46,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=50.0, help="requests/s per client (0: no limit)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="URL")
     p.add_argument("--max-turns", type=int, default=5, help="agent actions per episode")
+    p.add_argument(
+        "--turn-deadline",
+        type=float,
+        metavar="S",
+        help="seconds a policy answer may take (a later one is discarded)",
+    )
+    p.add_argument("--episode-deadline", type=float, metavar="S", help="seconds per episode")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             store_dir=args.store, max_sessions=args.max_sessions, session_ttl_s=args.session_ttl,
             max_upload_bytes=args.max_upload_mb * MIB, max_pixels=args.max_pixels,
             max_slices=args.max_slices, rate_per_s=args.rate or None, max_actions=args.max_turns,
+            turn_deadline_s=args.turn_deadline, episode_deadline_s=args.episode_deadline,
             **extra,
         )  # fmt: skip
     except (ImportError, ValueError) as e:

@@ -172,6 +172,8 @@
       listen();
       const m = st.mapping || {};
       if (m.center != null) { $("wc").value = m.center; $("ww").value = m.width; }
+      $("slice").hidden = !st.slice_count;
+      if (st.slice_count) { $("slice").max = st.slice_count; $("slice").value = st.slice_index + 1; }
       say(`${st.name}: ${st.width}×${st.height} ${st.format}${st.modality ? " " + st.modality : ""}` +
         (st.slice_count ? `, slice ${st.slice_index + 1}/${st.slice_count}` : "") + ". Type the target, then Run or click.");
     } catch (e) { fail(e); }
@@ -196,8 +198,11 @@
   const applyWindow = () => guarded(async () => {
     const preset = $("preset").value, c = $("wc").value, w = $("ww").value;
     const window = c !== "" && w !== "" ? `${c},${w}` : preset;
-    if (!window) throw new Error("pick a preset or type a centre and width");
-    state = await api("POST", `/api/sessions/${sid}/image`, { window });
+    const body = {};
+    if (window) body.window = window;
+    if (!$("slice").hidden && $("slice").value !== "") body.slice = Number($("slice").value) - 1;
+    if (!Object.keys(body).length) throw new Error("pick a preset, type a centre and width, or a slice");
+    state = await api("POST", `/api/sessions/${sid}/image`, body);
   });
   const download = () => guarded(async () => {
     const name = $("download-name").value;
