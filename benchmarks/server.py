@@ -146,8 +146,7 @@ async def _served_level(url: str, work: list, clients: int) -> tuple[float, list
 def _inprocess(work: list, policy: str) -> tuple[float, list[float]]:
     """The episodes in this process arranged as in the server: the segmenter built on the main
     thread, the episodes run on one worker thread. (On this loaded 2-core machine the thread
-    that built the model ran them several times slower: its 2-thread OpenMP pool stalls under
-    contention, while a worker thread's calls ran single-threaded.)"""
+    that built the model ran them several times slower than a worker thread.)"""
     from concurrent.futures import ThreadPoolExecutor
 
     from medsam_agent_rt.segmenters import build_segmenter

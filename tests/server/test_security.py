@@ -142,6 +142,7 @@ def _zip(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the corrupt DICOM on purpose
 def test_bad_uploads_are_4xx_and_lose_nothing(segmenter, sandbox, pydicom_ct):
     store, tmp = sandbox
     config = ServerConfig(rate_per_s=None, store_dir=str(store), max_upload_bytes=200_000,
