@@ -137,6 +137,9 @@ def test_wheel_layout(tmp_path):
     assert "medsam_agent_rt/export/__init__.py" in names
     assert "medsam_agent_rt/training/__init__.py" in names
     assert any(n.startswith("medsam_agent_rt/_C") and n.endswith(".so") for n in names)
+    # the server's web page ships with the package (served from package data, air-gapped)
+    for page in ("index.html", "app.js", "style.css"):
+        assert f"medsam_agent_rt/server/static/{page}" in names
     # the embedded LiteMedSAM weights ship with their licence notice
     for asset in ("lite_medsam.safetensors", "LICENSE-lite_medsam", "NOTICE-lite_medsam"):
         assert f"medsam_agent_rt/assets/{asset}" in names
