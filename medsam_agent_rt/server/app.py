@@ -224,9 +224,11 @@ def create_app(
         return s
 
     async def json_body(request: Request) -> Any:
-        raw = await request.body()
-        if len(raw) > JSON_LIMIT:
-            raise HTTPException(413, f"JSON body over {JSON_LIMIT} bytes")
+        raw = b""
+        async for chunk in request.stream():  # bounded while it streams in
+            raw += chunk
+            if len(raw) > JSON_LIMIT:
+                raise HTTPException(413, f"JSON body over {JSON_LIMIT} bytes")
         try:
             return json.loads(raw or b"null")
         except ValueError as e:

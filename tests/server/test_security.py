@@ -211,6 +211,8 @@ def test_bad_uploads_are_4xx_and_lose_nothing(segmenter, sandbox, pydicom_ct):
                 assert r.status_code == 422, (action, r.text)
             r = await c.post(f"/api/sessions/{keep}/actions", content=b"{not json")
             assert r.status_code == 400
+            r = await c.post(f"/api/sessions/{keep}/actions", content=b" " * 100_000)
+            assert r.status_code == 413 and "JSON body" in r.json()["detail"]
             state = (await c.get(f"/api/sessions/{keep}")).json()
             assert state["turns"] == 2 and not state["done"]
 
