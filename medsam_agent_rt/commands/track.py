@@ -70,8 +70,9 @@ def _key_mask(args, stack, seg, gt, k) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medsam_agent_rt.propagation import BoxTracker, dice_3d, nsd_3d, propagate_volume
+    from medsam_agent_rt.propagation import dice_3d, nsd_3d, propagate_volume
     from medsam_agent_rt.propagation.io import read_mask_stack, read_stack, write_mask_stack
+    from medsam_agent_rt.propagation.tracker import tracker_factory
     from medsam_agent_rt.segmenters import build_segmenter
 
     try:
@@ -87,15 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= k < n:
             raise ValueError(f"--slice {k} is out of range 0..{n - 1}")
         seg = build_segmenter(args.segmenter, cache_size=2)
-        kind = args.tracker or ("sam2" if seg.family in ("sam2", "medsam2") else "box")
-        if kind == "sam2":
-            if not hasattr(seg, "model") or seg.family not in ("sam2", "medsam2"):
-                raise ValueError("--tracker sam2 needs a SAM2 / MedSAM2 checkpoint as --segmenter")
-            from medsam_agent_rt.segmenters.sam2.tracking import Sam2Tracker
-
-            make = lambda: Sam2Tracker(seg.model)  # noqa: E731
-        else:
-            make = lambda: BoxTracker(seg)  # noqa: E731
+        kind, make = tracker_factory(seg, args.tracker)
         t0 = time.perf_counter()
         key = _key_mask(args, stack, seg, gt, k)
         if stack.kind == "video":  # forward only from the start frame
