@@ -204,3 +204,24 @@ def test_bad_volume_input_exits_2_and_writes_nothing(
     code, _, err = _segment(capsys, image, "--target", "organ", *args, "--propagate", "--out", out)
     assert code == 2 and needle in err, err
     assert not out.exists()
+
+
+def test_the_segmenter_family_picks_the_tracker(standins):
+    pytest.importorskip("torch")
+    from medsam_agent_rt.propagation.tracker import tracker_factory
+    from medsam_agent_rt.segmenters.sam2.config import preset
+    from medsam_agent_rt.segmenters.sam2.model import Sam2Model
+    from medsam_agent_rt.segmenters.sam2.tracking import Sam2Tracker
+
+    class Sam2Segmenter:
+        family, model = "medsam2", Sam2Model(preset("medsam2_512"))
+
+    kind, make = tracker_factory(Sam2Segmenter())
+    tracker = make()
+    assert kind == "sam2" and isinstance(tracker, Sam2Tracker)
+    assert tracker.model is Sam2Segmenter.model and make() is not tracker  # fresh per direction
+    seg = standins.ThresholdSegmenter()
+    kind, make = tracker_factory(seg)
+    assert kind == "box" and isinstance(make(), BoxTracker) and make().segmenter is seg
+    with pytest.raises(ValueError, match="SAM2 / MedSAM2 checkpoint"):
+        tracker_factory(seg, "sam2")
