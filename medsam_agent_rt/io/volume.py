@@ -170,13 +170,13 @@ def _read_nifti_volume(path: Path, key_index, window: WindowArg, axis: int) -> L
     has_file_window = float(header["cal_max"]) > float(header["cal_min"])
     data = None
     if window is None and not has_file_window:  # one window for the whole volume
-        data = np.asarray(img.dataobj if len(shape) == 3 else img.dataobj[..., 0], np.float64)
+        data = np.asanyarray(img.dataobj if len(shape) == 3 else img.dataobj[..., 0])
         lo, hi = percentile_range(data) or (0.0, 1.0)
         window = ((lo + hi) / 2.0, max(hi - lo, 1e-6))
     # the key slice through the 2-D reader: every check, metadata and the file window rule
     key = read_nifti(path, window=window, axis=axis, slice_index=k)
     if data is None:
-        data = np.asarray(img.dataobj if len(shape) == 3 else img.dataobj[..., 0], np.float64)
+        data = np.asanyarray(img.dataobj if len(shape) == 3 else img.dataobj[..., 0])
     ornt = nib.orientations.io_orientation(img.affine)
     spatial = shape[:3]
     file_window = None
