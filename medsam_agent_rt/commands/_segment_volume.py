@@ -48,11 +48,35 @@ def read_volume_input(args: argparse.Namespace):
     return volume, gt
 
 
+def agent_reprompt(
+    episode_factory: Any, volume: Any, target: str, gt: np.ndarray | None, gt_driven: bool
+):
+    """``reprompt(index, slice) -> mask | None`` for ``propagate_volume``: a fresh agent episode
+    on the slice where the tracker lost the target (a GT-driven policy only where the GT has
+    the target there); the indices it ran on are appended to ``reprompt.slices``."""
+
+    def reprompt(i: int, _slice: np.ndarray) -> np.ndarray | None:
+        gt_i = None if gt is None else gt[i]
+        if gt_driven and (gt_i is None or not gt_i.any()):
+            return None
+        reprompt.slices.append(int(i))
+        mask, _ = episode_factory().run(volume.slices[i], target, gt_i, f"{volume.path}#{i}")
+        return np.asarray(mask, bool)
+
+    reprompt.slices = []
+    return reprompt
+
+
 def propagate(
-    volume: Any, key_mask: np.ndarray, segmenter: Any, gt: np.ndarray | None
+    volume: Any,
+    key_mask: np.ndarray,
+    segmenter: Any,
+    gt: np.ndarray | None,
+    reprompt: Any = None,
 ) -> tuple[np.ndarray, dict]:
     """The 3-D mask (D, H, W) bool from the key slice's mask and what propagation.json holds.
-    An empty key mask (the episode found nothing) is not propagated."""
+    An empty key mask (the episode found nothing) is not propagated; ``reprompt``
+    (``agent_reprompt``) re-invokes the agent where the tracker loses the target."""
     from medsam_agent_rt.propagation import dice_3d, nsd_3d, propagate_volume
     from medsam_agent_rt.propagation.tracker import tracker_factory
 
@@ -60,7 +84,7 @@ def propagate(
     kind, make = tracker_factory(segmenter)
     t0 = time.perf_counter()
     if np.asarray(key_mask).any():
-        mask, scores = propagate_volume(volume.slices, k, key_mask, make)
+        mask, scores = propagate_volume(volume.slices, k, key_mask, make, reprompt=reprompt)
         note = None
     else:
         mask = np.zeros(volume.slices.shape[:3], bool)
@@ -82,6 +106,7 @@ def propagate(
         f"nsd_{NSD_TOLERANCE_MM:g}mm": None
         if gt is None or volume.spacing is None
         else round(nsd_3d(mask, gt, volume.spacing, NSD_TOLERANCE_MM), 4),
+        "reprompted_slices": None if reprompt is None else list(reprompt.slices),
         "scores": [round(float(s), 4) for s in scores],
         "note": note,
     }

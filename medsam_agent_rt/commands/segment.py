@@ -138,6 +138,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         "(--slice; default the largest-GT slice with --gt, else the middle one), propagate its "
         "mask through the volume and write the 3-D mask (--gt: a mask volume, scored in 3-D)",
     )
+    p.add_argument(
+        "--reprompt",
+        action="store_true",
+        help="with --propagate: run the agent again on a slice where the tracker loses the "
+        "target and go on from its mask",
+    )
     p.add_argument("--out", metavar="DIR", help="output folder (default ./medsam-agent-out/<stem>)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -335,6 +341,8 @@ def _run(args: argparse.Namespace) -> int:
     from medsam_agent_rt.policies import default_policy_spec
     from medsam_agent_rt.session_config import SessionConfig
 
+    if args.reprompt and not args.propagate:
+        raise _usage("--reprompt re-invokes the agent during propagation: it needs --propagate")
     if not args.target.strip():
         raise _usage("--target must describe the structure, e.g. 'left kidney in abdomen CT'")
     spec = args.policy or default_policy_spec()
@@ -415,7 +423,18 @@ def _run(args: argparse.Namespace) -> int:
     if volume is not None:
         _say(f"propagating through {volume.depth} slices from slice {image.slice_index} ...")
         try:
-            mask_3d, report = _segment_volume.propagate(volume, mask, segmenter, gt_volume)
+            reprompt = None
+            if args.reprompt:
+                reprompt = _segment_volume.agent_reprompt(
+                    lambda: Episode(segmenter, policy, config, tool_spec=args.segmenter),
+                    volume,
+                    args.target,
+                    gt_volume,
+                    bool(getattr(policy, "requires_gt", False)),
+                )
+            mask_3d, report = _segment_volume.propagate(
+                volume, mask, segmenter, gt_volume, reprompt
+            )
         except ValueError as exc:  # e.g. a tracker that does not fit the segmenter
             raise _usage(f"--propagate: {exc}") from None
         extra = _segment_volume.output_writers(volume, mask_3d, report, args.target)
