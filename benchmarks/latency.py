@@ -3,6 +3,7 @@
     python -m benchmarks.latency [--data DIR] [--limit N] [--repeats R] [--warmup W]
         [--backend torch [onnx trt ...]] [--policy expert [default clicker:3 ...]]
         [--segmenter litemedsam] [--device cpu] [--max-turns 5] [--json PATH]
+    python -m benchmarks.latency --propagation [-- --frames 200 ...]   (benchmarks.propagation)
 
 With no arguments it runs the embedded defaults: LiteMedSAM on the torch backend (CPU) driven by
 the expert policy, one episode per image of the shared demo set (its first target, images
@@ -277,7 +278,20 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: policy latency per turn k=1..5, GGUF (KV cache kept) vs llama-cpp-python's "
         "chat handler vs hf (benchmarks.policy_latency; its options follow --)",
     )
+    ap.add_argument(
+        "--propagation",
+        action="store_true",
+        help="instead: per-frame propagation latency and memory over a 200-frame stream per "
+        "family and backend, and 3-D Dice / time per volume, propagation vs slice-by-slice "
+        "(benchmarks.propagation; its options follow --)",
+    )
     args, rest = ap.parse_known_args(argv)
+    if args.propagation:
+        from benchmarks import propagation
+
+        return propagation.main(
+            [a for a in rest if a != "--"] + (["--json", args.json] if args.json else [])
+        )
     if args.policy_turns:
         from benchmarks import policy_latency
 

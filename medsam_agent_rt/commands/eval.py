@@ -73,6 +73,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", type=int, default=3, help="best/worst strips to draw (3; 0: none)")
     p.add_argument("--no-report", action="store_true", help="results.json only (no md, no plots)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--volume-mode",
+        choices=("propagate", "slices"),
+        default="propagate",
+        help="volume datasets (a 'data sequences' folder, 'sequences:n=2,...'): the agent on the "
+        "largest-GT slice + propagation (default), or one episode per GT slice",
+    )
 
 
 def _print_summary(results: dict, out: str) -> None:
@@ -143,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"eval: {', '.join(missing)} required", file=sys.stderr)
         return _exit.USAGE
+    from medsam_agent_rt.evaluation.volumes import is_volume_dataset
+
+    if is_volume_dataset(args.dataset):
+        return _volumes(args)
     try:
         config = EvalConfig(
             dataset=args.dataset,
@@ -197,3 +208,49 @@ def _failures(results: dict) -> int:
         file=sys.stderr,
     )
     return _exit.FAILED
+
+
+def _volumes(args: argparse.Namespace) -> int:
+    """3-D evaluation of a volume dataset (``evaluation.volumes``): results.json, results.md."""
+    from pathlib import Path
+
+    from medsam_agent_rt.evaluation.shards import write_json_atomic
+    from medsam_agent_rt.evaluation.volumes import evaluate_volumes, results_markdown
+    from medsam_agent_rt.io import atomic_write_bytes
+    from medsam_agent_rt.policies import build_policy
+    from medsam_agent_rt.segmenters import build_segmenter
+    from medsam_agent_rt.session_config import SessionConfig
+
+    def show(row: dict) -> None:
+        if row.get("skipped"):
+            print(f"  {row['volume']} {row['target']}: skipped ({row['skipped']})")
+        else:
+            nsd = "-" if row["nsd"] is None else f"{row['nsd']:.4f}"
+            print(
+                f"  {row['volume']} {row['target']}: 3-D Dice {row['dice_3d']:.4f}, NSD {nsd}, "
+                f"{row['episodes']} episode(s), {row['seconds']:.2f} s"
+            )
+
+    try:
+        config = SessionConfig(max_actions=args.max_turns, strategy=args.strategy)
+        segmenter = build_segmenter(args.segmenter, backend=args.backend, device=args.device)
+        policy = build_policy(args.policy)
+        results = evaluate_volumes(
+            args.dataset, segmenter, policy, config, args.volume_mode, args.limit, on_row=show
+        )
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "results.json", results)
+        atomic_write_bytes(out / "results.md", results_markdown(results).encode())
+    except (ValueError, OSError, ImportError) as exc:  # bad spec, dataset, --out
+        print(f"eval: error: {exc}", file=sys.stderr)
+        return _exit.USAGE
+    m = results["metrics"]
+    mean = m["mean"]
+    print(
+        f"{m['n_evaluated']} volume(s) evaluated ({m['n_skipped']} skipped), mode "
+        f"{args.volume_mode}: mean 3-D Dice {mean['dice_3d'] or 0:.4f}, NSD@"
+        f"{m['nsd_tolerance_mm']:g}mm {mean['nsd'] or 0:.4f}, {mean['seconds'] or 0:.2f} s per volume"
+    )
+    print(f"results: {args.out}/results.json")
+    return _exit.OK

@@ -7,6 +7,12 @@ every turn and the full trajectory record.
         [--frame K] [--axis A] [--slice K] [--out DIR] [--overwrite] [--json]
 
 IMAGE: PNG / JPEG / TIFF / BMP, a DICOM file or series folder, a NIfTI volume (+ --axis/--slice).
+With --propagate IMAGE is a volume (NIfTI or DICOM series folder): the episode runs on the key
+slice (--slice; default the slice with the largest --gt area, else the middle one), its mask is
+propagated through the volume (``commands._segment_volume``) and mask.nii.gz is the 3-D mask on
+the input's voxel grid (DICOM series: the series geometry; plus mask_seg.dcm with the
+``dicomseg`` extra), propagation.json holds per-slice scores and, with --gt (a mask volume of the
+same shape), the 3-D Dice and NSD at 2 mm.
 Progress and one line per turn go to stderr; stdout stays empty, or holds the JSON summary with
 --json. Outputs (DIR, default ./medsam-agent-out/<image stem>, written all at once or not at
 all): mask.png (0/255, the input's size), mask.nii.gz (NIfTI input: same grid and affine, the
@@ -125,6 +131,19 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame", metavar="K", type=_count(0), help="frame / page / 4-D volume")
     p.add_argument("--axis", metavar="A", type=int, choices=(0, 1, 2), help="NIfTI voxel axis")
     p.add_argument("--slice", metavar="K", type=_count(0), help="NIfTI slice / series position")
+    p.add_argument(
+        "--propagate",
+        action="store_true",
+        help="IMAGE is a volume (NIfTI, DICOM series folder): run the agent on the key slice "
+        "(--slice; default the largest-GT slice with --gt, else the middle one), propagate its "
+        "mask through the volume and write the 3-D mask (--gt: a mask volume, scored in 3-D)",
+    )
+    p.add_argument(
+        "--reprompt",
+        action="store_true",
+        help="with --propagate: run the agent again on a slice where the tracker loses the "
+        "target and go on from its mask",
+    )
     p.add_argument("--out", metavar="DIR", help="output folder (default ./medsam-agent-out/<stem>)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -322,6 +341,8 @@ def _run(args: argparse.Namespace) -> int:
     from medsam_agent_rt.policies import default_policy_spec
     from medsam_agent_rt.session_config import SessionConfig
 
+    if args.reprompt and not args.propagate:
+        raise _usage("--reprompt re-invokes the agent during propagation: it needs --propagate")
     if not args.target.strip():
         raise _usage("--target must describe the structure, e.g. 'left kidney in abdomen CT'")
     spec = args.policy or default_policy_spec()
@@ -343,8 +364,16 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out_dir(args.image)
     inputs = _input_paths(args, spec)
     check_out_dir(out, args.overwrite, inputs)
-    image = _read_input(args)
-    gt = read_gt(args.gt, image) if args.gt else None
+    volume = gt_volume = None
+    if args.propagate:
+        from medsam_agent_rt.commands import _segment_volume
+
+        volume, gt_volume = _segment_volume.read_volume_input(args)
+        image = volume.key
+        gt = None if gt_volume is None else gt_volume[image.slice_index]
+    else:
+        image = _read_input(args)
+        gt = read_gt(args.gt, image) if args.gt else None
     model_policy = Path(spec).is_dir()  # loading it takes long: the segmenter is checked first
     segmenter, load_s = _build_segmenter(args) if model_policy else (None, 0.0)
     policy = _build_policy(spec, args)
@@ -356,7 +385,10 @@ def _run(args: argparse.Namespace) -> int:
                 f"or use a model policy ({POLICY_HINT})"
             )
         if not gt.any():
-            raise _usage(f"--gt {args.gt}: the mask is empty; policy {name!r} needs a target")
+            where = "" if volume is None else f" on the key slice {image.slice_index}"
+            raise _usage(
+                f"--gt {args.gt}: the mask is empty{where}; policy {name!r} needs a target"
+            )
     (h, w), m = image.shape, image.mapping
     _say(f"image: {image.path} ({image.format}, {w}x{h}, intensity {m.kind}/{m.source})")
     if segmenter is None:
@@ -387,8 +419,27 @@ def _run(args: argparse.Namespace) -> int:
     code = EXIT_TOOL_ERROR if record.end_reason == "tool_error" else EXIT_OK
     if no_valid_action(record):
         code = EXIT_NO_VALID_ACTION
+    extra, report = {}, None
+    if volume is not None:
+        _say(f"propagating through {volume.depth} slices from slice {image.slice_index} ...")
+        try:
+            reprompt = None
+            if args.reprompt:
+                reprompt = _segment_volume.agent_reprompt(
+                    lambda: Episode(segmenter, policy, config, tool_spec=args.segmenter),
+                    volume,
+                    args.target,
+                    gt_volume,
+                    bool(getattr(policy, "requires_gt", False)),
+                )
+            mask_3d, report = _segment_volume.propagate(
+                volume, mask, segmenter, gt_volume, reprompt
+            )
+        except ValueError as exc:  # e.g. a tracker that does not fit the segmenter
+            raise _usage(f"--propagate: {exc}") from None
+        extra = _segment_volume.output_writers(volume, mask_3d, report, args.target)
     try:
-        files = write_outputs(out, image, mask, record, args.overwrite, protect=inputs)
+        files = write_outputs(out, image, mask, record, args.overwrite, protect=inputs, extra=extra)
     except FileExistsError as exc:
         raise _usage(f"--out {out}: {exc.strerror or exc}; pass --overwrite") from None
     except UnsafeOutputError as exc:  # the folder changed while the episode ran
@@ -399,6 +450,9 @@ def _run(args: argparse.Namespace) -> int:
         record, args, out, {"seconds": {"load": load_s}, "files": files, "exit_code": code}
     )
     _say(summary_line(result))
+    if report is not None:
+        result["volume"] = _segment_volume.volume_summary(report, files)
+        _say(_segment_volume.summary_line(report, out))
     if code == EXIT_NO_VALID_ACTION:
         last = next((t for t in reversed(record.turns) if t.outcome == "invalid"), None)
         why = f"{last.parse_error}: {last.parse_detail or ''}"[:200] if last else "?"

@@ -5,8 +5,10 @@ Volumes (NIfTI, DICOM series folder, .npy) go forward then backward from the key
 --key-mask, else a --box on the key slice, else the box of the --gt mask on the key slice (the
 MedSAM2 CT recipe; key slice = largest GT area unless --slice). --tracker box (any segmenter,
 box from the previous mask) or sam2 (SAM2/MedSAM2 checkpoints: memory tracker). Writes the mask
-(NIfTI with the input's geometry, else .npy; per-frame PNGs for videos) and report.json (scores
-per slice, time, 3-D Dice with --gt, NSD at 2 mm where the input has a spacing).
+(NIfTI with the input's geometry, else .npy; per-frame PNGs for videos), the frames with the mask
+overlaid (overlay.mp4 with PyAV, else an animated overlay.gif and a note in the report) and
+report.json (scores per slice, time, 3-D Dice with --gt, NSD at 2 mm where the input has a
+spacing).
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--box", default=None, help="x1,y1,x2,y2 px on the key slice")
     p.add_argument("--key-mask", default=None, help="PNG mask of the target on the key slice")
+    p.add_argument(
+        "--fps", type=float, default=10.0, help="frame rate of the overlay video (default 10)"
+    )
+    p.add_argument(
+        "--no-overlay",
+        action="store_true",
+        help="do not write overlay.mp4 (overlay.gif without PyAV)",
+    )
 
 
 def _key_mask(args, stack, seg, gt, k) -> np.ndarray:
@@ -70,8 +80,14 @@ def _key_mask(args, stack, seg, gt, k) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medsam_agent_rt.propagation import BoxTracker, dice_3d, nsd_3d, propagate_volume
-    from medsam_agent_rt.propagation.io import read_mask_stack, read_stack, write_mask_stack
+    from medsam_agent_rt.propagation import dice_3d, nsd_3d, propagate_volume
+    from medsam_agent_rt.propagation.io import (
+        read_mask_stack,
+        read_stack,
+        write_mask_stack,
+        write_overlay_video,
+    )
+    from medsam_agent_rt.propagation.tracker import tracker_factory
     from medsam_agent_rt.segmenters import build_segmenter
 
     try:
@@ -87,15 +103,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= k < n:
             raise ValueError(f"--slice {k} is out of range 0..{n - 1}")
         seg = build_segmenter(args.segmenter, cache_size=2)
-        kind = args.tracker or ("sam2" if seg.family in ("sam2", "medsam2") else "box")
-        if kind == "sam2":
-            if not hasattr(seg, "model") or seg.family not in ("sam2", "medsam2"):
-                raise ValueError("--tracker sam2 needs a SAM2 / MedSAM2 checkpoint as --segmenter")
-            from medsam_agent_rt.segmenters.sam2.tracking import Sam2Tracker
-
-            make = lambda: Sam2Tracker(seg.model)  # noqa: E731
-        else:
-            make = lambda: BoxTracker(seg)  # noqa: E731
+        kind, make = tracker_factory(seg, args.tracker)
         t0 = time.perf_counter()
         key = _key_mask(args, stack, seg, gt, k)
         if stack.kind == "video":  # forward only from the start frame
@@ -109,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
             mask, scores = propagate_volume(stack.frames, k, key, make)
         elapsed = time.perf_counter() - t0
         written = write_mask_stack(mask, stack, args.out)
+        overlay, overlay_note = (None, None)
+        if not args.no_overlay:
+            overlay, overlay_note = write_overlay_video(stack.frames, mask, args.out, args.fps)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"medsam-agent track: error: {exc}", file=sys.stderr)
         return 2
@@ -124,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         "ms_per_frame": round(1e3 * elapsed / max(n, 1), 1),
         "scores": [round(float(s), 4) for s in scores],
         "mask": str(written),
+        "overlay": None if overlay is None else str(overlay),
+        "overlay_note": overlay_note,
         "dice_3d": None if gt is None else round(dice_3d(mask, gt), 4),
         "nsd_2mm": None
         if gt is None or stack.spacing is None

@@ -57,8 +57,8 @@ class SliceLayout:
             img = img[:, ::-1]
         return np.ascontiguousarray(img)
 
-    def insert(self, image: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray:
-        """A zero volume of ``volume_shape`` with ``image`` ((rows, cols)) put back at its slice."""
+    def to_plane(self, image: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`extract`: ``image`` ((rows, cols)) in ``np.take`` plane order."""
         image = np.asarray(image)
         if image.shape != self.image_shape:
             raise ValueError(
@@ -69,8 +69,11 @@ class SliceLayout:
             img = img[::-1]
         if self.col_flip:
             img = img[:, ::-1]
-        if self.row_axis > self.col_axis:
-            img = img.T
+        return img.T if self.row_axis > self.col_axis else img
+
+    def insert(self, image: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray:
+        """A zero volume of ``volume_shape`` with ``image`` ((rows, cols)) put back at its slice."""
+        img = self.to_plane(image)
         volume = np.zeros(self.volume_shape, dtype=dtype)
         index: list = [slice(None)] * 3
         index[self.axis] = self.index

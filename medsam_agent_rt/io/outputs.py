@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,14 @@ def write_outputs(
     record: Any,
     overwrite: bool = False,
     protect: tuple = (),
+    extra: dict[str, Callable[[Path], Any]] | None = None,
 ) -> list[str]:
     """Write mask.png (0/255, original size), mask.nii.gz (NIfTI input: aligned to its affine,
     the mask in the slice it came from), overlay.png and trajectory.json into ``out``, all or
     nothing (``io.atomic_directory``; parent folders created here are removed on failure; the
     folder must not hold any of ``protect``, re-checked right before it is replaced).
+    ``extra``: {file name: writer(path)} written in the same step (a name given there replaces
+    the file of that name above, e.g. the 3-D mask.nii.gz of a propagated volume).
     Returns the file names written."""
     from medsam_agent_rt.io import (  # through the package: one patch point for tests
         atomic_directory,
@@ -64,17 +68,21 @@ def write_outputs(
     out = Path(out)
     tiles, captions = strip_tiles(image.rgb, record)
     created = _make_parents(out.parent)
+    extra = dict(extra or {})
     names = ["mask.png"] + (["mask.nii.gz"] if image.format == "nifti" else [])
     names += ["overlay.png", "trajectory.json"]
+    names += [n for n in extra if n not in names]
     try:
         with atomic_directory(out, overwrite=overwrite, protect=protect) as tmp:
             write_mask_png(tmp / "mask.png", mask, like=image)
-            if image.format == "nifti":
+            if image.format == "nifti" and "mask.nii.gz" not in extra:
                 write_mask_nifti(tmp / "mask.nii.gz", mask, like=image)
             write_overlay_strip(
                 tmp / "overlay.png", tiles, captions, max_columns=strip_columns(len(tiles))
             )
             write_json(tmp / "trajectory.json", record.to_dict())
+            for name, writer in extra.items():
+                writer(tmp / name)
     except BaseException:
         for d in reversed(created):
             shutil.rmtree(d, ignore_errors=True)

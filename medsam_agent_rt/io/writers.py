@@ -94,24 +94,35 @@ def mask_nifti_image(mask: Any, like: LoadedImage | None = None):
     nib = import_nibabel()
     m = as_binary_mask(mask, like).astype(np.uint8)
     if like is not None and like.layout is not None and like.nifti_header is not None:
-        header = like.nifti_header.copy()
         volume = like.layout.insert(m)
         if len(like.original_shape) < 3:
             volume = volume.reshape(like.original_shape)
-        cls = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
-        header.set_data_dtype(np.uint8)
-        header.set_slope_inter(None, None)
-        img = cls(volume, None, header=header)
+        return label_nifti_image(volume, like.nifti_header)
+    if like is not None and like.affine is not None:
+        affine, code = np.asarray(like.affine, dtype=np.float64), "scanner"
     else:
-        if like is not None and like.affine is not None:
-            affine, code = np.asarray(like.affine, dtype=np.float64), "scanner"
-        else:
-            sy, sx = like.spacing if like is not None and like.spacing else (1.0, 1.0)
-            affine, code = np.diag([sx, sy, 1.0, 1.0]), "aligned"
-        img = nib.Nifti1Image(np.ascontiguousarray(m.T[:, :, None]), affine)
-        img.set_qform(affine, code=code)
-        img.set_sform(affine, code=code)
-        img.header.set_xyzt_units("mm")
+        sy, sx = like.spacing if like is not None and like.spacing else (1.0, 1.0)
+        affine, code = np.diag([sx, sy, 1.0, 1.0]), "aligned"
+    volume = np.ascontiguousarray(m.T[:, :, None])
+    img = nib.Nifti1Image(volume, affine)
+    img.set_qform(affine, code=code)
+    img.set_sform(affine, code=code)
+    img.header.set_xyzt_units("mm")
+    return label_nifti_image(volume, img.header)
+
+
+def label_nifti_image(volume: np.ndarray, header: Any):
+    """A uint8 label NIfTI of ``volume`` (0 / 1 voxels) with a copy of ``header`` (its
+    geometry: qform / sform and codes, pixdim, units; NIfTI-1 or -2 kept), no scaling,
+    cal range 0..1, intent "label"."""
+    from medsam_agent_rt.io.nifti import import_nibabel
+
+    nib = import_nibabel()
+    header = header.copy()
+    cls = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+    header.set_data_dtype(np.uint8)
+    header.set_slope_inter(None, None)
+    img = cls(np.asarray(volume, np.uint8), None, header=header)
     img.header["cal_min"], img.header["cal_max"] = 0.0, 1.0
     img.header["descrip"] = b"medsam-agent-rt mask"
     img.header.set_intent("label")
@@ -127,7 +138,16 @@ def write_mask_nifti(
     name = path.name.lower()
     if not (name.endswith(".nii") or name.endswith(".nii.gz")):
         raise ValueError(f"path must end in .nii or .nii.gz, got {path.name!r}")
-    data = mask_nifti_image(mask, like).to_bytes()
+    return write_nifti_image(path, mask_nifti_image(mask, like))
+
+
+def write_nifti_image(path: str | os.PathLike[str], img: Any) -> Path:
+    """Write a nibabel image to ``.nii`` / ``.nii.gz`` (gzip without a timestamp), atomically."""
+    path = Path(path)
+    name = path.name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        raise ValueError(f"path must end in .nii or .nii.gz, got {path.name!r}")
+    data = img.to_bytes()
     if name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
     return atomic_write_bytes(path, data)

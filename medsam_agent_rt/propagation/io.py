@@ -64,7 +64,9 @@ def read_stack(path: str | Path) -> Stack:
         try:
             import av
         except ImportError:
-            raise ImportError("reading video files needs PyAV: pip install av") from None
+            from medsam_agent_rt.io.errors import missing_extra
+
+            raise missing_extra("av", "video", "reading video files") from None
         with av.open(str(path)) as c:
             frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         return Stack(np.stack(frames), "video", str(path))
@@ -133,3 +135,78 @@ def write_mask_stack(mask: np.ndarray, stack: Stack, out_dir: str | Path) -> Pat
         for i, m in enumerate(mask):
             Image.fromarray(m.astype(np.uint8) * 255).save(out / "masks" / f"{i:05d}.png")
     return target
+
+
+def overlay_frames(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N, H, W[, 3]) uint8 frames with the (N, H, W) mask blended in green (``ops``' overlay)
+    -> (N, H, W, 3) uint8."""
+    from medsam_agent_rt.ops import render_overlay
+
+    h, w = frames.shape[1:3]
+    return np.stack(
+        [
+            np.asarray(render_overlay(np.ascontiguousarray(_rgb(f)), m, (0, 0, w, h)))
+            for f, m in zip(frames, np.asarray(mask, bool))
+        ]
+    )
+
+
+def _rgb(frame: np.ndarray) -> np.ndarray:
+    return np.repeat(frame[..., None], 3, 2) if frame.ndim == 2 else frame
+
+
+def encode_mp4(frames: np.ndarray, fps: float) -> bytes:
+    """(N, H, W, 3) uint8 -> H.264 MP4 bytes (PyAV; odd sizes padded by one black row/column)."""
+    import fractions
+    import io
+
+    import av
+
+    n, h, w = frames.shape[:3]
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream(
+            "libx264", rate=fractions.Fraction(fps).limit_denominator(1000)
+        )
+        stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        container.mux(stream.encode())
+    return buffer.getvalue()
+
+
+def encode_gif(frames: np.ndarray, fps: float) -> bytes:
+    """(N, H, W, 3) uint8 -> animated GIF bytes (Pillow; looping)."""
+    import io
+
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=max(int(round(1000 / fps)), 20),
+        loop=0,
+    )
+    return buffer.getvalue()
+
+
+def write_overlay_video(
+    frames: np.ndarray, mask: np.ndarray, out_dir: str | Path, fps: float = 10.0
+) -> tuple[Path, str | None]:
+    """The frames with the mask overlaid as ``overlay.mp4`` (PyAV installed) or, without PyAV,
+    an animated ``overlay.gif``; written atomically. Returns (path, note) where note says why
+    the GIF was written (None for MP4)."""
+    from medsam_agent_rt.io.atomic import atomic_write_bytes
+
+    overlaid = overlay_frames(frames, mask)
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        note = "PyAV is not installed (pip install av): overlay.gif written instead of MP4"
+        return atomic_write_bytes(Path(out_dir) / "overlay.gif", encode_gif(overlaid, fps)), note
+    return atomic_write_bytes(Path(out_dir) / "overlay.mp4", encode_mp4(overlaid, fps)), None

@@ -110,3 +110,29 @@ class BoxTracker:
             return TrackStep(self._prev, 0.0)
         self._prev = mask
         return TrackStep(mask, float(pred.scores[0]))
+
+
+TRACKERS = ("box", "sam2")
+
+
+def tracker_factory(segmenter: Any, kind: str | None = None) -> tuple[str, Any]:
+    """(kind, make) where ``make()`` returns a fresh tracker over ``segmenter``: "sam2" (SAM2's
+    memory tracker; SAM2 / MedSAM2 torch segmenters, the default for them) or "box" (box from
+    the previous mask; any segmenter, the default otherwise). Raises ValueError for "sam2" over
+    another family or backend."""
+    family = getattr(segmenter, "family", None)
+    kind = kind or (
+        "sam2" if family in ("sam2", "medsam2") and hasattr(segmenter, "model") else "box"
+    )
+    if kind not in TRACKERS:
+        raise ValueError(f"tracker must be one of {TRACKERS}, got {kind!r}")
+    if kind == "box":
+        return kind, lambda: BoxTracker(segmenter)
+    if family not in ("sam2", "medsam2") or not hasattr(segmenter, "model"):
+        raise ValueError(
+            "the sam2 tracker needs a SAM2 / MedSAM2 checkpoint on the torch backend as the "
+            f"segmenter (got family {family!r})"
+        )
+    from medsam_agent_rt.segmenters.sam2.tracking import Sam2Tracker
+
+    return kind, lambda: Sam2Tracker(segmenter.model)
