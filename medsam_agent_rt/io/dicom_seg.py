@@ -100,3 +100,23 @@ def write_dicom_seg(
     buffer = io.BytesIO()
     seg.save_as(buffer, enforce_file_format=True)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_image_dicom_seg(
+    path: str | os.PathLike[str], mask: np.ndarray, like: Any, label: str = "target"
+) -> Path:
+    """Write the DICOM-SEG of a 2-D ``mask`` (H, W) over the DICOM image it was drawn on.
+
+    like: the ``io.LoadedImage`` of a single-frame DICOM file or of one slice of a series (its
+    ``info["file"]`` names the slice's file). Raises ValueError for other inputs."""
+    if like.format != "dicom":
+        raise ValueError(f"DICOM-SEG needs a DICOM input; this image is {like.format!r}")
+    if like.frame_count > 1:
+        raise ValueError(
+            "DICOM-SEG of one frame of a multi-frame DICOM file is not supported; "
+            "download mask.nii.gz or mask.png"
+        )
+    source = like.info.get("file", like.path)
+    return write_dicom_seg(
+        np.asarray(mask, bool)[None], read_source_datasets([source]), path, label
+    )

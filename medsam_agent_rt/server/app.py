@@ -565,19 +565,21 @@ def create_app(
         return out
 
     def write_dicom_seg(s: Session, out: Path) -> None:
-        import medsam_agent_rt.io as mio
+        from medsam_agent_rt.io.dicom_seg import import_highdicom, write_image_dicom_seg
 
-        writer = getattr(mio, "write_mask_dicom_seg", None)
         if s.loaded.format != "dicom":
             raise HTTPException(
                 409, "DICOM-SEG needs a DICOM input; download mask.nii.gz or mask.png"
             )
-        if writer is None:
-            raise HTTPException(
-                501, "DICOM-SEG export is not available in this installation: it needs "
-                "highdicom (pip install highdicom) and a DICOM-SEG writer in medsam_agent_rt.io",
-            )  # fmt: skip
+        try:
+            import_highdicom()
+        except ImportError as exc:
+            raise HTTPException(501, f"DICOM-SEG export is not available: {exc}") from None
         ep = s.episode
-        writer(out / "mask.dcm", ep.result().mask if ep.done else ep.mask, like=s.loaded)
+        mask = ep.result().mask if ep.done else ep.mask
+        try:
+            write_image_dicom_seg(out / "mask.dcm", mask, s.loaded, label=s.target or "target")
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
 
     return app

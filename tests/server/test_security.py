@@ -251,10 +251,19 @@ def test_dicom_and_series_uploads(segmenter, sandbox, pydicom_ct):
             )
             assert r.status_code == 200, r.text
             r = await c.get(f"/api/sessions/{sid}/files/mask.dcm")
-            import medsam_agent_rt.io as mio
-
-            if getattr(mio, "write_mask_dicom_seg", None) is None:
+            try:
+                import highdicom  # noqa: F401
+            except ImportError:
                 assert r.status_code == 501 and "highdicom" in r.json()["detail"]
+            else:  # the SEG's one frame is the session's mask, on the uploaded image
+                assert r.status_code == 200, r.text
+                seg = pydicom.dcmread(io.BytesIO(r.content))
+                live = await c.get(f"/api/sessions/{sid}/current-mask.png")
+                want = np.asarray(Image.open(io.BytesIO(live.content))) > 0
+                assert want.any()
+                np.testing.assert_array_equal(seg.pixel_array.astype(bool), want)
+                ref = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+                assert ref.ReferencedSOPInstanceUID == pydicom.dcmread(pydicom_ct).SOPInstanceUID
             r = await c.post("/api/sessions", params={"filename": "series.zip", "slice": 1},
                              content=_zip(slices))  # fmt: skip
             assert r.status_code == 201, r.text
