@@ -47,6 +47,18 @@ DECODER_INPUTS = ("image_embeddings", "sparse_embeddings", "mask_input", "has_ma
 DECODER_OUTPUTS = ("low_res_masks", "iou_predictions")
 
 
+def derived_cache_dir(kind: str, env: str) -> Path:
+    """Where artefacts built from an export on first use are cached (TensorRT engines, OpenVINO
+    compiled models): ``$env``, else $XDG_CACHE_HOME/medsam-agent-rt/KIND, else
+    ~/.cache/medsam-agent-rt/KIND."""
+    import os
+
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "medsam-agent-rt" / kind
+
+
 class ExportError(ValueError):
     """A directory that is not a usable export: no/unknown manifest, other format version,
     missing file or a file whose SHA-256 differs from the manifest."""

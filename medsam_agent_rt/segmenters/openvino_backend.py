@@ -17,14 +17,18 @@ around the model calls is the code every backend shares (``segmenters.predictor`
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medsam_agent_rt.cpu import cpu_features, thread_policy
-from medsam_agent_rt.segmenters.exported import ExportedModel, ExportedPredictor, load_export
+from medsam_agent_rt.segmenters.exported import (
+    ExportedModel,
+    ExportedPredictor,
+    derived_cache_dir,
+    load_export,
+)
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -43,11 +47,7 @@ def require_openvino():
 def default_cache_dir() -> Path:
     """$MSRT_OPENVINO_CACHE, else $XDG_CACHE_HOME/medsam-agent-rt/openvino, else
     ~/.cache/medsam-agent-rt/openvino."""
-    env = os.environ.get("MSRT_OPENVINO_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "medsam-agent-rt" / "openvino"
+    return derived_cache_dir("openvino", "MSRT_OPENVINO_CACHE")
 
 
 def has_bf16() -> bool:
