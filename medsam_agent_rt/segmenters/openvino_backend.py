@@ -17,6 +17,7 @@ around the model calls is the code every backend shares (``segmenters.predictor`
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +116,17 @@ class OpenVinoSegmenter(ExportedPredictor):
             part: core.compile_model(str(exported.graph(graphs, part)), "CPU", config)
             for part in ("encoder", "decoder")
         }
+        # One infer request per graph, each behind a lock: an InferRequest is not thread-safe,
+        # and episodes on other threads share this segmenter (segmenters.store).
         self._requests = {part: c.create_infer_request() for part, c in self._compiled.items()}
+        self._locks = {part: threading.Lock() for part in self._compiled}
         self._init_from_export(exported, cache_size)
 
     def _encode(self, x: np.ndarray) -> np.ndarray:
-        request = self._requests["encoder"]
-        request.infer({"image": x}, share_inputs=True)
-        return np.array(request.get_tensor("image_embeddings").data, copy=True)
+        with self._locks["encoder"]:
+            request = self._requests["encoder"]
+            request.infer({"image": x}, share_inputs=True)
+            return np.array(request.get_tensor("image_embeddings").data, copy=True)
 
     def _embedding_to_numpy(self, embedding: Any) -> np.ndarray:
         return embedding
@@ -133,15 +138,15 @@ class OpenVinoSegmenter(ExportedPredictor):
         self, embedding: Any, sparse: np.ndarray, mask: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         mask_input, has_mask = self._mask_inputs(mask)
-        request = self._requests["decoder"]
-        request.infer(
-            {
-                "image_embeddings": embedding,
-                "sparse_embeddings": np.ascontiguousarray(sparse[None], np.float32),
-                "mask_input": mask_input,
-                "has_mask_input": has_mask,
-            }
-        )
-        low = np.array(request.get_tensor("low_res_masks").data[0], copy=True)
-        iou = np.array(request.get_tensor("iou_predictions").data[0], copy=True)
+        feeds = {
+            "image_embeddings": embedding,
+            "sparse_embeddings": np.ascontiguousarray(sparse[None], np.float32),
+            "mask_input": mask_input,
+            "has_mask_input": has_mask,
+        }
+        with self._locks["decoder"]:
+            request = self._requests["decoder"]
+            request.infer(feeds)
+            low = np.array(request.get_tensor("low_res_masks").data[0], copy=True)
+            iou = np.array(request.get_tensor("iou_predictions").data[0], copy=True)
         return low, iou
