@@ -172,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         help="DATASET/SPLIT of a BiomedParse-layout --data root (e.g. acdc/val) instead of demo",
     )
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    ap.add_argument(
+        "--backend",
+        default="torch",
+        help="segmenter backend (default torch: the reference other benchmarks compare with; "
+        "'auto' is the runtime's default)",
+    )
     args = ap.parse_args(argv)
     from tqdm import tqdm
 
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_demo(args.data)
         if args.limit:
             data = data[: args.limit]
-    seg = build_segmenter(args.segmenter, cache_size=2)
+    seg = build_segmenter(args.segmenter, backend=args.backend, cache_size=2)
     clicker = make_clicker()
     t0 = time.time()
     per_mask: list[dict] = []
@@ -250,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     best = max(args.strategies, key=lambda s: strategy_table[s]["expert_final"])
     result = {
-        "segmenter": f"{args.segmenter} (embedded, torch, cpu)",
+        "segmenter": f"{args.segmenter} (embedded, {seg.backend} "
+        f"{getattr(seg, 'precision', 'fp32')}, cpu)",
         "data": str(args.data) + (f" [{args.split}]" if args.split else ""),
         "masks": len(per_mask),
         "clicks": args.clicks,

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     export = _export_dir(Path(args.export))
-    ref = build_segmenter("litemedsam", cache_size=1)
+    ref = build_segmenter("litemedsam", backend="torch", cache_size=1)  # the reference
     others = {
         f"onnx {prec}": build_segmenter(
             str(export), backend="onnx", precision=prec, cache_size=1, intra_op_threads=args.threads

@@ -1,7 +1,7 @@
 """``medsam-agent eval``: evaluate a policy + segmenter on a dataset; merge shards.
 
 medsam-agent eval --dataset PATH|demo|phantoms:... --policy SPEC [--segmenter SPEC]
-                  [--backend torch|onnx|trt] [--limit N] [--workers W] [--max-turns N] --out DIR
+                  [--backend torch|auto|onnx|openvino|trt] [--limit N] [--workers W] [--max-turns N] --out DIR
 medsam-agent eval merge DIR... [--out DIR]
 medsam-agent eval table [LABEL=]DIR... [--metric dice|iou]   (one table comparing runs)
 
@@ -29,6 +29,8 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    from medsam_agent_rt.segmenters.registry import BACKENDS
+
     p.epilog = _exit.EPILOG
     p.description = (
         "Evaluate a policy driving a segmenter on every sample of a dataset and write "
@@ -50,7 +52,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="policy spec: oracle-box, clicker:K, expert[:k=v,...], a model dir, an http URL",
     )
     p.add_argument("--segmenter", default="litemedsam", help="segmenter spec (default litemedsam)")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "trt"))
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="default torch (the reference the recorded evaluations used); auto: the runtime's "
+        "default (`medsam-agent info`)",
+    )
     p.add_argument("--device", default="cpu", help="cpu | cuda (cuda:LOCAL_RANK under torchrun)")
     p.add_argument("--strategy", default=None, help="prompt carrying strategy (default: family's)")
     p.add_argument("--max-turns", type=int, default=5, help="executed actions per episode (5)")

@@ -6,7 +6,12 @@ with its decoder fine-tuned for clicks, shipped too), a checkpoint file
 see ``segmenters.checkpoints``), or an exported model directory (``medsam-agent export sam``: ONNX
 graphs + manifest, see ``segmenters.exported``).
 backend: "torch" runs a checkpoint; "onnx" (ONNX Runtime) and "trt" (TensorRT engines built from
-the ONNX graphs on first use) run an exported model directory.
+the ONNX graphs on first use) and "openvino" (CPU; compiled models cached on disk) run an
+exported model directory — the embedded segmenters' own
+export directory when the wheel ships one (``assets.embedded_onnx_dir``). "auto" (the default,
+:func:`resolve_backend`) runs the embedded LiteMedSAM's shipped graphs with ONNX Runtime on a CPU
+with OpenVINO when installed, else ONNX Runtime when importable (no torch needed), and torch
+otherwise.
 """
 
 from __future__ import annotations
@@ -15,8 +20,46 @@ from pathlib import Path
 
 from medsam_agent_rt.segmenters.base import Segmenter
 
-BACKENDS = ("torch", "onnx", "trt")
+BACKENDS = ("auto", "torch", "onnx", "openvino", "trt")
 EMBEDDED = ("litemedsam", "litemedsam-click")
+
+
+def importable(module: str) -> bool:
+    """Whether ``import module`` works here (a failing import is not cached by Python)."""
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def cpu_backend() -> str | None:
+    """The exported-model backend "auto" runs on a CPU: "openvino" when installed (fastest here,
+    README "CPU speed"), else "onnx" when onnxruntime is, else None."""
+    for backend, module in (("openvino", "openvino"), ("onnx", "onnxruntime")):
+        if importable(module):
+            return backend
+    return None
+
+
+def resolve_backend(spec: str, backend: str = "auto", device: str = "cpu") -> str:
+    """The concrete backend ``backend`` means for ``spec`` on ``device``: itself unless "auto";
+    "auto" is :func:`cpu_backend` (openvino, else onnx) for an embedded segmenter whose graphs
+    the wheel ships when the device is the CPU, "onnx" for an exported model directory, else
+    "torch" (checkpoint files; no CPU runtime installed; CUDA, where the torch backend has the
+    device-resident decode)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend != "auto":
+        return backend
+    from medsam_agent_rt.assets import embedded_onnx_dir
+
+    spec = str(spec)
+    if spec in EMBEDDED:
+        if device == "cpu" and embedded_onnx_dir(spec) is not None:
+            return cpu_backend() or "torch"
+        return "torch"
+    return "onnx" if Path(spec).is_dir() else "torch"
 
 
 def load_embedded(spec: str):
@@ -51,31 +94,55 @@ def _build_exported(path: Path, backend: str, device: str, cache_size: int, fami
         from medsam_agent_rt.segmenters.onnx_backend import OnnxSegmenter
 
         return OnnxSegmenter(exported, device=device, cache_size=cache_size, **options)
+    if backend == "openvino":
+        from medsam_agent_rt.segmenters.openvino_backend import OpenVinoSegmenter
+
+        return OpenVinoSegmenter(exported, device=device, cache_size=cache_size, **options)
     from medsam_agent_rt.segmenters.trt_backend import TrtSegmenter
 
     return TrtSegmenter(exported, device=device, cache_size=cache_size, **options)
 
 
+def _build_embedded_exported(spec, backend, device, cache_size, family, options):
+    """An embedded segmenter on an exported-model backend, over the directory the wheel ships."""
+    from medsam_agent_rt.assets import embedded_onnx_dir
+
+    if family not in (None, spec):
+        raise ValueError(f"spec {spec!r} is the LiteMedSAM family {spec!r}, got family={family!r}")
+    directory = embedded_onnx_dir(spec)
+    if directory is None:
+        raise ValueError(
+            f"this install ships no ONNX graphs of {spec!r}: export them with `medsam-agent export "
+            f"sam {spec} --out DIR`, then build_segmenter(DIR, backend={backend!r}), or use "
+            "backend='torch'"
+        )
+    # The wheel's RECORD already guards the shipped files; hashing ~47 MB per build is skipped.
+    options.setdefault("verify", False)
+    return _build_exported(directory, backend, device, cache_size, None, options)
+
+
 def build_segmenter(
     spec: str = "litemedsam",
-    backend: str = "torch",
+    backend: str = "auto",
     device: str = "cpu",
     cache_size: int = 8,
     family: str | None = None,
     **options,
 ) -> Segmenter:
-    """A Segmenter for ``spec`` on ``backend``.
+    """A Segmenter for ``spec`` on ``backend`` ("auto": see :func:`resolve_backend`).
 
     device: "cpu" | "cuda" | "cuda:N"; cache_size: image embeddings kept (LRU);
     family: force the checkpoint family where the file cannot tell (SAM vs MedSAM ViT-B);
-    options: backend-specific keywords (torch: image_size for SAM2 checkpoints; onnx: precision, providers, intra_op_threads,
-    allow_spinning; trt: precision, cache_dir, max_prompt_tokens, ...; both: verify)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    options: backend-specific keywords (torch: image_size for SAM2 checkpoints; onnx: precision,
+    providers, intra_op_threads, allow_spinning; openvino: precision, threads, cache_dir; trt:
+    precision, cache_dir, max_prompt_tokens, ...; all three: verify)."""
     spec = str(spec)
+    backend = resolve_backend(spec, backend, device)
     path = Path(spec)
     if spec not in EMBEDDED and path.is_dir():
         return _build_exported(path, backend, device, cache_size, family, dict(options))
+    if spec in EMBEDDED and backend != "torch":
+        return _build_embedded_exported(spec, backend, device, cache_size, family, dict(options))
     if backend != "torch":
         raise ValueError(
             f"backend {backend!r} runs exported models: export {spec!r} first with "
@@ -109,3 +176,45 @@ def build_segmenter(
 
         return Sam2TorchSegmenter(loaded.model, loaded.family, device, cache_size, str(path))
     return TorchSegmenter(loaded.model, loaded.family, device, cache_size, str(path))
+
+
+def _dist_version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def available_backends() -> dict[str, dict]:
+    """{backend: {"version": str | None, ...}} of the model runtimes installed here (package
+    metadata only, nothing heavy imported; ONNX Runtime adds its execution providers)."""
+    out: dict[str, dict] = {
+        "torch": {"version": _dist_version("torch")},
+        "onnx": {"version": _dist_version("onnxruntime") or _dist_version("onnxruntime-gpu")},
+        "openvino": {"version": _dist_version("openvino")},
+        "trt": {"version": _dist_version("tensorrt")},
+    }
+    if out["onnx"]["version"] and importable("onnxruntime"):
+        import onnxruntime
+
+        out["onnx"]["providers"] = onnxruntime.get_available_providers()
+    return out
+
+
+def default_choice(spec: str = "litemedsam", device: str = "cpu") -> str:
+    """What ``build_segmenter(spec, device=device)`` runs, e.g. "openvino bf16" or "torch fp32"
+    (nothing is loaded)."""
+    backend = resolve_backend(spec, "auto", device)
+    if backend == "torch":
+        return "torch fp32"
+    from medsam_agent_rt.assets import embedded_onnx_dir
+    from medsam_agent_rt.segmenters.exported import default_precision, load_export
+
+    directory = embedded_onnx_dir(spec) if spec in EMBEDDED else Path(spec)
+    if backend == "openvino":
+        from medsam_agent_rt.segmenters.openvino_backend import default_precision as ov_default
+
+        return f"openvino {ov_default()}"
+    return f"{backend} {default_precision(load_export(directory, verify=False), device)}"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +51,9 @@ def require_tensorrt():
 def default_cache_dir() -> Path:
     """$MSRT_TRT_CACHE, else $XDG_CACHE_HOME/medsam-agent-rt/trt, else
     ~/.cache/medsam-agent-rt/trt."""
-    env = os.environ.get("MSRT_TRT_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "medsam-agent-rt" / "trt"
+    from medsam_agent_rt.segmenters.exported import derived_cache_dir
+
+    return derived_cache_dir("trt", "MSRT_TRT_CACHE")
 
 
 @dataclass(frozen=True)

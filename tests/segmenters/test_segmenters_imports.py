@@ -5,7 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ["torch", "onnxruntime", "tensorrt", "transformers", "scipy", "cv2", "PIL", "skimage"]
+HEAVY = [
+    "torch",
+    "onnxruntime",
+    "openvino",
+    "tensorrt",
+    "transformers",
+    "scipy",
+    "cv2",
+    "PIL",
+    "skimage",
+]
 
 
 def test_segmenters_import_without_heavy_dependencies():

@@ -122,6 +122,17 @@ def test_onnx_backend_serves_interleaved_episodes(tiny_export):
         seg.encode(images()[0])
 
 
+def test_openvino_backend_serves_interleaved_episodes(tiny_export, tmp_path):
+    pytest.importorskip("openvino")
+    from medsam_agent_rt.segmenters.openvino_backend import OpenVinoSegmenter
+
+    _, exported, _ = tiny_export
+    with OpenVinoSegmenter(exported, "fp32", threads=1, cache_dir=tmp_path) as seg:
+        check_backend(seg)  # threads share one infer request per graph (locked)
+    with pytest.raises(ClosedError, match="closed"):
+        seg.encode(images()[0])
+
+
 def test_decode_is_stateless_and_checks_its_argument(tiny_export):
     model, _, _ = tiny_export
     seg = TorchSegmenter(model, "sam", cache_size=0)
