@@ -26,6 +26,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WHEELHOUSE = REPO / ".whl" / "edge"
 FORBIDDEN_ON_EDGE = ("torch", "transformers", "scipy")  # what the edge install must not hold
+# Held-out phantoms (test split, seed 2000000 as in scripts/demo.sh): (image file, target).
+CASES = (
+    ("02000000_CT_abdomen.png", "liver in abdomen CT"),
+    ("02000001_CT_abdomen.png", "left kidney in abdomen CT"),
+)
 
 
 def requirements(*extras: str, pyproject: Path = REPO / "pyproject.toml") -> list[str]:
@@ -122,6 +127,26 @@ def run_measured(cmd: Sequence[str], cwd: Path, env: dict[str, str] | None = Non
             seconds,
             usage.ru_maxrss / 1024,  # Linux: KiB
         )
+
+
+def make_phantoms(out: Path) -> Path:
+    """Write the phantoms of ``CASES`` under ``out`` (this interpreter); returns their folder."""
+    cmd = [sys.executable, "-m", "medsam_agent_rt", "data", "phantoms", "--out", str(out)]
+    cmd += ["--n", "2", "--seed", "2000000", "--size", "256", "--modalities", "ct"]
+    _check(cmd + ["--splits", "test=2", "--no-progress"])
+    return out / "phantom-ct" / "test"
+
+
+def segmenter_args(work: Path) -> list[str]:
+    """``segment`` arguments for the embedded LiteMedSAM on ONNX Runtime: none where the wheel
+    ships its graphs, else an export made here (this interpreter, torch) under ``work``."""
+    if shipped_onnx_dir() is not None:
+        return []
+    export = work / "litemedsam-onnx"
+    if not (export / "manifest.json").is_file():
+        cmd = [sys.executable, "-m", "medsam_agent_rt", "export", "sam", "litemedsam"]
+        _check(cmd + ["--precision", "fp32", "--quiet", "--overwrite", "--out", str(export)])
+    return ["--segmenter", str(export), "--backend", "onnx"]
 
 
 def shipped_onnx_dir() -> Path | None:

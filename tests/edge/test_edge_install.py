@@ -24,12 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # benchmarks/ is a repository folder, not an installed package
     sys.path.insert(0, str(REPO))
 
-# (image of the held-out phantom test split, seed 2000000 as in scripts/demo.sh, target)
-CASES = (
-    ("02000000_CT_abdomen.png", "liver in abdomen CT"),
-    ("02000001_CT_abdomen.png", "left kidney in abdomen CT"),
-)
-
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
@@ -63,16 +57,7 @@ def edge_venv(tmp_path_factory):
             "scripts/setup_tests.sh (step 4 fills it while it has network)"
         )
     root = tmp_path_factory.mktemp("edge")
-    seg_args: list[str] = []
-    if edge_env.shipped_onnx_dir() is None:  # until the wheel ships LiteMedSAM's ONNX graphs
-        export = root / "litemedsam-onnx"
-        cmd = [sys.executable, "-m", "medsam_agent_rt", "export", "sam", "litemedsam"]
-        subprocess.run(
-            cmd + ["--precision", "fp32", "--quiet", "--out", str(export)],
-            check=True,
-            capture_output=True,
-        )
-        seg_args = ["--segmenter", str(export), "--backend", "onnx"]
+    seg_args = edge_env.segmenter_args(root)  # no flag once the wheel ships the ONNX graphs
     wheel = edge_env.build_wheel(root / "wheel", root / "build")
     python = edge_env.create_venv(root / "venv", wheel, "edge")
     return python, seg_args
@@ -80,20 +65,16 @@ def edge_venv(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("phantoms")
-    subprocess.run(
-        [sys.executable, "-m", "medsam_agent_rt", "data", "phantoms", "--out", str(out)]
-        + ["--n", "2", "--seed", "2000000", "--size", "256", "--modalities", "ct"]
-        + ["--splits", "test=2", "--no-progress"],
-        check=True,
-        capture_output=True,
-    )
-    return out / "phantom-ct" / "test"
+    from benchmarks import edge_env
+
+    return edge_env.make_phantoms(tmp_path_factory.mktemp("phantoms"))
 
 
 def test_edge_venv_has_no_torch(edge_venv, tmp_path):
+    from benchmarks.edge_env import FORBIDDEN_ON_EDGE
+
     python, _ = edge_venv
-    for module in ("torch", "transformers", "scipy"):
+    for module in FORBIDDEN_ON_EDGE:
         proc = subprocess.run(
             [str(python), "-c", f"import {module}"], cwd=tmp_path, capture_output=True, text=True
         )
@@ -125,6 +106,8 @@ def test_edge_segment_matches_the_torch_path(edge_venv, phantoms, tmp_path):
     cli = python.parent / "medsam-agent"
     torch_seg = build_segmenter("litemedsam", backend="torch")
     hf_policy = build_policy(default_policy_spec(prefer="hf"))
+    from benchmarks.edge_env import CASES
+
     for name, target in CASES:
         out = tmp_path / Path(name).stem
         proc = subprocess.run(
