@@ -6,6 +6,9 @@ converted once by scripts/convert_lite_medsam.py); ``LICENSE-lite_medsam`` (Apac
 ``lite_medsam_click.safetensors`` holds only the prompt encoder + mask decoder of
 ``litemedsam-click`` (fine-tuned by ``training.tool_finetune``; the image encoder is LiteMedSAM's);
 ``NOTICE-lite_medsam_click`` says how it was made and its NON-COMMERCIAL data terms.
+``onnx/litemedsam/`` is the ``medsam-agent export sam litemedsam`` directory of those weights
+(ONNX graphs + manifest; made by scripts/export_embedded_onnx.py): what the default CPU backend
+runs with ONNX Runtime / OpenVINO and no torch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 ASSETS_DIR = Path(__file__).resolve().parent
 LITE_MEDSAM_FILE = "lite_medsam.safetensors"
 LITE_MEDSAM_CLICK_FILE = "lite_medsam_click.safetensors"
+ONNX_DIR = ASSETS_DIR / "onnx"
 
 
 def lite_medsam_path() -> Path:
@@ -38,3 +42,10 @@ def lite_medsam_click_path() -> Path:
             "train them with `medsam-agent train tool` (README, litemedsam-click)"
         )
     return path
+
+
+def embedded_onnx_dir(spec: str) -> Path | None:
+    """The shipped export directory of embedded segmenter ``spec`` ("litemedsam"), or None
+    when this install has none (then the embedded segmenter runs on torch)."""
+    path = ONNX_DIR / spec
+    return path if (path / "manifest.json").is_file() else None

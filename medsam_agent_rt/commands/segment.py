@@ -2,7 +2,7 @@
 every turn and the full trajectory record.
 
     medsam-agent segment IMAGE --target "left kidney in abdomen CT" [--policy SPEC] [--gt MASK]
-        [--segmenter SPEC] [--backend torch|onnx|trt] [--device cpu|cuda] [--max-turns N]
+        [--segmenter SPEC] [--backend auto|torch|onnx|trt] [--device cpu|cuda] [--max-turns N]
         [--strategy NAME] [--keep-largest] [--fill-holes [MAX_AREA]] [--window C,W|PRESET]
         [--frame K] [--axis A] [--slice K] [--out DIR] [--overwrite] [--json]
 
@@ -88,7 +88,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="'litemedsam' (embedded, default), a SAM/MedSAM/LiteMedSAM checkpoint file, or an "
         "exported model directory",
     )
-    p.add_argument("--backend", choices=BACKENDS, default="torch", help="default torch")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto (default): the shipped ONNX graphs on ONNX Runtime on a CPU when onnxruntime "
+        "is installed, else torch; `medsam-agent info` shows the pick",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     p.add_argument("--gt", metavar="MASK", help="ground-truth mask: enables per-turn Dice/IoU")
     p.add_argument(
@@ -266,8 +272,10 @@ def _build_policy(spec: str, args: argparse.Namespace):
 def _build_segmenter(args: argparse.Namespace) -> tuple[Any, float]:
     """(segmenter, seconds it took to build)."""
     from medsam_agent_rt.segmenters import build_segmenter
+    from medsam_agent_rt.segmenters.registry import resolve_backend
 
-    _say(f"loading segmenter {args.segmenter} ({args.backend}, {args.device}) ...")
+    backend = resolve_backend(args.segmenter, args.backend, args.device)
+    _say(f"loading segmenter {args.segmenter} ({backend}, {args.device}) ...")
     t0 = time.perf_counter()
     try:
         seg = build_segmenter(args.segmenter, backend=args.backend, device=args.device)

@@ -6,7 +6,10 @@ with its decoder fine-tuned for clicks, shipped too), a checkpoint file
 see ``segmenters.checkpoints``), or an exported model directory (``medsam-agent export sam``: ONNX
 graphs + manifest, see ``segmenters.exported``).
 backend: "torch" runs a checkpoint; "onnx" (ONNX Runtime) and "trt" (TensorRT engines built from
-the ONNX graphs on first use) run an exported model directory.
+the ONNX graphs on first use) run an exported model directory — the embedded segmenters' own
+export directory when the wheel ships one (``assets.embedded_onnx_dir``). "auto" (the default,
+:func:`resolve_backend`) runs the embedded LiteMedSAM's shipped graphs with ONNX Runtime on a CPU
+when onnxruntime is importable (no torch needed), and torch otherwise.
 """
 
 from __future__ import annotations
@@ -15,8 +18,35 @@ from pathlib import Path
 
 from medsam_agent_rt.segmenters.base import Segmenter
 
-BACKENDS = ("torch", "onnx", "trt")
+BACKENDS = ("auto", "torch", "onnx", "trt")
 EMBEDDED = ("litemedsam", "litemedsam-click")
+
+
+def onnxruntime_importable() -> bool:
+    """Whether ``import onnxruntime`` works here."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(spec: str, backend: str = "auto", device: str = "cpu") -> str:
+    """The concrete backend ``backend`` means for ``spec`` on ``device``: itself unless "auto";
+    "auto" is "onnx" for an embedded segmenter whose graphs the wheel ships when the device is
+    the CPU and onnxruntime is importable, "onnx" for an exported model directory, else "torch"
+    (checkpoint files; CUDA, where the torch backend has the device-resident decode)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend != "auto":
+        return backend
+    from medsam_agent_rt.assets import embedded_onnx_dir
+
+    spec = str(spec)
+    if spec in EMBEDDED:
+        shipped = embedded_onnx_dir(spec) is not None
+        return "onnx" if device == "cpu" and shipped and onnxruntime_importable() else "torch"
+    return "onnx" if Path(spec).is_dir() else "torch"
 
 
 def load_embedded(spec: str):
@@ -56,26 +86,45 @@ def _build_exported(path: Path, backend: str, device: str, cache_size: int, fami
     return TrtSegmenter(exported, device=device, cache_size=cache_size, **options)
 
 
+def _build_embedded_exported(spec, backend, device, cache_size, family, options):
+    """An embedded segmenter on an exported-model backend, over the directory the wheel ships."""
+    from medsam_agent_rt.assets import embedded_onnx_dir
+
+    if family not in (None, spec):
+        raise ValueError(f"spec {spec!r} is the LiteMedSAM family {spec!r}, got family={family!r}")
+    directory = embedded_onnx_dir(spec)
+    if directory is None:
+        raise ValueError(
+            f"this install ships no ONNX graphs of {spec!r}: export them with `medsam-agent export "
+            f"sam {spec} --out DIR`, then build_segmenter(DIR, backend={backend!r}), or use "
+            "backend='torch'"
+        )
+    # The wheel's RECORD already guards the shipped files; hashing ~47 MB per build is skipped.
+    options.setdefault("verify", False)
+    return _build_exported(directory, backend, device, cache_size, None, options)
+
+
 def build_segmenter(
     spec: str = "litemedsam",
-    backend: str = "torch",
+    backend: str = "auto",
     device: str = "cpu",
     cache_size: int = 8,
     family: str | None = None,
     **options,
 ) -> Segmenter:
-    """A Segmenter for ``spec`` on ``backend``.
+    """A Segmenter for ``spec`` on ``backend`` ("auto": see :func:`resolve_backend`).
 
     device: "cpu" | "cuda" | "cuda:N"; cache_size: image embeddings kept (LRU);
     family: force the checkpoint family where the file cannot tell (SAM vs MedSAM ViT-B);
     options: backend-specific keywords (torch: image_size for SAM2 checkpoints; onnx: precision, providers, intra_op_threads,
     allow_spinning; trt: precision, cache_dir, max_prompt_tokens, ...; both: verify)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     spec = str(spec)
+    backend = resolve_backend(spec, backend, device)
     path = Path(spec)
     if spec not in EMBEDDED and path.is_dir():
         return _build_exported(path, backend, device, cache_size, family, dict(options))
+    if spec in EMBEDDED and backend != "torch":
+        return _build_embedded_exported(spec, backend, device, cache_size, family, dict(options))
     if backend != "torch":
         raise ValueError(
             f"backend {backend!r} runs exported models: export {spec!r} first with "

@@ -57,9 +57,9 @@ def reuse_segmenter(monkeypatch, shared_segmenter):
 
     asked = []
 
-    def build(spec="litemedsam", backend="torch", device="cpu", **kw):
+    def build(spec="litemedsam", backend="auto", device="cpu", **kw):
         asked.append((spec, backend, device))
-        assert (spec, backend, device) == ("litemedsam", "torch", "cpu")
+        assert (spec, backend, device) == ("litemedsam", "auto", "cpu")
         return shared_segmenter
 
     monkeypatch.setattr(segmenters, "build_segmenter", build)
@@ -164,7 +164,7 @@ def test_expert_run_writes_consistent_outputs_offline(
     assert any(
         ln.startswith("done: ") and f"{n_actions} action" in ln for ln in stderr.splitlines()
     )
-    assert reuse_segmenter == [("litemedsam", "torch", "cpu")]
+    assert reuse_segmenter == [("litemedsam", "auto", "cpu")]
 
 
 def test_oracle_box_dice_in_the_summary_is_the_dice_of_mask_png(

@@ -28,7 +28,7 @@ def segmenter():
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield build_segmenter("litemedsam")
+    yield build_segmenter("litemedsam", backend="torch")
     torch.set_num_threads(before)
 
 
@@ -156,11 +156,9 @@ def test_cli_errors_leave_nothing_behind(tmp_path, capsys):
     # bad input exits 2, as in `segment` (one exit-code table: commands/_exit.py)
     assert main(["eval", "--dataset", data, "--policy", "nonsense", "--out", str(out)]) == 2
     assert "unknown policy spec 'nonsense'" in capsys.readouterr().err
-    args = ["--policy", "oracle-box", "--backend", "onnx", "--out", str(out), "--no-progress"]
-    assert main(["eval", "--dataset", data, *args]) == 2
-    assert (
-        "backend 'onnx' runs exported models: export 'litemedsam' first" in capsys.readouterr().err
-    )
+    args = ["--policy", "oracle-box", "--segmenter", "litemedsam-click", "--backend", "onnx"]
+    assert main(["eval", "--dataset", data, *args, "--out", str(out), "--no-progress"]) == 2
+    assert "ships no ONNX graphs of 'litemedsam-click'" in capsys.readouterr().err
     assert not (out / "shards").exists()
     assert main(["eval", "merge", str(tmp_path / "none")]) == 2
     assert "no shards found" in capsys.readouterr().err

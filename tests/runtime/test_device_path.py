@@ -39,7 +39,7 @@ def case(demo_dir):
 def litemedsam():
     from medsam_agent_rt.segmenters import build_segmenter
 
-    return build_segmenter("litemedsam")
+    return build_segmenter("litemedsam", backend="torch")
 
 
 def run(seg, policy, image, gt, human=False, cfg=None):
@@ -119,7 +119,7 @@ def test_cuda_episode_matches_the_cpu_and_moves_only_views(case):
     from medsam_agent_rt.segmenters import build_segmenter
 
     image, gt = case
-    cpu = build_segmenter("litemedsam", device="cpu")
+    cpu = build_segmenter("litemedsam", backend="torch", device="cpu")
     cuda = build_segmenter("litemedsam", device="cuda")
     assert cuda.on_device and not cpu.on_device
     cfg = SessionConfig(keep_largest=True)

@@ -66,7 +66,7 @@ def test_oracle_box_equals_the_segmenters_gt_box_prediction(segmenter, demo_dir,
     direct = pred.masks[int(np.argmax(pred.scores))]
     np.testing.assert_array_equal(mask, direct)
     assert rec.final["dice"] == pytest.approx(dice(direct, gt))
-    assert rec.strategy and rec.backend == "torch"
+    assert rec.strategy and rec.backend == segmenter.backend
     assert rec.turns[0].prompts["box"] == box.tolist()  # what the chained state really sent
     assert EpisodeRecord.from_json(rec.to_json()) == rec
 

@@ -160,13 +160,14 @@ def test_build_segmenter_routes_and_errors(tiny_export):
     _, exported, _ = tiny_export
     d = str(exported.directory)
     with pytest.raises(ValueError, match="exported model directory: run it with backend='onnx'"):
-        build_segmenter(d)
+        build_segmenter(d, backend="torch")
+    assert build_segmenter(d, verify=False).backend == "onnx"  # "auto" runs an export on ORT
     with pytest.raises(ValueError, match="holds a 'sam' model, got family='medsam'"):
         build_segmenter(d, backend="onnx", family="medsam")
-    with pytest.raises(ValueError, match="export 'litemedsam' first"):
-        build_segmenter("litemedsam", backend="onnx")
+    with pytest.raises(ValueError, match="ships no ONNX graphs of 'litemedsam-click'"):
+        build_segmenter("litemedsam-click", backend="onnx")
     with pytest.raises(TypeError, match="takes no options"):
-        build_segmenter("litemedsam", precision="fp16")
+        build_segmenter("litemedsam", backend="torch", precision="fp16")
     seg = build_segmenter(d, backend="onnx", precision="fp16", verify=False)
     assert seg.precision == "fp16"
 

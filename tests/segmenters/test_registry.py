@@ -21,7 +21,7 @@ def test_embedded_default_needs_no_download(monkeypatch):
 
     monkeypatch.setattr(socket, "socket", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    seg = build_segmenter()
+    seg = build_segmenter(backend="torch")
     assert isinstance(seg, Segmenter)
     assert (seg.family, seg.backend) == ("litemedsam", "torch")
     assert seg.preprocessing.input_size == 256 and seg.source.endswith("lite_medsam.safetensors")
@@ -43,11 +43,11 @@ def test_checkpoint_path_spec(tmp_path, tiny_configs):
 
 def test_backends_and_errors(tmp_path):
     with pytest.raises(ValueError, match="backend 'onnx' runs exported models: export"):
-        build_segmenter("litemedsam", backend="onnx")
-    with pytest.raises(ValueError, match="backend 'trt' runs exported models: export"):
-        build_segmenter("litemedsam", backend="trt")
+        build_segmenter(str(tmp_path / "model.pth"), backend="onnx")
+    with pytest.raises(ValueError, match="ships no ONNX graphs of 'litemedsam-click'"):
+        build_segmenter("litemedsam-click", backend="trt")
     with pytest.raises(ValueError, match="exported model directory: run it with backend='onnx'"):
-        build_segmenter(str(tmp_path))  # a directory is an exported model
+        build_segmenter(str(tmp_path), backend="torch")  # a directory is an exported model
     with pytest.raises(ValueError, match="backend must be one of"):
         build_segmenter(backend="tflite")
     with pytest.raises(

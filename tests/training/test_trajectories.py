@@ -37,7 +37,7 @@ def segmenter():
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield build_segmenter("litemedsam")
+    yield build_segmenter("litemedsam", backend="torch")
     torch.set_num_threads(before)
 
 
