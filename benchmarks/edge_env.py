@@ -137,25 +137,6 @@ def make_phantoms(out: Path) -> Path:
     return out / "phantom-ct" / "test"
 
 
-def segmenter_args(work: Path) -> list[str]:
-    """``segment`` arguments for the embedded LiteMedSAM on ONNX Runtime: none where the wheel
-    ships its graphs, else an export made here (this interpreter, torch) under ``work``."""
-    if shipped_onnx_dir() is not None:
-        return []
-    export = work / "litemedsam-onnx"
-    if not (export / "manifest.json").is_file():
-        cmd = [sys.executable, "-m", "medsam_agent_rt", "export", "sam", "litemedsam"]
-        _check(cmd + ["--precision", "fp32", "--quiet", "--overwrite", "--out", str(export)])
-    return ["--segmenter", str(export), "--backend", "onnx"]
-
-
-def shipped_onnx_dir() -> Path | None:
-    """The embedded LiteMedSAM's ONNX export this checkout ships (what ``segment`` runs with
-    ONNX Runtime and no flag), or None where it ships none yet."""
-    path = REPO / "medsam_agent_rt" / "assets" / "onnx" / "litemedsam"
-    return path if (path / "manifest.json").is_file() else None
-
-
 def _check(cmd: Sequence[str], env: dict[str, str] | None = None) -> None:
     """Run ``cmd``; on failure raise with its output (pip's reason is the useful part)."""
     proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True)

@@ -49,10 +49,9 @@ def build(work: Path) -> dict[str, Path]:
     return venvs
 
 
-def episode_args(install: str, work: Path) -> list[str]:
-    if install == "edge":
-        return edge_env.segmenter_args(work)
-    return ["--backend", "torch"]
+# the embedded defaults of each install; the torch one names its backend (a torch install with
+# onnxruntime would otherwise pick ONNX Runtime too)
+EPISODE_ARGS = {"edge": [], "torch": ["--backend", "torch"]}
 
 
 def measure(venvs: dict[str, Path], work: Path, repeats: int) -> dict[str, Any]:
@@ -65,7 +64,7 @@ def measure(venvs: dict[str, Path], work: Path, repeats: int) -> dict[str, Any]:
                 cmd = [str(venv / "bin" / "medsam-agent"), "segment", str(images / name)]
                 cmd += ["--target", target, "--out", str(out), "--overwrite", "--json"]
                 load = os.getloadavg()[0]
-                run = edge_env.run_measured(cmd + episode_args(install, work), cwd=work)
+                run = edge_env.run_measured(cmd + EPISODE_ARGS[install], cwd=work)
                 if run.returncode != 0:
                     raise RuntimeError(f"{install}: {' '.join(cmd)} failed:\n{run.stderr}")
                 summary = json.loads(run.stdout)

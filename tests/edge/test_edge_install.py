@@ -41,7 +41,7 @@ def _actions(turns: list) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def edge_venv(tmp_path_factory):
-    """(python of a fresh venv holding the wheel + edge extra, extra segment arguments)."""
+    """The python of a fresh venv holding this checkout's wheel + the edge extra."""
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed (extra gguf): no GGUF policy to run")
     from benchmarks import edge_env
@@ -57,10 +57,8 @@ def edge_venv(tmp_path_factory):
             "scripts/setup_tests.sh (step 4 fills it while it has network)"
         )
     root = tmp_path_factory.mktemp("edge")
-    seg_args = edge_env.segmenter_args(root)  # no flag once the wheel ships the ONNX graphs
     wheel = edge_env.build_wheel(root / "wheel", root / "build")
-    python = edge_env.create_venv(root / "venv", wheel, "edge")
-    return python, seg_args
+    return edge_env.create_venv(root / "venv", wheel, "edge")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +71,7 @@ def phantoms(tmp_path_factory) -> Path:
 def test_edge_venv_has_no_torch(edge_venv, tmp_path):
     from benchmarks.edge_env import FORBIDDEN_ON_EDGE
 
-    python, _ = edge_venv
+    python = edge_venv
     for module in FORBIDDEN_ON_EDGE:
         proc = subprocess.run(
             [str(python), "-c", f"import {module}"], cwd=tmp_path, capture_output=True, text=True
@@ -102,7 +100,7 @@ def test_edge_segment_matches_the_torch_path(edge_venv, phantoms, tmp_path):
     from medsam_agent_rt.policies import default_policy_spec
     from medsam_agent_rt.trajectory import rle_decode
 
-    python, seg_args = edge_venv
+    python = edge_venv
     cli = python.parent / "medsam-agent"
     torch_seg = build_segmenter("litemedsam", backend="torch")
     hf_policy = build_policy(default_policy_spec(prefer="hf"))
@@ -112,7 +110,6 @@ def test_edge_segment_matches_the_torch_path(edge_venv, phantoms, tmp_path):
         out = tmp_path / Path(name).stem
         proc = subprocess.run(
             [str(cli), "segment", str(phantoms / name), "--target", target, "--out", str(out)]
-            + seg_args
             + ["--json"],
             cwd=tmp_path,
             capture_output=True,
