@@ -41,7 +41,7 @@ def largest(site: Path, n: int = 6) -> list[tuple[str, int]]:
 def build(work: Path) -> dict[str, Path]:
     """The two venvs under ``work``: {install: venv folder}."""
     wheel = edge_env.build_wheel(work / "wheel", work / "build")
-    venvs = {"edge": work / "edge", "torch": work / "torch"}
+    venvs = {name: work / f"venv-{name}" for name in INSTALLS}
     edge_env.create_venv(venvs["edge"], wheel, "edge")
     edge_env.create_venv(
         venvs["torch"], wheel, "torch,hf", find_links=(), offline=False, first=[TORCH_PIN]
@@ -85,8 +85,9 @@ def measure(venvs: dict[str, Path], work: Path, repeats: int) -> dict[str, Any]:
     for install, venv in venvs.items():
         site = edge_env.site_packages(venv)
         r = runs[install]
-        torch_import = edge_env.run_measured(
-            [str(venv / "bin" / "python"), "-c", "import torch"], cwd=work
+        torch_import = edge_env.run_measured(  # cwd without a torch/ folder (a namespace package)
+            [str(venv / "bin" / "python"), "-c", "import torch; torch.__file__.endswith('.py')"],
+            cwd=images,
         )
         rows.append(
             {
