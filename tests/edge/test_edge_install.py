@@ -5,7 +5,8 @@ GGUF on llama.cpp) and gives the torch path's actions and masks (torch LiteMedSA
 policy on transformers, run here in the test process).
 
 Offline: requirements come from the wheelhouse ``.whl/edge`` that scripts/setup_tests.sh fills
-(benchmarks/edge_env.py). About a minute on 2 cores (wheel build ~30 s, install, two episodes).
+(benchmarks/edge_env.py). About 70 s of CPU time (the wheel's C++ build ~30 s, the install, two
+episodes in each environment).
 """
 
 from __future__ import annotations
