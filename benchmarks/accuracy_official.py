@@ -107,10 +107,34 @@ def official_model():
     return model.eval()
 
 
-def main(argv: list[str] | None = None) -> int:
+def official_masks(model, img: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
+    """CVPR24_LiteMedSAM_infer.py on one decoded (H, W, 3) uint8 image: its steps, one bool (H, W)
+    mask per (x1, y1, x2, y2) pixel box (the image is encoded once)."""
     import cv2
     import torch
     import torch.nn.functional as F
+
+    h, w = img.shape[:2]
+    scale = 256 / max(h, w)
+    newh, neww = int(h * scale + 0.5), int(w * scale + 0.5)
+    small = cv2.resize(img, (neww, newh), interpolation=cv2.INTER_AREA)
+    norm = (small - small.min()) / np.clip(small.max() - small.min(), 1e-8, None)
+    x = torch.tensor(np.pad(norm, ((0, 256 - newh), (0, 256 - neww), (0, 0)))).float()
+    out = []
+    with torch.no_grad():
+        emb = model.image_encoder(x.permute(2, 0, 1)[None])
+        for b in boxes:
+            box = torch.tensor([[[int(v * scale) for v in b]]], dtype=torch.float32)
+            sp, de = model.prompt_encoder(points=None, boxes=box, masks=None)
+            lo, _ = model.mask_decoder(emb, model.prompt_encoder.get_dense_pe(), sp, de, False)
+            up = F.interpolate(
+                lo[..., :newh, :neww], size=(h, w), mode="bilinear", align_corners=False
+            )
+            out.append((torch.sigmoid(up)[0, 0] > 0.5).numpy())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -127,25 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     model = official_model()
     dice = {}
     for item in tqdm(load_demo(args.data), desc="images"):
-        img = item["image"]
-        h, w = img.shape[:2]
-        scale = 256 / max(h, w)
-        newh, neww = int(h * scale + 0.5), int(w * scale + 0.5)
-        small = cv2.resize(img, (neww, newh), interpolation=cv2.INTER_AREA)
-        norm = (small - small.min()) / np.clip(small.max() - small.min(), 1e-8, None)
-        x = torch.tensor(np.pad(norm, ((0, 256 - newh), (0, 256 - neww), (0, 0)))).float()
-        with torch.no_grad():
-            emb = model.image_encoder(x.permute(2, 0, 1)[None])
-            for target, gt in item["masks"].items():
-                box = torch.tensor([[[int(v * scale) for v in gt_box(gt)]]], dtype=torch.float32)
-                sp, de = model.prompt_encoder(points=None, boxes=box, masks=None)
-                lo, _ = model.mask_decoder(emb, model.prompt_encoder.get_dense_pe(), sp, de, False)
-                up = F.interpolate(
-                    lo[..., :newh, :neww], size=(h, w), mode="bilinear", align_corners=False
-                )
-                seg = (torch.sigmoid(up)[0, 0] > 0.5).numpy()
-                d = 2 * (seg & gt).sum() / (seg.sum() + gt.sum())
-                dice[(item["name"], target)] = (item["modality"], float(d))
+        targets = list(item["masks"])
+        masks = official_masks(model, item["image"], [gt_box(item["masks"][t]) for t in targets])
+        for target, seg in zip(targets, masks):
+            gt = item["masks"][target]
+            d = 2 * (seg & gt).sum() / (seg.sum() + gt.sum())
+            dice[(item["name"], target)] = (item["modality"], float(d))
     by_mod = defaultdict(list)
     for mod, d in dice.values():
         by_mod[mod].append(d)

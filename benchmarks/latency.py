@@ -1,10 +1,11 @@
 """Latency of whole agent episodes, stage by stage (measurements, not tests).
 
     python -m benchmarks.latency [--data DIR] [--limit N] [--repeats R] [--warmup W]
-        [--backend torch [onnx trt ...]] [--policy expert [default clicker:3 ...]]
+        [--backend auto [torch onnx openvino trt ...]] [--policy expert [default clicker:3 ...]]
         [--segmenter litemedsam] [--device cpu] [--max-turns 5] [--json PATH]
 
-With no arguments it runs the embedded defaults: LiteMedSAM on the torch backend (CPU) driven by
+With no arguments it runs the embedded defaults: LiteMedSAM on the default backend ("auto": the
+shipped graphs on OpenVINO / ONNX Runtime on a CPU, ``build_segmenter``) driven by
 the expert policy, one episode per image of the shared demo set (its first target, images
 loaded beforehand), and prints per-stage medians. The demo set is --data DIR, or
 $MSRT_SHARED_DATA/biomedparse-demo, or shared/data/biomedparse-demo beside the checkout.
@@ -57,7 +58,7 @@ class Config:
     """One row of the benchmark."""
 
     segmenter: str = "litemedsam"
-    backend: str = "torch"
+    backend: str = "auto"
     policy: str = "expert"
     device: str = "cpu"
 
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="passes over the images (default 1)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed episodes first (default 1)")
     ap.add_argument("--load-repeats", type=int, default=3, help="segmenter builds (default 3)")
-    ap.add_argument("--backend", nargs="+", default=["torch"], help="one row per backend")
+    ap.add_argument("--backend", nargs="+", default=["auto"], help="one row per backend")
     ap.add_argument("--policy", nargs="+", default=["expert"], help="one row per policy spec")
     ap.add_argument("--segmenter", default="litemedsam", help="default: the embedded LiteMedSAM")
     ap.add_argument("--device", default="cpu")

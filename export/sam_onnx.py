@@ -46,7 +46,6 @@ from medsam_agent_rt.segmenters.exported import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_NAME,
-    PRECISIONS,
     PROMPT_WEIGHTS_NAME,
     ExportedModel,
     load_export,
@@ -55,6 +54,8 @@ from medsam_agent_rt.segmenters.exported import (
     sha256_file,
 )
 
+# Precisions traced from torch here (int8 is made from the fp32 graph: export.sam_quantize).
+PRECISIONS = ("fp32", "fp16")
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
 # Graphs whose weights exceed this are written with external data (protobuf's 2 GB limit).

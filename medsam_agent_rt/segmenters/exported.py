@@ -10,6 +10,8 @@ Layout::
                                       -> low_res_masks (1, 4, 4h, 4w), iou_predictions (1, 4)
     DIR/encoder.fp16.onnx, DIR/decoder.fp16.onnx   the same graphs computing in float16, with
                                       float32 inputs and outputs (casts inside the graph)
+    DIR/encoder.int8.onnx             static int8 QDQ encoder (``export.sam_quantize``; the int8
+                                      precision's decoder entry may name the fp32 decoder file)
     (DIR/<name>.onnx.data             external weights of graphs over 2 GB, e.g. ViT-H FP32)
 
 Every file is listed in the manifest with its SHA-256; :func:`load_export` checks them (and the
@@ -33,7 +35,11 @@ FORMAT = "medsam-agent-rt/sam-onnx"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 PROMPT_WEIGHTS_NAME = "prompt_encoder.safetensors"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
+# What a CPU runs when no precision is asked for, first available (int8 is opt-in: its Dice
+# cost on the demo masks exceeds the 0.005 budget, README "CPU speed"); a GPU prefers fp16.
+CPU_PRECISIONS = ("fp32", "int8", "fp16")
+GPU_PRECISIONS = ("fp16", "fp32", "int8")
 PARTS = ("encoder", "decoder")
 ENCODER_INPUTS = ("image",)
 ENCODER_OUTPUTS = ("image_embeddings",)
@@ -196,6 +202,13 @@ def load_export(directory: str | Path, verify: bool = True) -> ExportedModel:
                     "re-export the model"
                 )
     return ExportedModel(directory, manifest)
+
+
+def default_precision(exported: ExportedModel, device: str = "cpu") -> str:
+    """The precision a backend runs when none is asked for: the first of CPU_PRECISIONS (CPU) or
+    GPU_PRECISIONS that the export has."""
+    order = CPU_PRECISIONS if device == "cpu" else GPU_PRECISIONS
+    return next(p for p in order if p in exported.precisions)
 
 
 class ExportedPredictor(SamPredictorBase):

@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from medsam_agent_rt.segmenters.exported import ExportedModel, ExportedPredictor, load_export
+from medsam_agent_rt.cpu import thread_policy
+from medsam_agent_rt.segmenters.exported import (
+    ExportedModel,
+    ExportedPredictor,
+    default_precision,
+    load_export,
+)
 
 
 def require_onnxruntime():
@@ -82,12 +88,13 @@ def resolve_providers(
 class OnnxSegmenter(ExportedPredictor):
     """An exported SAM-family model in ONNX Runtime, implementing ``Segmenter``.
 
-    export: an export directory or a loaded :class:`ExportedModel`; precision: "fp32" | "fp16"
-    (default: fp32 when exported, else fp16); device: "cpu" | "cuda" | "cuda:N"; providers: an
-    explicit ORT provider list (overrides ``device``); intra_op_threads: threads per session
-    (0: ONNX Runtime's default, one per physical core); allow_spinning: let idle ORT threads spin
-    (lower latency on a dedicated machine, wasted CPU on a shared one); cache_size: image
-    embeddings kept (LRU by image content); verify: check the files' SHA-256 on load.
+    export: an export directory or a loaded :class:`ExportedModel`; precision: "fp32" | "fp16" |
+    "int8" (default: :func:`default_precision`); device: "cpu" | "cuda" | "cuda:N"; providers:
+    an explicit ORT provider list (overrides ``device``); intra_op_threads: threads per session
+    (None: the CPU thread policy, ``medsam_agent_rt.cpu.thread_policy``; 0: ONNX Runtime's own
+    default); allow_spinning: let idle ORT threads spin (None: the policy — only on an idle
+    host); cache_size: image embeddings kept (LRU by image content); verify: check the files'
+    SHA-256 on load.
     """
 
     backend = "onnx"
@@ -98,19 +105,20 @@ class OnnxSegmenter(ExportedPredictor):
         precision: str | None = None,
         device: str = "cpu",
         providers: list[Any] | None = None,
-        intra_op_threads: int = 0,
-        allow_spinning: bool = True,
+        intra_op_threads: int | None = None,
+        allow_spinning: bool | None = None,
         cache_size: int = 8,
         verify: bool = True,
     ) -> None:
         ort = require_onnxruntime()
         exported = export if isinstance(export, ExportedModel) else load_export(export, verify)
         if precision is None:
-            precision = "fp32" if "fp32" in exported.precisions else exported.precisions[0]
+            precision = default_precision(exported, device)
         enc_path = exported.graph(precision, "encoder")
         dec_path = exported.graph(precision, "decoder")
-        if int(intra_op_threads) < 0:
+        if intra_op_threads is not None and int(intra_op_threads) < 0:
             raise ValueError(f"intra_op_threads must be >= 0, got {intra_op_threads}")
+        policy = thread_policy(intra_op_threads, allow_spinning)
         self.providers, self._device_type, self._device_id = resolve_providers(
             device, providers, ort.get_available_providers()
         )
@@ -120,12 +128,13 @@ class OnnxSegmenter(ExportedPredictor):
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.intra_op_num_threads = int(intra_op_threads)
+        opts.intra_op_num_threads = 0 if intra_op_threads == 0 else policy.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        opts.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if allow_spinning else "0"
-        )
+        self.thread_policy = policy
+        spin = "1" if policy.allow_spinning else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
         self.encoder_session = ort.InferenceSession(str(enc_path), opts, providers=self.providers)
         self.decoder_session = ort.InferenceSession(str(dec_path), opts, providers=self.providers)
         self._ort = ort

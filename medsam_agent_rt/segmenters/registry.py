@@ -6,10 +6,12 @@ with its decoder fine-tuned for clicks, shipped too), a checkpoint file
 see ``segmenters.checkpoints``), or an exported model directory (``medsam-agent export sam``: ONNX
 graphs + manifest, see ``segmenters.exported``).
 backend: "torch" runs a checkpoint; "onnx" (ONNX Runtime) and "trt" (TensorRT engines built from
-the ONNX graphs on first use) run an exported model directory — the embedded segmenters' own
+the ONNX graphs on first use) and "openvino" (CPU; compiled models cached on disk) run an
+exported model directory — the embedded segmenters' own
 export directory when the wheel ships one (``assets.embedded_onnx_dir``). "auto" (the default,
 :func:`resolve_backend`) runs the embedded LiteMedSAM's shipped graphs with ONNX Runtime on a CPU
-when onnxruntime is importable (no torch needed), and torch otherwise.
+with OpenVINO when installed, else ONNX Runtime when importable (no torch needed), and torch
+otherwise.
 """
 
 from __future__ import annotations
@@ -18,24 +20,34 @@ from pathlib import Path
 
 from medsam_agent_rt.segmenters.base import Segmenter
 
-BACKENDS = ("auto", "torch", "onnx", "trt")
+BACKENDS = ("auto", "torch", "onnx", "openvino", "trt")
 EMBEDDED = ("litemedsam", "litemedsam-click")
 
 
-def onnxruntime_importable() -> bool:
-    """Whether ``import onnxruntime`` works here."""
+def importable(module: str) -> bool:
+    """Whether ``import module`` works here (a failing import is not cached by Python)."""
     try:
-        import onnxruntime  # noqa: F401
+        __import__(module)
     except ImportError:
         return False
     return True
 
 
+def cpu_backend() -> str | None:
+    """The exported-model backend "auto" runs on a CPU: "openvino" when installed (fastest here,
+    README "CPU speed"), else "onnx" when onnxruntime is, else None."""
+    for backend, module in (("openvino", "openvino"), ("onnx", "onnxruntime")):
+        if importable(module):
+            return backend
+    return None
+
+
 def resolve_backend(spec: str, backend: str = "auto", device: str = "cpu") -> str:
     """The concrete backend ``backend`` means for ``spec`` on ``device``: itself unless "auto";
-    "auto" is "onnx" for an embedded segmenter whose graphs the wheel ships when the device is
-    the CPU and onnxruntime is importable, "onnx" for an exported model directory, else "torch"
-    (checkpoint files; CUDA, where the torch backend has the device-resident decode)."""
+    "auto" is :func:`cpu_backend` (openvino, else onnx) for an embedded segmenter whose graphs
+    the wheel ships when the device is the CPU, "onnx" for an exported model directory, else
+    "torch" (checkpoint files; no CPU runtime installed; CUDA, where the torch backend has the
+    device-resident decode)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend != "auto":
@@ -44,8 +56,9 @@ def resolve_backend(spec: str, backend: str = "auto", device: str = "cpu") -> st
 
     spec = str(spec)
     if spec in EMBEDDED:
-        shipped = embedded_onnx_dir(spec) is not None
-        return "onnx" if device == "cpu" and shipped and onnxruntime_importable() else "torch"
+        if device == "cpu" and embedded_onnx_dir(spec) is not None:
+            return cpu_backend() or "torch"
+        return "torch"
     return "onnx" if Path(spec).is_dir() else "torch"
 
 
@@ -81,6 +94,10 @@ def _build_exported(path: Path, backend: str, device: str, cache_size: int, fami
         from medsam_agent_rt.segmenters.onnx_backend import OnnxSegmenter
 
         return OnnxSegmenter(exported, device=device, cache_size=cache_size, **options)
+    if backend == "openvino":
+        from medsam_agent_rt.segmenters.openvino_backend import OpenVinoSegmenter
+
+        return OpenVinoSegmenter(exported, device=device, cache_size=cache_size, **options)
     from medsam_agent_rt.segmenters.trt_backend import TrtSegmenter
 
     return TrtSegmenter(exported, device=device, cache_size=cache_size, **options)
@@ -116,8 +133,9 @@ def build_segmenter(
 
     device: "cpu" | "cuda" | "cuda:N"; cache_size: image embeddings kept (LRU);
     family: force the checkpoint family where the file cannot tell (SAM vs MedSAM ViT-B);
-    options: backend-specific keywords (torch: image_size for SAM2 checkpoints; onnx: precision, providers, intra_op_threads,
-    allow_spinning; trt: precision, cache_dir, max_prompt_tokens, ...; both: verify)."""
+    options: backend-specific keywords (torch: image_size for SAM2 checkpoints; onnx: precision,
+    providers, intra_op_threads, allow_spinning; openvino: precision, threads, cache_dir; trt:
+    precision, cache_dir, max_prompt_tokens, ...; all three: verify)."""
     spec = str(spec)
     backend = resolve_backend(spec, backend, device)
     path = Path(spec)
@@ -158,3 +176,45 @@ def build_segmenter(
 
         return Sam2TorchSegmenter(loaded.model, loaded.family, device, cache_size, str(path))
     return TorchSegmenter(loaded.model, loaded.family, device, cache_size, str(path))
+
+
+def _dist_version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def available_backends() -> dict[str, dict]:
+    """{backend: {"version": str | None, ...}} of the model runtimes installed here (package
+    metadata only, nothing heavy imported; ONNX Runtime adds its execution providers)."""
+    out: dict[str, dict] = {
+        "torch": {"version": _dist_version("torch")},
+        "onnx": {"version": _dist_version("onnxruntime") or _dist_version("onnxruntime-gpu")},
+        "openvino": {"version": _dist_version("openvino")},
+        "trt": {"version": _dist_version("tensorrt")},
+    }
+    if out["onnx"]["version"] and importable("onnxruntime"):
+        import onnxruntime
+
+        out["onnx"]["providers"] = onnxruntime.get_available_providers()
+    return out
+
+
+def default_choice(spec: str = "litemedsam", device: str = "cpu") -> str:
+    """What ``build_segmenter(spec, device=device)`` runs, e.g. "openvino bf16" or "torch fp32"
+    (nothing is loaded)."""
+    backend = resolve_backend(spec, "auto", device)
+    if backend == "torch":
+        return "torch fp32"
+    from medsam_agent_rt.assets import embedded_onnx_dir
+    from medsam_agent_rt.segmenters.exported import default_precision, load_export
+
+    directory = embedded_onnx_dir(spec) if spec in EMBEDDED else Path(spec)
+    if backend == "openvino":
+        from medsam_agent_rt.segmenters.openvino_backend import default_precision as ov_default
+
+        return f"openvino {ov_default()}"
+    return f"{backend} {default_precision(load_export(directory, verify=False), device)}"
