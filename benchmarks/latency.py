@@ -296,9 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.policy_turns:
         from benchmarks import policy_latency
 
-        return policy_latency.main(
-            [a for a in rest if a != "--"] + (["--json", args.json] if args.json else [])
-        )
+        forwarded = ["--repeats", str(args.repeats)]  # rounds over the policies there
+        forwarded += ["--json", args.json] if args.json else []
+        return policy_latency.main([a for a in rest if a != "--"] + forwarded)
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.repeats < 1 or args.warmup < 0 or args.max_turns < 1 or (args.limit or 1) < 1:

@@ -3,12 +3,16 @@ llama-cpp-python's multimodal chat handler on the same GGUF (re-evaluates every 
 call) and the hf policy (transformers, re-encodes the whole conversation every call).
 
     python -m benchmarks.policy_latency [--gguf DIR] [--hf DIR] [--episodes N] [--threads T]
-        [--json PATH]
+        [--repeats R] [--json PATH]
 
 Defaults: the embedded policy (HF directory and its F16 GGUF export). Each policy runs in its
 own subprocess (so peak RSS is its own) over the same scripted conversations: on held-out
 phantoms, turn k shows k views (the 512 view, then the view with a mask overlay) and k-1
 assistant answers (fixed valid tool calls), so every policy answers the same k questions.
+Turn 1 is cold for every policy: the warm-up call shows a phantom no measured conversation
+shows, and the GGUF policy's KV cache is cleared before each conversation. ``--repeats R``
+runs R rounds over the kinds (alternating, so they share the machine's load) and takes the
+medians over every round.
 Figures per turn k: median wall time of the policy call, time to first token (GGUF: prefill +
 first sample; handler: first streamed chunk; hf: not exposed, left empty), decode tokens/s;
 per policy: peak RSS. ``benchmarks.latency --policy-turns`` runs this too.
@@ -32,8 +36,9 @@ TURNS = 5
 KINDS = ("gguf", "handler", "hf")
 
 
-def conversations(episodes: int) -> list[list[list[dict[str, Any]]]]:
-    """[episode][k-1] -> messages of turn k (k views, ending with a user turn)."""
+def conversations(episodes: int, offset: int = 0) -> list[list[list[dict[str, Any]]]]:
+    """[episode][k-1] -> messages of turn k (k views, ending with a user turn), on the targets
+    of ``episodes`` test-split phantoms from the ``offset``-th."""
     import numpy as np
     from medsam_agent_rt.training.phantom_data import phantom_samples
     from medsam_agent_rt.training.presets import get_preset
@@ -42,7 +47,8 @@ def conversations(episodes: int) -> list[list[list[dict[str, Any]]]]:
     from medsam_agent_rt.protocol.view import render_observation, render_view, view_geometry
 
     out = []
-    for s in phantom_samples(get_preset("phantom-tiny").phantoms, "test", episodes):
+    spec = get_preset("phantom-tiny").phantoms
+    for s in phantom_samples(spec, "test", episodes, offset=offset):
         image, gt = s.load()
         geo = view_geometry(image.shape[:2])
         view = render_view(image, geo)
@@ -90,16 +96,21 @@ def _openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_one(kind: str, gguf_dir: str, hf_dir: str, episodes: int, threads: int) -> dict[str, Any]:
-    """Per-turn timings of one policy kind in this process."""
+    """Per-turn timings of one policy kind in this process: ``samples`` (every call) and
+    ``turns`` (their medians). Every conversation starts cold: the warm-up asks about a phantom
+    no measured conversation shows, and the GGUF policy's KV cache is cleared before each
+    conversation, so turn 1 evaluates its whole prompt (the handler and hf always do)."""
     convs = conversations(episodes)
-    per_turn: dict[int, dict[str, list[float]]] = {
+    warmup = conversations(1, offset=episodes)[0]  # a phantom no measured conversation shows
+    samples: dict[int, dict[str, list[float]]] = {
         k: {"wall": [], "ttft": [], "tok_s": []} for k in range(1, TURNS + 1)
     }
+    fresh = lambda: None  # noqa: E731 - the handler and hf keep nothing between calls
     if kind == "gguf":
         from medsam_agent_rt.policies.gguf import GGUFPolicy
 
         pol = GGUFPolicy(gguf_dir, n_threads=threads)
-        call = _gguf_call(pol)
+        call, fresh = _gguf_call(pol), pol.clear_cache
     elif kind == "handler":
         call = _handler_call(gguf_dir, threads)
     else:
@@ -110,21 +121,47 @@ def run_one(kind: str, gguf_dir: str, hf_dir: str, episodes: int, threads: int) 
         torch.set_num_threads(threads)
         pol = HFPolicy(hf_dir)
         call = _hf_call(pol)
-    call(convs[0][0])  # warm-up (loads, first allocations)
+    call(warmup[0])  # warm-up (loads, first allocations) on an image not measured
     for conv in convs:
+        fresh()
         for k, msgs in enumerate(conv, start=1):
             wall, ttft, n_gen, gen_s = call(msgs)
-            per_turn[k]["wall"].append(wall)
+            samples[k]["wall"].append(wall)
             if ttft is not None:
-                per_turn[k]["ttft"].append(ttft)
+                samples[k]["ttft"].append(ttft)
             if n_gen and gen_s:
-                per_turn[k]["tok_s"].append(n_gen / gen_s)
-    med = {
-        k: {name: (statistics.median(v) if v else None) for name, v in d.items()}
-        for k, d in per_turn.items()
-    }
+                samples[k]["tok_s"].append(n_gen / gen_s)
+            info = getattr(call, "info", None)
+            if info is not None:  # GGUF: share of the prompt evaluated (1.0 = cold)
+                share = info["evaluated_tokens"] / info["prompt_tokens"]
+                samples[k].setdefault("evaluated_share", []).append(share)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
-    return {"kind": kind, "turns": med, "peak_rss_mib": rss, "episodes": episodes}
+    row = {"kind": kind, "samples": samples, "peak_rss_mib": rss, "episodes": episodes}
+    return {**row, "turns": medians(samples)}
+
+
+def medians(samples: dict[int, dict[str, list[float]]]) -> dict[int, dict[str, float | None]]:
+    return {
+        k: {name: (statistics.median(v) if v else None) for name, v in d.items()}
+        for k, d in samples.items()
+    }
+
+
+def merge_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows of one kind from several rounds -> one row: medians over every sample, the
+    largest peak RSS, the round count."""
+    samples = {
+        k: {n: [x for r in rows for x in r["samples"][k][n]] for n in rows[0]["samples"][k]}
+        for k in rows[0]["samples"]
+    }
+    return {
+        "kind": rows[0]["kind"],
+        "samples": samples,
+        "turns": medians(samples),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in rows),
+        "episodes": sum(r["episodes"] for r in rows),
+        "rounds": len(rows),
+    }
 
 
 def _gguf_call(pol: Any):
@@ -133,7 +170,7 @@ def _gguf_call(pol: Any):
     def call(msgs):
         t0 = time.perf_counter()
         out = pol.act(SimpleNamespace(messages=msgs, retry=None))
-        i = out.info
+        i = call.info = out.info  # the prefill counts: how much of the prompt was evaluated
         return time.perf_counter() - t0, i["ttft_s"], len(i["token_ids"]), i["generate_s"]
 
     return call
@@ -214,29 +251,42 @@ def default_paths() -> tuple[str, str]:
 def load_row(text: str) -> dict[str, Any]:
     """A row written by ``--one`` (JSON turns back to int keys)."""
     row = json.loads(text)
-    row["turns"] = {int(k): v for k, v in row["turns"].items()}
+    for key in ("turns", "samples"):
+        if key in row:
+            row[key] = {int(k): v for k, v in row[key].items()}
     return row
 
 
 def measure(
-    gguf_dir: str, hf_dir: str, episodes: int, threads: int, kinds=KINDS
-) -> list[dict[str, Any]]:
-    """One subprocess per policy kind; rows in ``kinds`` order."""
+    gguf_dir: str, hf_dir: str, episodes: int, threads: int, kinds=KINDS, repeats: int = 1
+) -> tuple[list[dict[str, Any]], list[list[float]]]:
+    """``repeats`` rounds of one subprocess per policy kind (the kinds alternate, so each round
+    sees the machine's load of its moment); rows in ``kinds`` order, merged over the rounds, and
+    the load averages (1 min) at the start of every run."""
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    loads: list[list[float]] = []
+    for _ in range(repeats):
+        loads.append([])
+        for kind in kinds:
+            loads[-1].append(round(os.getloadavg()[0], 2))
+            runs[kind].append(_run_subprocess(kind, gguf_dir, hf_dir, episodes, threads))
     rows = []
     for kind in kinds:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "row.json"
-            cmd = [sys.executable, "-m", "benchmarks.policy_latency", "--one", kind]
-            cmd += ["--gguf", gguf_dir, "--hf", hf_dir, "--episodes", str(episodes)]
-            cmd += ["--threads", str(threads), "--json", str(out)]
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1]
-            )
-            if proc.returncode != 0 or not out.is_file():
-                rows.append({"kind": kind, "error": proc.stderr.strip().splitlines()[-1:]})
-            else:
-                rows.append(load_row(out.read_text()))
-    return rows
+        errors = [r for r in runs[kind] if "error" in r]
+        rows.append(errors[0] if errors else merge_rows(runs[kind]))
+    return rows, loads
+
+
+def _run_subprocess(kind: str, gguf_dir: str, hf_dir: str, episodes: int, threads: int):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        cmd = [sys.executable, "-m", "benchmarks.policy_latency", "--one", kind]
+        cmd += ["--gguf", gguf_dir, "--hf", hf_dir, "--episodes", str(episodes)]
+        cmd += ["--threads", str(threads), "--json", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1])
+        if proc.returncode != 0 or not out.is_file():
+            return {"kind": kind, "error": proc.stderr.strip().splitlines()[-1:]}
+        return load_row(out.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hf", default=hf_default, help="HF checkpoint directory (same weights)")
     ap.add_argument("--episodes", type=int, default=3, help="conversations (phantoms), default 3")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per policy (default 2)")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds over the kinds (medians)")
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--one", choices=KINDS, help=argparse.SUPPRESS)
     ap.add_argument("--json", default="", help="write the results as JSON here")
@@ -255,18 +306,20 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(row))
         return 0
     load0 = os.getloadavg()[0]
-    rows = measure(args.gguf, args.hf, args.episodes, args.threads, args.kinds)
+    rows, loads = measure(args.gguf, args.hf, args.episodes, args.threads, args.kinds, args.repeats)
     print(
-        f"policy latency per turn: {args.episodes} conversations x {TURNS} turns, "
-        f"{args.threads} threads, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}\n"
+        f"policy latency per turn: {args.repeats} round(s) x {args.episodes} conversations x "
+        f"{TURNS} turns, {args.threads} threads, cold turn 1, load average {load0:.2f} -> "
+        f"{os.getloadavg()[0]:.2f}\n"
     )
     print(table(rows))
     if args.json:
         payload = {
             "benchmark": "policy_latency",
-            "version": 1,
+            "version": 2,
             "config": {k: v for k, v in vars(args).items() if k not in ("json", "one")},
             "load_average": [load0, os.getloadavg()[0]],
+            "load_average_per_run": loads,
             "rows": rows,
         }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")

@@ -31,6 +31,17 @@ def test_policy_latency_rows_and_table():
     row = policy_latency.run_one("gguf", gguf_dir, "", 1, 1)
     assert set(row["turns"]) == {1, 2, 3, 4, 5}
     assert all(row["turns"][k]["wall"] > 0 for k in row["turns"])
+    # turn 1 is cold (the warm-up showed another phantom, the cache was cleared): the whole
+    # prompt evaluated; later turns evaluate only their new view and text
+    assert row["samples"][1]["evaluated_share"] == [1.0] * len(row["samples"][1]["wall"])
+    assert all(x < 0.6 for k in (2, 3, 4, 5) for x in row["samples"][k]["evaluated_share"])
+    # rounds merge into medians over every sample
+    twice = policy_latency.merge_rows([row, row])
+    import statistics
+
+    assert twice["rounds"] == 2 and twice["peak_rss_mib"] == row["peak_rss_mib"]
+    walls = row["samples"][3]["wall"]
+    assert twice["turns"][3]["wall"] == statistics.median(walls + walls)
     import json
 
     row = policy_latency.load_row(json.dumps(row))  # as measure() reads it from a subprocess
