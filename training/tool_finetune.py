@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import math
 import time
@@ -42,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 from medsam_agent_rt.training import tool_data, tool_sim
+
+from medsam_agent_rt.io.atomic import atomic_write_bytes
 
 
 def _f(default, help_text):
@@ -282,10 +285,10 @@ def train(cfg: ToolConfig, log=print, model=None) -> Path:
         log(f"step {step}/{cfg.steps} loss {loss:.4f} IoU {curve[0][2]:.3f}->{curve[-1][2]:.3f}")
         evaluate = step % max(cfg.eval_every, 1) == 0 or step == cfg.steps
         if evaluate or step % max(cfg.save_every, 1) == 0:
-            torch.save(
-                {"trainable": trainable_state(model), "optimizer": opt.state_dict(), "step": step},
-                out / "last.pt",
-            )
+            state = {"trainable": trainable_state(model), "optimizer": opt.state_dict()}
+            buf = io.BytesIO()
+            torch.save({**state, "step": step}, buf)
+            atomic_write_bytes(out / "last.pt", buf.getvalue())  # a kill never leaves half
         if evaluate and val is not None and (cfg.eval_every > 0 or step == cfg.steps):
             _evaluate(model, val, cfg, out, step, tool_eval, log)
     from medsam_agent_rt.training import tool_report
