@@ -65,7 +65,7 @@ def main(argv=None) -> int:
             "litemedsam_box_only_same_masks": float(ref.mean()),
             "litemedsam_expert_same_masks (accuracy.json, 4 clicks)": float(ref_ex.mean()),
         }
-    for name in ("clicker-5", "clicker-20"):
+    for name in ("clicker-5", "clicker-10", "clicker-20"):
         cl = rows(args.runs / name)
         if not cl:
             continue

@@ -67,8 +67,14 @@ def val_pairs(pool, limit: int) -> list[tuple[int, int]]:
     return out[:limit] if limit else out
 
 
-def evaluate_pool(model, pool, limit: int = 0, clicks: int = 5, chunk: int = 16) -> dict:
-    """Mean Dice per measurement (see the module docstring) over the pool's val pairs."""
+def evaluate_pool(
+    model, pool, limit: int = 0, clicks: int = 5, chunk: int = 16, carry: str = "prev,noprev"
+) -> dict:
+    """Mean Dice per measurement (see the module docstring) over the pool's val pairs; carry:
+    the comma-separated strategies to score ("prev", "noprev")."""
+    names = [c for c in carry.split(",") if c]
+    if not names or set(names) - {"prev", "noprev"}:
+        raise ValueError(f"carry must list prev and/or noprev; got {carry!r}")
     pairs = val_pairs(pool, limit)
     sums: dict[str, float] = {}
     for s in range(0, len(pairs), chunk):
@@ -81,7 +87,8 @@ def evaluate_pool(model, pool, limit: int = 0, clicks: int = 5, chunk: int = 16)
             valids.append(tool_sim.valid_region(resized, masks.shape[-1]))
         embs, gts, valids = np.stack(embs), np.stack(gts), np.stack(valids)
         res = {}
-        for name, use in (("prev", True), ("noprev", False)):
+        for name in names:
+            use = name == "prev"
             c = run_episodes(model, embs, gts, valids, "click", clicks - 1, use)
             res[f"click1|{name}"] = c[:, 0]
             res[f"click{clicks}|{name}"] = c[:, -1]
@@ -93,14 +100,16 @@ def evaluate_pool(model, pool, limit: int = 0, clicks: int = 5, chunk: int = 16)
     return {k: v / len(pairs) for k, v in sums.items()}
 
 
-def evaluate_by_dataset(model, pool, clicks: int = 5) -> dict[str, dict]:
+def evaluate_by_dataset(
+    model, pool, clicks: int = 5, carry: str = "prev,noprev"
+) -> dict[str, dict]:
     """``evaluate_pool`` per dataset of the pool (every val pair) plus the number of pairs."""
     out = {}
     for ds, idx in sorted(pool.by_dataset.items()):
         sub = copy.copy(pool)
         sub.by_dataset = {ds: idx}
         n = sum(len(pool.entries[i].targets) for i in idx)
-        out[ds] = {"pairs": n, **evaluate_pool(model, sub, 0, clicks)}
+        out[ds] = {"pairs": n, **evaluate_pool(model, sub, 0, clicks, carry=carry)}
     return out
 
 
@@ -110,21 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     import torch
-    from medsam_agent_rt.training.tool_finetune import Pool, build_model
+    from medsam_agent_rt.training.tool_finetune import Pool, build_model, load_tool_weights
 
     ap = argparse.ArgumentParser(description="Val-cache table of a tool checkpoint, per dataset")
     ap.add_argument("--cache", type=Path, default=Path("runs/emb"))
-    ap.add_argument("--checkpoint", type=Path, default=None, help="step-N.pt (none: LiteMedSAM)")
+    ap.add_argument(
+        "--checkpoint", type=Path, default=None, help="step-N.pt / .safetensors (none: LiteMedSAM)"
+    )
     ap.add_argument("--out", type=Path, required=True, help="JSON file")
+    ap.add_argument("--carry", default="prev,noprev", help="strategies scored: prev, noprev")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     model = build_model().eval()
     if args.checkpoint is not None:
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        missing, unexpected = model.load_state_dict(state.get("trainable", state), strict=False)
-        if unexpected or any(not k.startswith("image_encoder.") for k in missing):
-            raise SystemExit(f"{args.checkpoint}: not a tool checkpoint ({unexpected[:3]})")
-    res = evaluate_by_dataset(model, Pool(args.cache, "val"))
+        load_tool_weights(model, args.checkpoint)
+    res = evaluate_by_dataset(model, Pool(args.cache, "val"), carry=args.carry)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))

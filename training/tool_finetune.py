@@ -7,18 +7,23 @@ interactive segmentation models are trained (RITM, SAM, SAM2), in the 256 x 256 
 
     for each step (one random draw per step from Generator([seed, step]): resumable exactly):
         B (image, target) pairs, images drawn uniformly within a dataset drawn uniformly
-        opening (one per step): a jittered GT box (prob. --p-box) or one positive click
+        opening (one per step): a GT box (prob. --p-box; per pair tight with prob. --p-tight,
+            else jittered) or one positive click
         strategy (one per step): box + all clicks, with or without the previous low-res logits
         for it in 0..K:
             logits, iou_pred = decoder(embedding, prompts so far [, previous logits, detached])
             loss += 20 * focal + Dice + MSE(iou_pred, IoU)   (single-mask output, token 0)
+            box-only iteration (it 0 of a box opening): loss += --distill x the binary KL of
+                the logits to the frozen base decoder's (LiteMedSAM's) on the same box: keeps
+                what the box alone gives on image types the training data lacks
             new click from the larger error region of (logits > 0): the kernel's next_click
             (prob. --p-centre) or a pixel drawn among that region's near-maximum-depth pixels
         AdamW step on loss / (K + 1), gradient clipped at 1, linear warm-up then cosine decay
 
 Every ``--eval-every`` steps the trainable weights are scored on the val cache (``tool_eval``:
 GT box alone; click-only episodes of 5 clicks; box + 4 clicks) and written to ``step-N.pt``;
-the latest state (weights, optimiser, step) is ``last.pt`` for ``--resume``.
+the latest state (weights, optimiser, step; every ``--save-every`` steps) is ``last.pt`` for
+``--resume``.
 
 Simplifications against SAM's recipe: no multimask (ambiguity) outputs are trained (LiteMedSAM
 uses token 0 for every prompt), no mask-only iterations, a fixed number of clicks per step, loss
@@ -28,6 +33,8 @@ on the 256 x 256 low-res logits (the model frame) rather than at full image reso
 from __future__ import annotations
 
 import argparse
+import copy
+import io
 import json
 import math
 import time
@@ -36,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 from medsam_agent_rt.training import tool_data, tool_sim
+
+from medsam_agent_rt.io.atomic import atomic_write_bytes
 
 
 def _f(default, help_text):
@@ -54,16 +63,25 @@ class ToolConfig:
     warmup: int = _f(20, "linear warm-up steps")
     p_box: float = _f(0.5, "probability that an episode opens with a (jittered) box")
     jitter: float = _f(0.1, "box jitter, fraction of the box side per coordinate")
+    p_tight: float = _f(0.0, "probability that a box opening uses the tight GT box (no jitter)")
+    distill: float = _f(
+        0.0, "weight of the box-only iteration's KL to the frozen base decoder (box preservation)"
+    )
     p_centre: float = _f(0.5, "probability of the kernel's next_click (else a sampled click)")
     p_prev_logits: float = _f(0.5, "probability that an episode feeds back previous logits")
+    bf16: bool = _f(False, "bfloat16 autocast for the decoder passes (CPU: ~1.5x faster)")
+    save_every: int = _f(10, "resume state (last.pt) every N steps")
     eval_every: int = _f(100, "val evaluation + checkpoint every N steps (0: at the end only)")
     eval_limit: int = _f(64, "val targets scored (0: all)")
-    eval_at_start: bool = _f(False, "score the untrained weights on val first (baseline)")
+    eval_carry: str = _f("prev,noprev", "carrying strategies scored on val (prev, noprev)")
+    eval_at_start: bool = _f(False, "score the starting weights on val first (baseline)")
     seed: int = _f(0, "seed")
     threads: int = _f(1, "torch threads")
     resume: bool = _f(False, "continue from OUT/last.pt")
     init: str = _f(
-        "", "start from these tool weights (a step-N.pt of an earlier run; fresh optimiser)"
+        "",
+        "start from these tool weights (a step-N.pt of an earlier run or a shipped "
+        ".safetensors; fresh optimiser)",
     )
 
 
@@ -74,6 +92,18 @@ def trainable_state(model) -> dict:
         for k, v in model.state_dict().items()
         if k.startswith(("prompt_encoder.", "mask_decoder."))
     }
+
+
+def load_tool_weights(model, path) -> None:
+    """Load tool weights into ``model``: a ``step-N.pt``, a ``last.pt`` (its trainable part) or a
+    shipped ``.safetensors``; every prompt_encoder.* / mask_decoder.* tensor and nothing else."""
+    from medsam_agent_rt.segmenters.checkpoints import read_state_dict
+
+    state = read_state_dict(path)
+    state = state.get("trainable", state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("image_encoder.") for k in missing):
+        raise ValueError(f"{path}: not a tool checkpoint ({(unexpected or missing)[:3]})")
 
 
 def build_model(model=None):
@@ -130,8 +160,10 @@ class Pool:
         return out
 
 
-def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator):
-    """(mean loss over iterations (a graph), per-iteration [loss, Dice loss, IoU] floats)."""
+def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator, teacher=None):
+    """(mean loss over iterations (a graph), per-iteration [loss, Dice loss, IoU] floats).
+    teacher: the frozen base model whose box-only logits the box iteration is distilled to
+    (``cfg.distill`` > 0); its KL is appended to iteration 0's entry."""
     import torch
 
     pairs = pool.draw(rng, cfg.batch)
@@ -146,7 +178,12 @@ def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator):
     valid_t = torch.from_numpy(np.stack(valids).astype(np.float32))
     use_box = bool(rng.random() < cfg.p_box)
     use_logits = bool(rng.random() < cfg.p_prev_logits)
-    boxes = [tool_sim.jittered_box(g, rng, cfg.jitter) if use_box else None for g in gts]
+    boxes = [None] * len(gts)
+    if use_box:
+        tight = rng.random(len(gts)) < cfg.p_tight
+        boxes = [
+            tool_sim.jittered_box(g, rng, 0.0 if t else cfg.jitter) for g, t in zip(gts, tight)
+        ]
     clicks: list[list] = [[] for _ in pairs]
     if not use_box:
         clicks = [[tool_sim.first_click(g, rng, rng.random() < cfg.p_centre)] for g in gts]
@@ -162,8 +199,16 @@ def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator):
         logits = low[:, 0]
         focal, dice, mse, iou = tool_sim.losses(logits, iou_pred[:, 0], gt_t, valid_t)
         loss = (20 * focal + dice + mse).mean()
+        entry = [float(loss.detach()), float(dice.detach().mean()), float(iou.mean())]
+        if it == 0 and use_box and cfg.distill > 0:
+            with torch.no_grad():
+                t_sparse = teacher.prompt_encoder.embed_tokens(coords, labels)
+                t_logits = teacher.decode(emb_t, t_sparse, prev, has)[0][:, 0]
+            kl = tool_sim.binary_kl(logits, t_logits, valid_t).mean()
+            loss = loss + cfg.distill * kl
+            entry.append(float(kl.detach()))
         total = total + loss
-        curve.append([float(loss.detach()), float(dice.detach().mean()), float(iou.mean())])
+        curve.append(entry)
         if it == cfg.clicks:
             break
         pred = (logits.detach() > 0).numpy() & np.stack(valids)
@@ -197,6 +242,11 @@ def train(cfg: ToolConfig, log=print, model=None) -> Path:
     pool = Pool(Path(cfg.cache), "train")
     val = Pool(Path(cfg.cache), "val") if cfg.eval_every >= 0 else None
     model = build_model(model)
+    teacher = None
+    if cfg.distill > 0:  # the base weights, before --init / --resume replace them
+        teacher = copy.deepcopy(model).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     params = [p for n, p in model.named_parameters() if not n.startswith("image_encoder.")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
@@ -207,12 +257,9 @@ def train(cfg: ToolConfig, log=print, model=None) -> Path:
         step = int(ck["step"])
         log(f"resumed at step {step}")
     elif cfg.init:
-        state = torch.load(cfg.init, map_location="cpu", weights_only=True)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("image_encoder.") for k in missing):
-            raise ValueError(f"--init {cfg.init}: not a tool checkpoint ({unexpected[:3]})")
+        load_tool_weights(model, cfg.init)
         log(f"initialised from {cfg.init}")
-    elif val is not None and cfg.eval_at_start:
+    if step == 0 and val is not None and cfg.eval_at_start:
         _evaluate(model, val, cfg, out, 0, tool_eval, log)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     t0 = time.time()
@@ -222,7 +269,8 @@ def train(cfg: ToolConfig, log=print, model=None) -> Path:
             pool.refresh()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        loss, curve = episode_loss(model, pool, cfg, rng)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss, curve = episode_loss(model, pool, cfg, rng, teacher)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
@@ -235,13 +283,14 @@ def train(cfg: ToolConfig, log=print, model=None) -> Path:
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         log(f"step {step}/{cfg.steps} loss {loss:.4f} IoU {curve[0][2]:.3f}->{curve[-1][2]:.3f}")
-        if step % max(cfg.eval_every, 1) == 0 or step == cfg.steps:
-            torch.save(
-                {"trainable": trainable_state(model), "optimizer": opt.state_dict(), "step": step},
-                out / "last.pt",
-            )
-            if val is not None and (cfg.eval_every > 0 or step == cfg.steps):
-                _evaluate(model, val, cfg, out, step, tool_eval, log)
+        evaluate = step % max(cfg.eval_every, 1) == 0 or step == cfg.steps
+        if evaluate or step % max(cfg.save_every, 1) == 0:
+            state = {"trainable": trainable_state(model), "optimizer": opt.state_dict()}
+            buf = io.BytesIO()
+            torch.save({**state, "step": step}, buf)
+            atomic_write_bytes(out / "last.pt", buf.getvalue())  # a kill never leaves half
+        if evaluate and val is not None and (cfg.eval_every > 0 or step == cfg.steps):
+            _evaluate(model, val, cfg, out, step, tool_eval, log)
     from medsam_agent_rt.training import tool_report
 
     tool_report.plot(out)
@@ -252,7 +301,7 @@ def _evaluate(model, val: Pool, cfg: ToolConfig, out: Path, step: int, tool_eval
     import torch
 
     model.eval()
-    scores = tool_eval.evaluate_pool(model, val, limit=cfg.eval_limit)
+    scores = tool_eval.evaluate_pool(model, val, limit=cfg.eval_limit, carry=cfg.eval_carry)
     model.train()
     model.image_encoder.eval()
     torch.save(trainable_state(model), out / f"step-{step}.pt")

@@ -13,7 +13,8 @@ the resized image in the top-left ``resized`` rows x cols, prompts in frame pixe
   box, then the two box corners (labels 2, 3).
 - Loss per iteration (SAM): 20 * focal (alpha 0.25, gamma 2) + Dice on the single-mask output
   (token 0), plus the MSE between the IoU head and the mask's actual IoU; pixels outside the
-  resized image (the padding) are ignored.
+  resized image (the padding) are ignored. Box preservation: ``binary_kl`` of the box-only
+  logits to a frozen teacher's (the base LiteMedSAM decoder).
 """
 
 from __future__ import annotations
@@ -99,6 +100,19 @@ def prompt_tokens(clicks: list, box: np.ndarray | None) -> tuple[np.ndarray, np.
         coords += [[box[0], box[1]], [box[2], box[3]]]
         labels += [2, 3]
     return np.asarray(coords, np.float32), np.asarray(labels, np.int64)
+
+
+def binary_kl(logits, teacher_logits, valid):
+    """(B,) mean over ``valid`` pixels of KL(Bernoulli(sigmoid(teacher)) || Bernoulli(sigmoid(
+    logits))); logits / teacher_logits / valid (B, h, w) (valid float 0/1)."""
+    import torch
+
+    f = torch.nn.functional
+    q = torch.sigmoid(teacher_logits)
+    kl = f.binary_cross_entropy_with_logits(logits, q, reduction="none") - (
+        f.binary_cross_entropy_with_logits(teacher_logits, q, reduction="none")
+    )
+    return (kl * valid).sum((1, 2)) / valid.sum((1, 2)).clamp(min=1)
 
 
 def losses(logits, iou_pred, gt, valid):

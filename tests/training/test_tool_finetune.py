@@ -4,6 +4,7 @@ LiteMedSAM sizes (64 x 64 embedding grid, 256 x 256 frame) and a cache built fro
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -147,6 +148,46 @@ def test_losses_against_numpy():
     np.testing.assert_allclose(mse, (iou_pred - want_iou) ** 2, rtol=1e-5)
 
 
+def test_binary_kl_against_numpy():
+    rng = np.random.default_rng(2)
+    s, t = (rng.normal(size=(2, 6, 6)).astype(np.float32) * 3 for _ in range(2))
+    valid = np.ones((2, 6, 6), np.float32)
+    valid[1, :2] = 0
+    got = tool_sim.binary_kl(*(torch.from_numpy(a) for a in (s, t, valid))).numpy()
+    p, q = (1 / (1 + np.exp(-a.astype(np.float64))) for a in (s, t))
+    kl = q * np.log(q / p) + (1 - q) * np.log((1 - q) / (1 - p))
+    np.testing.assert_allclose(got, (kl * valid).sum((1, 2)) / valid.sum((1, 2)), rtol=1e-4)
+    same = tool_sim.binary_kl(*(torch.from_numpy(a) for a in (t, t, valid))).numpy()
+    np.testing.assert_allclose(same, 0, atol=1e-6)
+
+
+def test_distillation_pulls_the_box_only_output_to_the_teacher(cache, tmp_path):
+    """Box-only episodes from a student (--init) unlike the base model (the teacher): with the
+    distillation term the KL to the teacher ends well below the run without it."""
+    import copy
+
+    from medsam_agent_rt.training.tool_finetune import trainable_state
+
+    torch.save(trainable_state(tiny_model(4)), tmp_path / "student.pt")
+    pool = Pool(cache, "train")
+    teacher = copy.deepcopy(tiny_model(3)).eval()
+    probe = cfg(cache, tmp_path / "probe", p_box=1.0, clicks=0, distill=1.0)
+
+    def kl(model) -> float:
+        with torch.no_grad():
+            draws = (np.random.default_rng(s) for s in range(4))
+            return sum(episode_loss(model, pool, probe, r, teacher)[1][0][3] for r in draws)
+
+    def kl_after(distill: float) -> float:
+        model = tiny_model(3)
+        c = cfg(cache, tmp_path / f"d{distill}", steps=8, p_box=1.0, clicks=0, distill=distill)
+        train(replace(c, init=str(tmp_path / "student.pt")), log=lambda *_: None, model=model)
+        return kl(model)
+
+    with_distill, without = kl_after(50.0), kl_after(0.0)
+    assert with_distill < 0.5 * without
+
+
 @pytest.mark.slow
 def test_loss_falls_resume_is_exact_and_the_encoder_stays_frozen(cache, tmp_path):
     # loss falls: the loss of fixed draws (box and click openings) before and after training
@@ -171,13 +212,15 @@ def test_loss_falls_resume_is_exact_and_the_encoder_stays_frozen(cache, tmp_path
     assert not any(p.requires_grad for p in model.image_encoder.parameters())
     assert (tmp_path / "a" / "loss.png").stat().st_size > 0
 
-    # resume: 4 steps straight == 2 steps, stop, resume to 4 (bit-exact weights)
+    # resume: 4 steps straight == 2 steps, stop, resume to 4 (bit-exact weights), with the
+    # distillation teacher (the starting weights) and bf16 autocast on
+    kw = dict(steps=4, distill=2.0, p_tight=0.5, bf16=True)
     m1 = tiny_model(2)
-    train(cfg(cache, tmp_path / "b", steps=4), log=lambda *_: None, model=m1)
+    train(cfg(cache, tmp_path / "b", **kw), log=lambda *_: None, model=m1)
     m2 = tiny_model(2)
-    train(cfg(cache, tmp_path / "c", steps=2), log=lambda *_: None, model=m2)
+    train(cfg(cache, tmp_path / "c", **{**kw, "steps": 2}), log=lambda *_: None, model=m2)
     m3 = tiny_model(2)
-    train(cfg(cache, tmp_path / "c", steps=4, resume=True), log=lambda *_: None, model=m3)
+    train(cfg(cache, tmp_path / "c", **kw, resume=True), log=lambda *_: None, model=m3)
     for (k, v1), v3 in zip(m1.state_dict().items(), m3.state_dict().values()):
         assert torch.equal(v1, v3), k
     assert not torch.equal(
