@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/_venv.sh
-. scripts/_venv.sh "torch,onnx,hf,medical"  # onnx: the default segmenter path (README "CPU speed")
+. scripts/_venv.sh "torch,onnx,openvino,hf,medical"  # onnx + openvino: the default segmenter path (README "CPU speed")
 OUT=${OUT:-out/demo}
 mkdir -p "$OUT"
 medsam-agent info
