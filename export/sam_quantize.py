@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medsam_agent_rt.io.errors import missing_extra
 from medsam_agent_rt.segmenters.exported import (
     MANIFEST_NAME,
     ExportedModel,
@@ -40,9 +41,7 @@ def _require_quantization():
     try:
         from onnxruntime import quantization
     except ImportError as e:
-        raise ImportError(
-            "int8 quantisation needs onnx and onnxruntime: pip install 'medsam-agent-rt[onnx]'"
-        ) from e
+        raise missing_extra("onnxruntime", "onnx", "int8 quantisation") from e
     return quantization
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from medsam_agent_rt.cpu import cpu_features, thread_policy
+from medsam_agent_rt.io.errors import missing_extra
 from medsam_agent_rt.segmenters.exported import (
     ExportedModel,
     ExportedPredictor,
@@ -39,9 +40,7 @@ def require_openvino():
     try:
         import openvino
     except ImportError as e:
-        raise ImportError(
-            "the openvino segmenter backend needs OpenVINO: pip install 'medsam-agent-rt[openvino]'"
-        ) from e
+        raise missing_extra("openvino", "openvino", "the openvino segmenter backend") from e
     return openvino
 
 
