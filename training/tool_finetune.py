@@ -18,6 +18,7 @@ interactive segmentation models are trained (RITM, SAM, SAM2), in the 256 x 256 
                 what the box alone gives on image types the training data lacks
             new click from the larger error region of (logits > 0): the kernel's next_click
             (prob. --p-centre) or a pixel drawn among that region's near-maximum-depth pixels
+        K: --clicks, or drawn per step in [--clicks-min, --clicks]
         AdamW step on loss / (K + 1), gradient clipped at 1, linear warm-up then cosine decay
 
 Every ``--eval-every`` steps the trainable weights are scored on the val cache (``tool_eval``:
@@ -26,7 +27,7 @@ the latest state (weights, optimiser, step; every ``--save-every`` steps) is ``l
 ``--resume``.
 
 Simplifications against SAM's recipe: no multimask (ambiguity) outputs are trained (LiteMedSAM
-uses token 0 for every prompt), no mask-only iterations, a fixed number of clicks per step, loss
+uses token 0 for every prompt), no mask-only iterations, one number of clicks per step (the batch shares it), loss
 on the 256 x 256 low-res logits (the model frame) rather than at full image resolution.
 """
 
@@ -57,7 +58,12 @@ class ToolConfig:
     out: str = _f("runs/tool", "output folder (checkpoints, log.jsonl, loss.png)")
     steps: int = _f(400, "optimiser steps")
     batch: int = _f(8, "(image, target) pairs per step")
-    clicks: int = _f(4, "corrective clicks per episode (iterations = clicks + 1)")
+    clicks: int = _f(4, "corrective clicks per episode (iterations = clicks + 1); the most, "
+                     "with --clicks-min")
+    clicks_min: int = _f(
+        -1, "fewest corrective clicks: each step draws its count uniformly in [clicks-min, "
+        "clicks] (SAM's random number of iterations; -1: always --clicks)"
+    )
     lr: float = _f(5e-5, "peak learning rate (AdamW)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     warmup: int = _f(20, "linear warm-up steps")
@@ -187,10 +193,13 @@ def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator, t
     clicks: list[list] = [[] for _ in pairs]
     if not use_box:
         clicks = [[tool_sim.first_click(g, rng, rng.random() < cfg.p_centre)] for g in gts]
+    n_clicks = cfg.clicks
+    if 0 <= cfg.clicks_min < cfg.clicks:
+        n_clicks = int(rng.integers(cfg.clicks_min, cfg.clicks + 1))
     prev = torch.zeros(len(pairs), 1, *model.mask_input_size)
     has = torch.zeros(len(pairs))
     total, curve = 0.0, []
-    for it in range(cfg.clicks + 1):
+    for it in range(n_clicks + 1):
         toks = [tool_sim.prompt_tokens(c, b) for c, b in zip(clicks, boxes)]
         coords = torch.from_numpy(np.stack([c for c, _ in toks]))
         labels = torch.from_numpy(np.stack([lab for _, lab in toks]))
@@ -209,7 +218,7 @@ def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator, t
             entry.append(float(kl.detach()))
         total = total + loss
         curve.append(entry)
-        if it == cfg.clicks:
+        if it == n_clicks:
             break
         pred = (logits.detach() > 0).numpy() & np.stack(valids)
         for b, g in enumerate(gts):
@@ -220,7 +229,7 @@ def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator, t
         if use_logits:
             prev = logits.detach()[:, None]
             has = torch.ones(len(pairs))
-    return total / (cfg.clicks + 1), curve
+    return total / (n_clicks + 1), curve
 
 
 def lr_at(step: int, cfg: ToolConfig) -> float:

@@ -226,3 +226,22 @@ def test_loss_falls_resume_is_exact_and_the_encoder_stays_frozen(cache, tmp_path
     assert not torch.equal(
         m1.mask_decoder.iou_token.weight, tiny_model(2).mask_decoder.iou_token.weight
     )
+
+
+def test_random_click_count_spans_the_range_and_fixed_count_is_unchanged(cache):
+    """--clicks-min draws each step's number of corrections in [clicks-min, clicks] (every value
+    occurs); without it every step runs clicks + 1 iterations, as before."""
+    model = tiny_model()
+    pool = Pool(cache, "train")
+    seen = set()
+    for step in range(24):
+        rng = np.random.default_rng([0, step])
+        with torch.no_grad():
+            _, curve = episode_loss(model, pool, cfg(cache, "x", clicks=3, clicks_min=1), rng)
+        seen.add(len(curve) - 1)
+    assert seen == {1, 2, 3}
+    for step in range(4):
+        rng = np.random.default_rng([0, step])
+        with torch.no_grad():
+            _, curve = episode_loss(model, pool, cfg(cache, "x", clicks=3), rng)
+        assert len(curve) == 4
