@@ -49,6 +49,7 @@ def replay_parity(
     stats = {
         name: {k: [] for k in keys} | {"identical": 0, "mask_input_turns": 0} for name in others
     }
+    dice: dict[str, list[list[float]]] = {name: [] for name in ("torch", *others)}  # per turn
     masks = 0
     for sample in samples:
         image = sample["image"]
@@ -73,9 +74,12 @@ def replay_parity(
                 steps.append(("point", (float(click.x), float(click.y)), click.positive))
                 out = ep.add_point((float(click.x), float(click.y)), click.positive)
                 turns.append(out)
+            _add_dice(dice["torch"], [ops.dice(t.mask, gt) for t in turns])
             for name, other in replay.items():
+                got_dice = []
                 for (kind, arg, positive), want in zip(steps, turns):
                     got = other.add_box(arg) if kind == "box" else other.add_point(arg, positive)
+                    got_dice.append(ops.dice(got.mask, gt))
                     assert got.prompts.used_mask_input == want.prompts.used_mask_input
                     s = stats[name]
                     s["iou"].append(_iou(got.mask, want.mask))
@@ -86,6 +90,7 @@ def replay_parity(
                         float(np.abs(got.low_res_logits - want.low_res_logits).max())
                     )
                     s["score"].append(abs(got.score - want.score))
+                _add_dice(dice[name], got_dice)
     summary = {}
     for name, s in stats.items():
         iou = np.asarray(s["iou"])
@@ -99,8 +104,24 @@ def replay_parity(
             "mask_flip_rate_max": float(max(s["flip"])),
             "iou_head_max_abs": float(max(s["score"])),
             "mask_input_turns": int(s["mask_input_turns"]),
+            "dice_per_turn": _mean_dice(dice[name]),
         }
+    if others:
+        summary["torch"] = {"dice_per_turn": _mean_dice(dice["torch"])}
     return masks, summary
+
+
+def _add_dice(per_turn: list[list[float]], values) -> None:
+    """Append one episode's Dice per turn (turn 0: the box) to the per-turn lists."""
+    for i, v in enumerate(values):
+        if len(per_turn) <= i:
+            per_turn.append([])
+        per_turn[i].append(float(v))
+
+
+def _mean_dice(per_turn: list[list[float]]) -> list[dict]:
+    """[{turn, masks, dice}] (episodes stop early when a mask is perfect: masks per turn)."""
+    return [{"turn": i, "masks": len(v), "dice": float(np.mean(v))} for i, v in enumerate(per_turn)]
 
 
 def shipped_backends(spec: str, threads: int) -> dict:
@@ -172,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("|---|---:|---:|---:|---:|---:|")
     for backend, r in summary.items():
+        if backend == "torch":
+            continue
         line = (
             f"| {backend} | {r['turns']} | {r['iou_min']:.5f} | {r['iou_mean']:.6f} | "
             f"{r['identical']}/{r['turns']} | {r['logits_max_abs']:.2e} |"
@@ -182,6 +205,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['iou_head_max_abs']:.2e} | {r['mask_input_turns']} |"
             )
         print(line)
+    if args.shipped:  # the Dice each backend's masks reach vs GT, turn by turn
+        turns = summary["torch"]["dice_per_turn"]
+        print("\n| mean Dice vs GT | " + " | ".join(f"turn {d['turn']}" for d in turns) + " |")
+        print("|---|" + "---:|" * len(turns))
+        for backend in ("torch", *others):
+            row = " | ".join(f"{d['dice']:.4f}" for d in summary[backend]["dice_per_turn"])
+            print(f"| {backend} | {row} |")
     if args.json:
         result = {"benchmark": "backend_parity", "masks": masks, "results": summary}
         if args.shipped:
