@@ -211,6 +211,7 @@ def export_sam(
     sample_image: np.ndarray | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    encoder_from: str | Path | None = None,
 ) -> ExportedModel:
     """Export ``model`` (a ``SamModel``) of ``family`` (FamilySpec or name) to ``out_dir``.
 
@@ -218,7 +219,14 @@ def export_sam(
     manifest.json, after checking each graph's contract and its ONNX Runtime parity with the
     float32 torch model on ``sample_image`` (default: :func:`synthetic_image`). The directory
     appears complete or not at all; an FP32 parity error above :data:`FP32_TOLERANCE` raises
-    ExportParityError. Returns the verified export."""
+    ExportParityError. Returns the verified export.
+
+    encoder_from: a sibling export directory (same parent as ``out_dir``) whose encoder graphs
+    this model shares (``litemedsam-click``: LiteMedSAM's image encoder, fine-tuned decoder):
+    only the decoder is exported; the manifest names the sibling's encoder files as
+    ``../SIBLING/FILE`` with their SHA-256 and the parity check runs the sibling's encoder
+    against THIS model's torch encoder, so an encoder that is not this model's is refused
+    (FP32 tolerance). The sibling must hold every requested precision."""
     from dataclasses import replace
 
     from medsam_agent_rt.export import onnx_checks
@@ -251,6 +259,7 @@ def export_sam(
     spec = family_spec(family) if isinstance(family, str) else family
     size = int(model.config.input_size)
     pre = replace(spec.preprocessing, input_size=size)
+    shared = _shared_encoder(encoder_from, out, precisions, pre) if encoder_from else None
     model = model.float().eval()
     weights = prompt_encoder_weights(model.prompt_encoder)
     image = synthetic_image(3 * size // 4, size) if sample_image is None else sample_image
@@ -277,10 +286,16 @@ def export_sam(
             for precision in precisions:
                 enc_mod, dec_mod = graph_modules(model, precision)
                 entry: dict[str, Any] = {}
-                for part, mod, args in (
+                parts = [
                     ("encoder", enc_mod, (t.from_numpy(x),)),
                     ("decoder", dec_mod, tuple(t.from_numpy(v) for v in feeds[1].values())),
-                ):
+                ]
+                if shared is not None:  # the sibling's encoder graph, named relative to DIR
+                    entry["encoder"], names = _shared_entry(shared, precision)
+                    files += names
+                    parts = parts[1:]
+                    steps.done()
+                for part, mod, args in parts:
                     steps.step(f"{part} {precision}")
                     t0 = time.perf_counter()
                     written = export_graph(mod, args, tmp / f"{part}.{precision}.onnx", part, opset)
@@ -295,9 +310,8 @@ def export_sam(
                     files += written
                     steps.done()
                 steps.step(f"parity {precision}")
-                parity = onnx_checks.encoder_parity(
-                    tmp / entry["encoder"]["file"], x, embedding.numpy()
-                )
+                enc_path = _file(tmp, out, entry["encoder"]["file"])
+                parity = onnx_checks.encoder_parity(enc_path, x, embedding.numpy())
                 parity.update(
                     onnx_checks.decoder_parity(tmp / entry["decoder"]["file"], feeds, references)
                 )
@@ -331,11 +345,21 @@ def export_sam(
                 "mask_input_size": list(model.mask_input_size),
                 "num_mask_tokens": 4,
                 "prompt_encoder": {"file": PROMPT_WEIGHTS_NAME},
+                **(
+                    {}
+                    if shared is None
+                    else {
+                        "shared_encoder": {
+                            "directory": f"../{shared.directory.resolve().name}",
+                            "family": shared.family,
+                        }
+                    }
+                ),
                 "opset": int(opset),
                 "exporter": "torch.onnx.export(dynamo=True)",
                 "dynamic_axes": {"sparse_embeddings": {"1": "num_tokens"}},
                 "graphs": graphs,
-                "files": {name: sha256_file(tmp / name) for name in files},
+                "files": {name: sha256_file(_file(tmp, out, name)) for name in files},
                 "versions": _versions(),
                 "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
@@ -344,3 +368,40 @@ def export_sam(
     finally:
         steps.close()
     return load_export(out_dir)
+
+
+def _file(tmp: Path, out: Path, name: str) -> Path:
+    """A manifest file name during the export: in the temporary folder, or ../SIBLING/FILE
+    beside ``out`` (which may not exist yet)."""
+    return out.resolve().parent / name[3:] if name.startswith("../") else tmp / name
+
+
+def _shared_encoder(
+    encoder_from: str | Path, out: Path, precisions: tuple[str, ...], pre: Any
+) -> ExportedModel:
+    """The verified sibling export whose encoder ``out`` will name (see ``export_sam``)."""
+    src = Path(encoder_from)
+    if src.resolve().parent != out.resolve().parent or src.resolve() == out.resolve():
+        raise ValueError(
+            f"--encoder-from {src} must be a sibling of --out {out} (same parent folder): the "
+            "export names its encoder files as ../SIBLING/FILE, so both travel together"
+        )
+    shared = load_export(src, verify=True)
+    if shared.shared_encoder is not None:
+        raise ValueError(f"{src} shares its encoder itself; name the export that holds it")
+    missing = [p for p in precisions if p not in shared.precisions]
+    if missing:
+        raise ValueError(f"{src} has no {', '.join(missing)} encoder to share")
+    if preprocessing_to_dict(shared.preprocessing) != preprocessing_to_dict(pre):
+        raise ValueError(f"{src} preprocesses images differently from this model's family")
+    return shared
+
+
+def _shared_entry(shared: ExportedModel, precision: str) -> tuple[dict[str, Any], list[str]]:
+    """(this export's encoder entry naming the sibling's files, those file names)."""
+    rel = f"../{shared.directory.resolve().name}/"
+    entry = dict(shared.manifest["graphs"][precision]["encoder"])
+    entry["file"] = rel + entry["file"]
+    entry["data"] = [rel + d for d in entry.get("data", [])]
+    entry["export_seconds"] = 0.0
+    return entry, [entry["file"], *entry["data"]]

@@ -139,3 +139,38 @@ def quantize_encoder(
     manifest["files"] = {**manifest["files"], out_name: sha256_file(directory / out_name)}
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return load_export(directory)
+
+
+def share_quantized_encoder(export_dir: str | Path) -> ExportedModel:
+    """Add precision "int8" to an export whose encoder is shared with a sibling export
+    (``export_sam(encoder_from=...)``): the sibling's int8 encoder (``../SIBLING/FILE`` with its
+    SHA-256; its quantisation record copied, calibrated on the sibling's fp32 encoder, which
+    must be the very file this export's fp32 entry names) and this export's fp32 decoder."""
+    exported = load_export(export_dir)
+    if exported.shared_encoder is None:
+        raise ValueError(f"{export_dir} holds its own encoder: quantise it (quantize_encoder)")
+    sibling = load_export(exported.shared_encoder)
+    if INT8 not in sibling.precisions:
+        raise ValueError(f"{sibling.directory} has no int8 encoder to share")
+    if sibling.graph_sha256("fp32", "encoder") != exported.graph_sha256("fp32", "encoder"):
+        raise ValueError(
+            f"{sibling.directory}'s fp32 encoder is not the one {export_dir} was exported with"
+        )
+    rel = exported.manifest["shared_encoder"]["directory"] + "/"
+    src = sibling.manifest["graphs"][INT8]
+    encoder = {**src["encoder"], "file": rel + src["encoder"]["file"]}
+    encoder["data"] = [rel + d for d in src["encoder"].get("data", [])]
+    manifest = dict(exported.manifest)
+    manifest["graphs"] = dict(manifest["graphs"])
+    manifest["graphs"][INT8] = {
+        "encoder": encoder,
+        "decoder": dict(manifest["graphs"]["fp32"]["decoder"]),
+        "quantization": {**src["quantization"], "shared_from": sibling.family},
+    }
+    names = [encoder["file"], *encoder["data"]]
+    manifest["files"] = {
+        **manifest["files"],
+        **{n: sha256_file(exported.file(n)) for n in names},
+    }
+    (Path(export_dir) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    return load_export(export_dir)

@@ -78,7 +78,7 @@ def test_cpu_features_from_cpuinfo(tmp_path):
 
 
 def test_info_shows_features_backends_and_the_default_pick():
-    from medsam_agent_rt.segmenters.registry import default_choice
+    from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER, default_choice
 
     out = subprocess.run(
         [sys.executable, "-m", "medsam_agent_rt", "info", "--json"],
@@ -90,7 +90,7 @@ def test_info_shows_features_backends_and_the_default_pick():
     assert info["cpu_features"] == cpu.cpu_features()
     assert info["cpu_usable"] == cpu.available_cpus()
     assert set(info["backends"]) == {"torch", "onnx", "openvino", "trt"}
-    assert info["default_segmenter"] == f"litemedsam: {default_choice()}"
+    assert info["default_segmenter"] == f"{DEFAULT_SEGMENTER}: {default_choice()}"
     text = subprocess.run(
         [sys.executable, "-m", "medsam_agent_rt", "info"], capture_output=True, text=True
     ).stdout

@@ -143,6 +143,21 @@ def test_wheel_layout(tmp_path):
     # the embedded LiteMedSAM weights ship with their licence notice
     for asset in ("lite_medsam.safetensors", "LICENSE-lite_medsam", "NOTICE-lite_medsam"):
         assert f"medsam_agent_rt/assets/{asset}" in names
+    # litemedsam-click's decoder side and notice; the shipped ONNX exports, every file each
+    # manifest lists (litemedsam-click's names LiteMedSAM's encoders: no second copy ships)
+    for asset in ("lite_medsam_click.safetensors", "NOTICE-lite_medsam_click"):
+        assert f"medsam_agent_rt/assets/{asset}" in names
+    import posixpath
+
+    onnx_dir = repo / "medsam_agent_rt" / "assets" / "onnx"
+    for spec in ("litemedsam", "litemedsam-click"):
+        manifest = json.loads((onnx_dir / spec / "manifest.json").read_text())
+        base = f"medsam_agent_rt/assets/onnx/{spec}/"
+        assert base + "manifest.json" in names
+        for name in manifest["files"]:
+            assert posixpath.normpath(base + name) in names, (spec, name)
+    click = [n for n in names if n.startswith("medsam_agent_rt/assets/onnx/litemedsam-click/")]
+    assert not any(posixpath.basename(n).startswith("encoder.") for n in click), click
     # the embedded default policy (phantom-tiny) ships whole: weights, configs, tokenizer, notes
     policy = "medsam_agent_rt/assets/policies/phantom-tiny/"
     for f in (

@@ -8,7 +8,10 @@ converted once by scripts/convert_lite_medsam.py); ``LICENSE-lite_medsam`` (Apac
 ``NOTICE-lite_medsam_click`` says how it was made and its NON-COMMERCIAL data terms.
 ``onnx/litemedsam/`` is the ``medsam-agent export sam litemedsam`` directory of those weights
 (ONNX graphs + manifest; made by scripts/export_embedded_onnx.py): what the default CPU backend
-runs with ONNX Runtime / OpenVINO and no torch.
+runs with ONNX Runtime / OpenVINO and no torch. ``onnx/litemedsam-click/`` holds litemedsam-click's
+decoder graph, prompt-fusion weights and manifest only: its manifest names LiteMedSAM's encoder
+graphs as ``../litemedsam/...`` with their SHA-256 (the image encoders are identical; no second
+copy ships).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def lite_medsam_click_path() -> Path:
 
 
 def embedded_onnx_dir(spec: str) -> Path | None:
-    """The shipped export directory of embedded segmenter ``spec`` ("litemedsam"), or None
-    when this install has none (then the embedded segmenter runs on torch)."""
+    """The shipped export directory of embedded segmenter ``spec`` ("litemedsam",
+    "litemedsam-click"), or None when this install has none (then it runs on torch)."""
     path = ONNX_DIR / spec
     return path if (path / "manifest.json").is_file() else None

@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from medsam_agent_rt.commands import _exit
+from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER
 
 NAME = "eval"
 HELP = "Evaluate a policy with a segmenter on a dataset (results.json, results.md, plots)."
@@ -51,7 +52,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--policy",
         help="policy spec: oracle-box, clicker:K, expert[:k=v,...], a model dir, an http URL",
     )
-    p.add_argument("--segmenter", default="litemedsam", help="segmenter spec (default litemedsam)")
+    p.add_argument(
+        "--segmenter",
+        default=DEFAULT_SEGMENTER,
+        help=f"segmenter spec (default {DEFAULT_SEGMENTER})",
+    )
     p.add_argument(
         "--backend",
         default="torch",

@@ -46,6 +46,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     sam.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     sam.add_argument(
+        "--encoder-from",
+        metavar="SIBLING",
+        help="export the decoder only and name SIBLING's encoder graphs (an export beside --out "
+        "of the same image encoder, e.g. litemedsam for litemedsam-click; checked by parity, "
+        "int8 too when SIBLING has it)",
+    )
+    sam.add_argument(
         "--sample-image",
         help="an image file for the ONNX Runtime vs torch parity check (default: synthetic)",
     )
@@ -107,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target == "policy":
         return _run_policy(args)
     from medsam_agent_rt.export.sam_onnx import export_sam
+    from medsam_agent_rt.segmenters.exported import load_export
 
     try:
         model, fam, variant, source = _load(args.spec, args.family)
@@ -127,13 +135,23 @@ def run(args: argparse.Namespace) -> int:
             sample_image=sample,
             overwrite=args.overwrite,
             progress=not args.quiet,
+            encoder_from=args.encoder_from,
         )
+        if args.encoder_from and "int8" in load_export(args.encoder_from, verify=False).precisions:
+            from medsam_agent_rt.export.sam_quantize import share_quantized_encoder
+
+            exported = share_quantized_encoder(exported.directory)
     except (ValueError, OSError, ImportError) as e:
         print(f"medsam-agent export: error: {e}", file=sys.stderr)
         return 2
     print(f"exported {fam.name} ({variant}) to {exported.directory}")
+    if exported.shared_encoder is not None:
+        print(f"  encoder graphs shared with {exported.shared_encoder.resolve()}")
     for precision in exported.precisions:
-        parity = exported.manifest["graphs"][precision]["parity"]
+        parity = exported.manifest["graphs"][precision].get("parity")
+        if parity is None:  # int8: the sibling's quantised encoder (export.sam_quantize)
+            print(f"  {precision}: encoder quantised with the sibling (no parity recorded)")
+            continue
         shown = ", ".join(f"{k} {v:.3g}" for k, v in parity.items())
         print(f"  {precision}: ORT vs torch {shown}")
     return 0

@@ -31,9 +31,13 @@ def run(args: argparse.Namespace) -> int:
 
 def runtime_info() -> dict:
     """CPU features (/proc/cpuinfo), usable CPUs and the thread policy, the segmenter backends
-    installed, and the backend + precision the default segmenter (``litemedsam``, CPU) runs."""
+    installed, and the backend + precision the default segmenter (``DEFAULT_SEGMENTER``, CPU) runs."""
     from medsam_agent_rt.cpu import available_cpus, cpu_features, thread_policy
-    from medsam_agent_rt.segmenters.registry import available_backends, default_choice
+    from medsam_agent_rt.segmenters.registry import (
+        DEFAULT_SEGMENTER,
+        available_backends,
+        default_choice,
+    )
 
     policy = thread_policy()
     return {
@@ -41,7 +45,7 @@ def runtime_info() -> dict:
         "cpu_usable": available_cpus(),
         "thread_policy": policy.reason,
         "backends": available_backends(),
-        "default_segmenter": f"litemedsam: {default_choice('litemedsam', 'cpu')}",
+        "default_segmenter": f"{DEFAULT_SEGMENTER}: {default_choice(DEFAULT_SEGMENTER, 'cpu')}",
     }
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from medsam_agent_rt.commands import _exit
+from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER
 
 NAME = "segment"
 HELP = "Segment one image with the agent (policy + segmenter); write mask, overlay strip, record."
@@ -90,9 +91,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--segmenter",
         metavar="SPEC",
-        default="litemedsam",
-        help="'litemedsam' (embedded, default), a SAM/MedSAM/LiteMedSAM checkpoint file, or an "
-        "exported model directory",
+        default=DEFAULT_SEGMENTER,
+        help=f"'litemedsam' / 'litemedsam-click' (embedded; default {DEFAULT_SEGMENTER!r}), a "
+        "SAM/MedSAM/LiteMedSAM checkpoint file, or an exported model directory",
     )
     p.add_argument(
         "--backend",

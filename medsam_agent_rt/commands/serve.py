@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from medsam_agent_rt.commands import _exit
+from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER
 
 NAME = "serve"
 HELP = "Serve the web page and HTTP API where the agent and a clinician segment together."
@@ -34,7 +35,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="the shared policy (default: the embedded one); see `segment --help`",
     )
-    p.add_argument("--segmenter", default="litemedsam", metavar="SPEC", help="default litemedsam")
+    p.add_argument(
+        "--segmenter",
+        default=DEFAULT_SEGMENTER,
+        metavar="SPEC",
+        help=f"default {DEFAULT_SEGMENTER}",
+    )
     p.add_argument("--backend", choices=BACKENDS, default="torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--store", metavar="DIR", help="session store folder (default: a temp folder)")

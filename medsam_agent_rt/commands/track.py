@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER
+
 NAME = "track"
 HELP = "propagate a segmentation through a volume (NIfTI/DICOM) or a video (MP4/frames)"
 
@@ -31,7 +33,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--target", default="target", help="target name (recorded in the report)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--segmenter", default="litemedsam", help="segmenter spec (default litemedsam)")
+    p.add_argument(
+        "--segmenter",
+        default=DEFAULT_SEGMENTER,
+        help=f"segmenter spec (default {DEFAULT_SEGMENTER})",
+    )
     p.add_argument(
         "--tracker",
         choices=("box", "sam2"),

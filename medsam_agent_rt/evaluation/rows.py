@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medsam_agent_rt.evaluation.datasets import SampleRef
+from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER
 
 
 def action_labels(record: Any) -> list[str]:
@@ -59,7 +60,7 @@ class EpisodeRunner:
     Policy (in-process only)."""
 
     policy: Any
-    segmenter: Any = "litemedsam"
+    segmenter: Any = DEFAULT_SEGMENTER
     backend: str = "torch"
     device: str = "cpu"
     strategy: str | None = None

@@ -37,6 +37,7 @@ from medsam_agent_rt.evaluation.shards import (
     write_json_atomic,
 )
 from medsam_agent_rt.evaluation.workers import group_by_image, map_groups
+from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER
 
 RESULTS_FORMAT = "medsam-agent-eval/1"
 
@@ -53,7 +54,7 @@ class EvalConfig:
 
     dataset: str
     policy: str
-    segmenter: str = "litemedsam"
+    segmenter: str = DEFAULT_SEGMENTER
     backend: str = "torch"
     device: str = "cpu"
     strategy: str | None = None

@@ -16,12 +16,21 @@ Layout::
 
 Every file is listed in the manifest with its SHA-256; :func:`load_export` checks them (and the
 format version) before a backend touches the graphs. NumPy only.
+
+Shared encoder: an export of a model whose image encoder is another export's (``litemedsam-click``
+is LiteMedSAM with a fine-tuned decoder) may name that export's encoder files instead of holding a
+copy (``medsam-agent export sam SPEC --encoder-from SIBLING``): such a file name is
+``../SIBLING/FILE``, the sibling directory next to this one (nothing else outside DIR may be
+named), listed in ``files`` with its SHA-256 like every other file and in ``shared_encoder``
+(``{"directory": "../SIBLING", "family": ...}``). Verification therefore pins the exact encoder
+bytes the export's parity was measured with: a re-exported or corrupted sibling fails it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -70,6 +79,20 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_file_name(name: str) -> None:
+    """A manifest file name is a plain name inside the export directory or ``../SIBLING/FILE``
+    (a shared encoder); anything else (absolute, deeper, backslashes) raises ExportError."""
+    parts = str(name).split("/")
+    plain = len(parts) == 1
+    shared = len(parts) == 3 and parts[0] == ".."
+    bad = not (plain or shared) or "\\" in str(name)
+    if bad or any(p in ("", ".", "..") for p in (parts[-1:] if plain else parts[1:])):
+        raise ExportError(
+            f"manifest file name {name!r}: expected a file of the export directory or "
+            "'../SIBLING/FILE' (an encoder shared with a sibling export)"
+        )
 
 
 def is_export_dir(path: str | Path) -> bool:
@@ -151,7 +174,11 @@ class ExportedModel:
             )
         if part not in PARTS:
             raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
-        return self.directory / self.manifest["graphs"][precision][part]["file"]
+        return self.file(self.manifest["graphs"][precision][part]["file"])
+
+    def file(self, name: str) -> Path:
+        """Path of a manifest file name (``../SIBLING/FILE`` normalised to the sibling's path)."""
+        return Path(os.path.normpath(self.directory / name))
 
     def graph_sha256(self, precision: str, part: str) -> str:
         """SHA-256 of the graph file (the external-data file, if any, is folded in)."""
@@ -167,6 +194,12 @@ class ExportedModel:
     @property
     def source(self) -> str:
         return str(self.directory)
+
+    @property
+    def shared_encoder(self) -> Path | None:
+        """The sibling export directory whose encoder graphs this export runs, or None."""
+        shared = self.manifest.get("shared_encoder")
+        return None if not shared else self.file(shared["directory"])
 
 
 def _fail_missing(directory: Path, what: str) -> ExportError:
@@ -201,7 +234,17 @@ def load_export(directory: str | Path, verify: bool = True) -> ExportedModel:
             raise _fail_missing(directory, f"the manifest has no {key!r} field")
     if not any(p in manifest["graphs"] for p in PRECISIONS):
         raise _fail_missing(directory, "the manifest lists no fp32 or fp16 graphs")
+    listed = set(manifest["files"])
+    used = [manifest["prompt_encoder"].get("file")]
+    for precision in PRECISIONS:
+        for part in PARTS if precision in manifest["graphs"] else ():
+            entry = manifest["graphs"][precision].get(part) or {}
+            used += [entry.get("file"), *entry.get("data", [])]
+    unlisted = sorted({str(n) for n in used if n not in listed})
+    if unlisted:  # every file a backend opens must be covered by a SHA-256
+        raise _fail_missing(directory, f"{', '.join(unlisted)} not listed in the manifest's files")
     for name, digest in manifest["files"].items():
+        check_file_name(name)
         file = directory / name
         if not file.is_file():
             raise _fail_missing(directory, f"{name} is listed in the manifest but missing")

@@ -2,7 +2,8 @@
 
 OpenVINO reads the export's ONNX graphs directly (no conversion step) and compiles them for the
 CPU; compiled models are cached on disk (``CACHE_DIR``: the first construction compiles, later
-ones load the blob). Precisions:
+ones load the blob; one folder per graph content, see ``OpenVinoSegmenter._cache_config``).
+Precisions:
 
 - "fp32": the fp32 graphs, computed in f32 (``INFERENCE_PRECISION_HINT=f32``);
 - "bf16": the same fp32 graphs computed in bfloat16 where the CPU has it (AVX512-BF16 / AMX;
@@ -99,12 +100,9 @@ class OpenVinoSegmenter(ExportedPredictor):
         self.exported, self.precision, self.device = exported, precision, device
         self.thread_policy = thread_policy(threads, allow_spinning)
         core = ov.Core()
+        self.cache_dir = None
         if cache_dir is not False:
             self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            core.set_property({"CACHE_DIR": str(self.cache_dir)})
-        else:
-            self.cache_dir = None
         config = {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": self.thread_policy.threads,
@@ -112,7 +110,11 @@ class OpenVinoSegmenter(ExportedPredictor):
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
         }
         self._compiled = {
-            part: core.compile_model(str(exported.graph(graphs, part)), "CPU", config)
+            part: core.compile_model(
+                str(exported.graph(graphs, part)),
+                "CPU",
+                {**config, **self._cache_config(exported, graphs, part)},
+            )
             for part in ("encoder", "decoder")
         }
         # One infer request per graph, each behind a lock: an InferRequest is not thread-safe,
@@ -120,6 +122,18 @@ class OpenVinoSegmenter(ExportedPredictor):
         self._requests = {part: c.create_infer_request() for part, c in self._compiled.items()}
         self._locks = {part: threading.Lock() for part in self._compiled}
         self._init_from_export(exported, cache_size)
+
+    def _cache_config(self, exported: ExportedModel, graphs: str, part: str) -> dict[str, str]:
+        """The graph's compiled-model cache: ``cache_dir/<SHA-256 of the graph, 16 hex>``.
+        OpenVINO keys its cache on the model's path, size and mtime, not its content: a decoder
+        re-exported in place (same architecture, same size) could load the stale compiled blob.
+        Keyed on the manifest's hash, a changed graph compiles anew and a graph two exports share
+        (litemedsam-click's encoder is litemedsam's) compiles once."""
+        if self.cache_dir is None:
+            return {}
+        directory = self.cache_dir / exported.graph_sha256(graphs, part)[:16]
+        directory.mkdir(parents=True, exist_ok=True)
+        return {"CACHE_DIR": str(directory)}
 
     def _encode(self, x: np.ndarray) -> np.ndarray:
         with self._locks["encoder"]:

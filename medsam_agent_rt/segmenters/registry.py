@@ -8,10 +8,10 @@ graphs + manifest, see ``segmenters.exported``).
 backend: "torch" runs a checkpoint; "onnx" (ONNX Runtime) and "trt" (TensorRT engines built from
 the ONNX graphs on first use) and "openvino" (CPU; compiled models cached on disk) run an
 exported model directory — the embedded segmenters' own
-export directory when the wheel ships one (``assets.embedded_onnx_dir``). "auto" (the default,
-:func:`resolve_backend`) runs the embedded LiteMedSAM's shipped graphs with ONNX Runtime on a CPU
-with OpenVINO when installed, else ONNX Runtime when importable (no torch needed), and torch
-otherwise.
+export directory when the wheel ships one (``assets.embedded_onnx_dir``; litemedsam-click's names
+LiteMedSAM's encoder graphs). "auto" (the default, :func:`resolve_backend`) runs an embedded
+segmenter's shipped graphs on a CPU with OpenVINO when installed, else ONNX Runtime when
+importable (no torch needed), and torch otherwise (and on CUDA).
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from medsam_agent_rt.segmenters.base import Segmenter
 
 BACKENDS = ("auto", "torch", "onnx", "openvino", "trt")
 EMBEDDED = ("litemedsam", "litemedsam-click")
+#: The segmenter every entry point runs when none is named (build_segmenter, segment, serve,
+#: track, eval, info, the evaluation runner). Switching the package's default is this one line
+#: (litemedsam-click: README, "litemedsam-click", for the rule and the licence consequence).
+DEFAULT_SEGMENTER = "litemedsam"
 
 
 def importable(module: str) -> bool:
@@ -122,7 +126,7 @@ def _build_embedded_exported(spec, backend, device, cache_size, family, options)
 
 
 def build_segmenter(
-    spec: str = "litemedsam",
+    spec: str = DEFAULT_SEGMENTER,
     backend: str = "auto",
     device: str = "cpu",
     cache_size: int = 8,
@@ -203,7 +207,7 @@ def available_backends() -> dict[str, dict]:
     return out
 
 
-def default_choice(spec: str = "litemedsam", device: str = "cpu") -> str:
+def default_choice(spec: str = DEFAULT_SEGMENTER, device: str = "cpu") -> str:
     """What ``build_segmenter(spec, device=device)`` runs, e.g. "openvino bf16" or "torch fp32"
     (nothing is loaded)."""
     backend = resolve_backend(spec, "auto", device)

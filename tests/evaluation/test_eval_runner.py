@@ -148,7 +148,8 @@ def test_dice_at_gt_resolution_empty_gt_and_report(segmenter, tmp_path):
             assert im.size[0] > 100
 
 
-def test_cli_errors_leave_nothing_behind(tmp_path, capsys):
+def test_cli_errors_leave_nothing_behind(tmp_path, capsys, monkeypatch):
+    from medsam_agent_rt import assets
     from medsam_agent_rt.cli import main
 
     data = "phantoms:n=1,size=64,modalities=fundus"
@@ -157,7 +158,9 @@ def test_cli_errors_leave_nothing_behind(tmp_path, capsys):
     assert main(["eval", "--dataset", data, "--policy", "nonsense", "--out", str(out)]) == 2
     assert "unknown policy spec 'nonsense'" in capsys.readouterr().err
     args = ["--policy", "oracle-box", "--segmenter", "litemedsam-click", "--backend", "onnx"]
-    assert main(["eval", "--dataset", data, *args, "--out", str(out), "--no-progress"]) == 2
+    with monkeypatch.context() as m:  # an install without litemedsam-click's graphs
+        m.setattr(assets, "ONNX_DIR", tmp_path / "no-graphs")
+        assert main(["eval", "--dataset", data, *args, "--out", str(out), "--no-progress"]) == 2
     assert "ships no ONNX graphs of 'litemedsam-click'" in capsys.readouterr().err
     assert not (out / "shards").exists()
     assert main(["eval", "merge", str(tmp_path / "none")]) == 2

@@ -57,7 +57,7 @@ def click_seg():
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield build_segmenter("litemedsam-click")
+    yield build_segmenter("litemedsam-click", backend="torch")  # the weights themselves
     torch.set_num_threads(before)
 
 
@@ -114,6 +114,6 @@ if __name__ == "__main__":
 
         torch.set_num_threads(1)
         RECORD.parent.mkdir(exist_ok=True)
-        rec = run_recorded_episode(build_segmenter("litemedsam-click"))
+        rec = run_recorded_episode(build_segmenter("litemedsam-click", backend="torch"))
         RECORD.write_text(json.dumps(rec, indent=1) + "\n")
         print(json.dumps(rec, indent=1))

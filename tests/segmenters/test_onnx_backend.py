@@ -156,7 +156,7 @@ def test_providers_and_options(tiny_export):
     assert seg.decoder_session.get_providers() == ["CPUExecutionProvider"]
 
 
-def test_build_segmenter_routes_and_errors(tiny_export):
+def test_build_segmenter_routes_and_errors(tiny_export, tmp_path, monkeypatch):
     _, exported, _ = tiny_export
     d = str(exported.directory)
     with pytest.raises(ValueError, match="exported model directory: run it with backend='onnx'"):
@@ -164,8 +164,12 @@ def test_build_segmenter_routes_and_errors(tiny_export):
     assert build_segmenter(d, verify=False).backend == "onnx"  # "auto" runs an export on ORT
     with pytest.raises(ValueError, match="holds a 'sam' model, got family='medsam'"):
         build_segmenter(d, backend="onnx", family="medsam")
-    with pytest.raises(ValueError, match="ships no ONNX graphs of 'litemedsam-click'"):
-        build_segmenter("litemedsam-click", backend="onnx")
+    from medsam_agent_rt import assets
+
+    with monkeypatch.context() as m:  # an install without litemedsam-click's graphs
+        m.setattr(assets, "ONNX_DIR", tmp_path / "none")
+        with pytest.raises(ValueError, match="ships no ONNX graphs of 'litemedsam-click'"):
+            build_segmenter("litemedsam-click", backend="onnx")
     with pytest.raises(TypeError, match="takes no options"):
         build_segmenter("litemedsam", backend="torch", precision="fp16")
     seg = build_segmenter(d, backend="onnx", precision="fp16", verify=False)

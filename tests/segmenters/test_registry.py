@@ -23,8 +23,11 @@ def test_embedded_default_needs_no_download(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", no_network)
     seg = build_segmenter(backend="torch")
     assert isinstance(seg, Segmenter)
-    assert (seg.family, seg.backend) == ("litemedsam", "torch")
-    assert seg.preprocessing.input_size == 256 and seg.source.endswith("lite_medsam.safetensors")
+    from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER
+
+    assert (seg.family, seg.backend) == (DEFAULT_SEGMENTER, "torch")
+    weights = {"litemedsam": "lite_medsam.safetensors"}.get(DEFAULT_SEGMENTER, "_click.safetensors")
+    assert seg.preprocessing.input_size == 256 and seg.source.endswith(weights)
 
 
 def test_checkpoint_path_spec(tmp_path, tiny_configs):
@@ -41,11 +44,15 @@ def test_checkpoint_path_spec(tmp_path, tiny_configs):
     assert seg.predict(box=np.array([1.0, 2.0, 20.0, 25.0])).masks.shape == (3, 30, 40)
 
 
-def test_backends_and_errors(tmp_path):
+def test_backends_and_errors(tmp_path, monkeypatch):
+    from medsam_agent_rt import assets
+
     with pytest.raises(ValueError, match="backend 'onnx' runs exported models: export"):
         build_segmenter(str(tmp_path / "model.pth"), backend="onnx")
-    with pytest.raises(ValueError, match="ships no ONNX graphs of 'litemedsam-click'"):
-        build_segmenter("litemedsam-click", backend="trt")
+    with monkeypatch.context() as m:  # an install without litemedsam-click's graphs
+        m.setattr(assets, "ONNX_DIR", tmp_path / "none")
+        with pytest.raises(ValueError, match="ships no ONNX graphs of 'litemedsam-click'"):
+            build_segmenter("litemedsam-click", backend="trt")
     with pytest.raises(ValueError, match="exported model directory: run it with backend='onnx'"):
         build_segmenter(str(tmp_path), backend="torch")  # a directory is an exported model
     with pytest.raises(ValueError, match="backend must be one of"):

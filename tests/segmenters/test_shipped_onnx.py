@@ -17,12 +17,18 @@ from medsam_agent_rt.assets import embedded_onnx_dir  # noqa: E402
 from medsam_agent_rt.segmenters import build_segmenter  # noqa: E402
 from medsam_agent_rt.segmenters.exported import load_export  # noqa: E402
 from medsam_agent_rt.segmenters.registry import (  # noqa: E402
+    DEFAULT_SEGMENTER,
     cpu_backend,
     default_choice,
     resolve_backend,
 )
 
 SHIPPED = embedded_onnx_dir("litemedsam")
+# the weights file torch loads for each embedded segmenter (the default may be either)
+WEIGHTS = {
+    "litemedsam": "lite_medsam.safetensors",
+    "litemedsam-click": "lite_medsam_click.safetensors",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -60,23 +66,24 @@ def test_shipped_directory_is_a_verified_fp32_export():
 def test_default_runs_the_shipped_graphs_on_the_best_cpu_runtime():
     seg = build_segmenter()
     assert seg.backend == cpu_backend() and seg.backend in ("openvino", "onnx")
-    assert seg.family == "litemedsam" and seg.source == str(SHIPPED)
+    assert seg.family == DEFAULT_SEGMENTER
+    assert seg.source == str(embedded_onnx_dir(DEFAULT_SEGMENTER))
     assert f"{seg.backend} {seg.precision}" == default_choice()
     assert resolve_backend("litemedsam", device="cuda") == "torch"
-    assert resolve_backend("litemedsam-click") == "torch"  # no shipped graphs (yet)
+    assert resolve_backend("litemedsam-click") == cpu_backend()  # its graphs ship too
     assert resolve_backend("model.pth") == "torch"
 
 
 def test_default_without_openvino_is_onnxruntime_and_without_both_torch(monkeypatch):
     pytest.importorskip("torch")
     monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` fail
-    assert resolve_backend("litemedsam") == "onnx"
+    assert resolve_backend("litemedsam") == "onnx" == resolve_backend(DEFAULT_SEGMENTER)
     seg = build_segmenter()
     assert seg.backend == "onnx" and seg.precision == default_choice().split()[1]
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert resolve_backend("litemedsam") == "torch" and default_choice() == "torch fp32"
     seg = build_segmenter()
-    assert seg.backend == "torch" and seg.source.endswith("lite_medsam.safetensors")
+    assert seg.backend == "torch" and seg.source.endswith(WEIGHTS[DEFAULT_SEGMENTER])
 
 
 @pytest.fixture(scope="module")
