@@ -2,7 +2,7 @@
 
     python -m benchmarks.latency [--data DIR] [--limit N] [--repeats R] [--warmup W]
         [--backend auto [torch onnx openvino trt ...]] [--policy expert [default clicker:3 ...]]
-        [--segmenter litemedsam] [--device cpu] [--max-turns 5] [--json PATH]
+        [--segmenter litemedsam-click] [--device cpu] [--max-turns 5] [--json PATH]
     python -m benchmarks.latency --propagation [-- --frames 200 ...]   (benchmarks.propagation)
 
 With no arguments it runs the embedded defaults: LiteMedSAM on the default backend ("auto": the
@@ -48,6 +48,7 @@ from typing import Any
 from benchmarks import _timing
 from benchmarks._demo import demo_root
 from benchmarks._probes import Clock, TimedPolicy, TimedSegmenter, timed_postprocess, turn_stages
+from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER
 
 REPO = Path(__file__).resolve().parents[1]
 TURN_STAGES = ("policy", "tool", "postprocess", "render", "stats")
@@ -58,7 +59,7 @@ STAGES = ("load_first", "load", "encode", *TURN_STAGES, "tool_call", "postproces
 class Config:
     """One row of the benchmark."""
 
-    segmenter: str = "litemedsam"
+    segmenter: str = DEFAULT_SEGMENTER
     backend: str = "auto"
     policy: str = "expert"
     device: str = "cpu"
@@ -268,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load-repeats", type=int, default=3, help="segmenter builds (default 3)")
     ap.add_argument("--backend", nargs="+", default=["auto"], help="one row per backend")
     ap.add_argument("--policy", nargs="+", default=["expert"], help="one row per policy spec")
-    ap.add_argument("--segmenter", default="litemedsam", help="default: the embedded LiteMedSAM")
+    ap.add_argument(
+        "--segmenter",
+        default=DEFAULT_SEGMENTER,
+        help=f"default: the package's ({DEFAULT_SEGMENTER})",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--max-turns", type=int, default=5, help="actions per episode (default 5)")
     ap.add_argument("--json", default="", help="also write the results as JSON here")

@@ -22,6 +22,7 @@ from PIL import Image
 
 from medsam_agent_rt.cli import main
 from medsam_agent_rt.protocol import AddBox, Stop, format_action, render_observation, render_view
+from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER
 from medsam_agent_rt.trajectory import EpisodeRecord
 
 CASE = ("06_CT_abdomen", "left+kidney", "left kidney in abdomen CT")
@@ -47,7 +48,7 @@ def demo_case(demo_dir, tmp_path_factory):
 def shared_segmenter():
     from medsam_agent_rt.segmenters import build_segmenter
 
-    return build_segmenter("litemedsam")
+    return build_segmenter(DEFAULT_SEGMENTER)
 
 
 @pytest.fixture
@@ -57,9 +58,9 @@ def reuse_segmenter(monkeypatch, shared_segmenter):
 
     asked = []
 
-    def build(spec="litemedsam", backend="auto", device="cpu", **kw):
+    def build(spec=DEFAULT_SEGMENTER, backend="auto", device="cpu", **kw):
         asked.append((spec, backend, device))
-        assert (spec, backend, device) == ("litemedsam", "auto", "cpu")
+        assert (spec, backend, device) == (DEFAULT_SEGMENTER, "auto", "cpu")
         return shared_segmenter
 
     monkeypatch.setattr(segmenters, "build_segmenter", build)
@@ -164,7 +165,7 @@ def test_expert_run_writes_consistent_outputs_offline(
     assert any(
         ln.startswith("done: ") and f"{n_actions} action" in ln for ln in stderr.splitlines()
     )
-    assert reuse_segmenter == [("litemedsam", "auto", "cpu")]
+    assert reuse_segmenter == [(DEFAULT_SEGMENTER, "auto", "cpu")]
 
 
 def test_oracle_box_dice_in_the_summary_is_the_dice_of_mask_png(
