@@ -321,7 +321,10 @@ def run_pipeline(
         t0 = time.perf_counter()
         data = [
             str(p)
-            for p in (data_dir / "openings.jsonl", data_dir / "episodes.jsonl")
+            for p in (
+                data_dir / "openings.jsonl",
+                *[data_dir / "episodes.jsonl"] * max(1, preset.episode_repeat),
+            )
             if p.is_file()
         ]
         cfg = SFTConfig(model=str(base), data=data, out=str(sft_out), **preset.sft)
