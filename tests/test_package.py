@@ -143,17 +143,20 @@ def test_wheel_layout(tmp_path):
     # the embedded LiteMedSAM weights ship with their licence notice
     for asset in ("lite_medsam.safetensors", "LICENSE-lite_medsam", "NOTICE-lite_medsam"):
         assert f"medsam_agent_rt/assets/{asset}" in names
-    # the embedded default policy (phantom-tiny) ships whole: weights, configs, tokenizer, notes
-    policy = "medsam_agent_rt/assets/policies/phantom-tiny/"
-    for f in (
-        "config.json",
-        "generation_config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "preprocessor_config.json",
-        "README.md",
-        "NOTICE",
-    ):
-        assert policy + f in names, f
+    # the embedded default policy (realpack-tiny) and phantom-tiny (Apache-2.0, by name) ship
+    # whole: weights, configs, tokenizer, notes (realpack-tiny's NOTICE: non-commercial terms)
+    for name in ("realpack-tiny", "phantom-tiny"):
+        policy = f"medsam_agent_rt/assets/policies/{name}/"
+        for f in (
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "preprocessor_config.json",
+            "README.md",
+            "NOTICE",
+        ):
+            assert policy + f in names, (name, f)
+    assert "medsam_agent_rt/assets/policies/realpack-tiny-gguf/manifest.json" in names
     assert not any(n.startswith(("benchmarks/", "tests/", "export/", "training/")) for n in names)

@@ -74,6 +74,17 @@ def test_default_is_realpack_tiny_with_card_and_notice():
     assert (old / "config.json").is_file()  # phantom-tiny stays available by path
 
 
+def test_shipped_policies_by_name():
+    from medsam_agent_rt.policies.registry import shipped_policy_spec
+
+    hf_dir, old = _dirs()
+    assert shipped_policy_spec("phantom-tiny") == str(old)
+    assert shipped_policy_spec("realpack-tiny") == str(hf_dir)
+    assert shipped_policy_spec("realpack-tiny-gguf") == f"gguf:{hf_dir.parent / 'realpack-tiny-gguf'}"
+    for bad in ("nope", "../policies", "", ".hidden"):
+        assert shipped_policy_spec(bad) is None
+
+
 def test_shipped_weights_reproduce_the_recorded_episode():
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
