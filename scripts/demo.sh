@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults, offline, on a fresh machine (the README's first
 # set-up command): install the runtime into .venv, then
-#   1. the embedded policy (phantom-tiny) + embedded LiteMedSAM segment a held-out CT phantom
+#   1. the embedded policy (realpack-tiny) + embedded LiteMedSAM segment a held-out CT phantom
 #      (no --policy, no --gt needed; the phantom's mask is passed only to score the turns);
 #   2. the expert policy segments a real CT slice of the shared BiomedParse demo set;
 #   3. python -m benchmarks.latency: per-stage latency medians over the demo set.

@@ -158,17 +158,20 @@ def test_wheel_layout(tmp_path):
             assert posixpath.normpath(base + name) in names, (spec, name)
     click = [n for n in names if n.startswith("medsam_agent_rt/assets/onnx/litemedsam-click/")]
     assert not any(posixpath.basename(n).startswith("encoder.") for n in click), click
-    # the embedded default policy (phantom-tiny) ships whole: weights, configs, tokenizer, notes
-    policy = "medsam_agent_rt/assets/policies/phantom-tiny/"
-    for f in (
-        "config.json",
-        "generation_config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "preprocessor_config.json",
-        "README.md",
-        "NOTICE",
-    ):
-        assert policy + f in names, f
+    # the embedded default policy (realpack-tiny) and phantom-tiny (Apache-2.0, by name) ship
+    # whole: weights, configs, tokenizer, notes (realpack-tiny's NOTICE: non-commercial terms)
+    for name in ("realpack-tiny", "phantom-tiny"):
+        policy = f"medsam_agent_rt/assets/policies/{name}/"
+        for f in (
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "preprocessor_config.json",
+            "README.md",
+            "NOTICE",
+        ):
+            assert policy + f in names, (name, f)
+    assert "medsam_agent_rt/assets/policies/realpack-tiny-gguf/manifest.json" in names
     assert not any(n.startswith(("benchmarks/", "tests/", "export/", "training/")) for n in names)

@@ -38,6 +38,19 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         k: float(np.mean([r[k] for r in rows]))
         for k in ("dice", "iou", "actions", "reward", "format", "quality")
     }
+    # Dice change of every executed turn after the first (rows written before per_turn_dice
+    # existed have none): do corrections help on average?
+    steps = [
+        b - a
+        for r in rows
+        for a, b in zip(r.get("per_turn_dice") or [], (r.get("per_turn_dice") or [])[1:])
+        if a is not None and b is not None
+    ]
+    out.update(
+        refine_rate=sum(r["actions"] > 1 for r in rows) / n,
+        later_turns=len(steps),
+        dice_change_after_first=float(np.mean(steps)) if steps else None,
+    )
     out.update(
         n=n,
         invalid_rate=sum(r["end_reason"] == "invalid_output" for r in rows) / n,
@@ -99,6 +112,8 @@ def episode_row(name: str, sample: Any, rec: Any) -> dict[str, Any]:
         "policy": name,
         "sample_id": sample.sample_id,
         "modality": getattr(sample, "modality", ""),
+        "dataset": getattr(sample, "dataset", ""),
+        "split": getattr(sample, "split", ""),
         "target": sample.description,
         "dice": float(rec.final["dice"]),
         "iou": float(rec.final["iou"]),
@@ -108,6 +123,7 @@ def episode_row(name: str, sample: Any, rec: Any) -> dict[str, Any]:
         "format": c["format"],
         "quality": c["quality"],
         "per_turn_iou": [t.iou for t in rec.executed()],
+        "per_turn_dice": [t.dice for t in rec.executed()],
     }
 
 

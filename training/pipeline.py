@@ -84,6 +84,8 @@ def split_samples(preset: Preset, data_root: str | None, out: Path) -> dict[str,
             "val": phantom_samples(p.phantoms, "val", p.val_images),
             "test": phantom_samples(p.phantoms, "test", p.test_images),
         }
+    if p.data == "mixed":
+        return mixed_samples(p, data_root)
     from medsam_agent_rt.data import load_samples
 
     if not data_root:
@@ -106,9 +108,112 @@ def split_samples(preset: Preset, data_root: str | None, out: Path) -> dict[str,
     }
 
 
+ROLE_ORDER = ("opening", "episode", "grpo")  # train images of a dataset are dealt in this order
+
+
+def _roots(data_root: str | list[str] | tuple[str, ...] | None) -> list[Path]:
+    if not data_root:
+        return []
+    items = [data_root] if isinstance(data_root, (str, Path)) else list(data_root)
+    return [Path(r) for part in items for r in str(part).split(",") if r.strip()]
+
+
+def _interleave(groups: list[list[Any]]) -> list[Any]:
+    """Round-robin over the groups, so any prefix mixes every source."""
+    out: list[Any] = []
+    for k in range(max((len(g) for g in groups), default=0)):
+        out.extend(g[k] for g in groups if k < len(g))
+    return out
+
+
+def mixed_samples(preset: Preset, data_root: Any) -> dict[str, list[Any]]:
+    """data='mixed': phantoms (the *_images counts, disjoint seeds per split) plus every dataset
+    under the roots (comma-separated or a list): per dataset, its train images are shuffled with
+    a fixed seed (by image, so every target of an image lands in the same role) and dealt to
+    opening / episode / grpo in that order, ``real_per_dataset[role]`` images each; ``test``
+    images come from the dataset's val split (also shuffled by image). Demo roots are refused.
+    Each role lists the sources round-robin, one entry per sample (image, target)."""
+    import random
+
+    from medsam_agent_rt.data import is_demo_root, load_samples
+    from medsam_agent_rt.training.phantom_data import phantom_samples
+
+    p = preset
+    roots = _roots(data_root)
+    if not roots:
+        raise ValueError(f"preset {p.name!r} trains on real datasets too: pass --data-root")
+    per = {role: int(p.real_per_dataset.get(role, 0)) for role in (*ROLE_ORDER, "test")}
+    by_role: dict[str, list[list[Any]]] = {role: [] for role in per}
+    for root in roots:
+        if is_demo_root(root) or "biomedparse-demo" in str(root.resolve()):
+            raise ValueError(f"{root} is the demo set: evaluation only, never training data")
+        samples = load_samples(root, splits=["train", "val"])
+        for dataset in sorted({s.dataset for s in samples}):
+            if "demo" in dataset:
+                raise ValueError(f"dataset {dataset!r} under {root} is a demo set: refused")
+
+            def shuffled_images(split: str) -> list[list[Any]]:
+                rows = [s for s in samples if s.dataset == dataset and s.split == split]
+                by_image: dict[str, list[Any]] = {}
+                for s in rows:
+                    by_image.setdefault(s.image_id, []).append(s)
+                ids = sorted(by_image)
+                random.Random(f"mixed:{dataset}:{split}").shuffle(ids)
+                return [by_image[i] for i in ids]
+
+            train = shuffled_images("train")
+            need = sum(per[r] for r in ROLE_ORDER)
+            if need > len(train):
+                raise ValueError(
+                    f"{dataset}: {need} train images asked for, {len(train)} available"
+                )
+            start = 0
+            for role in ROLE_ORDER:
+                chunk = train[start : start + per[role]]
+                start += per[role]
+                by_role[role].append([s for img in chunk for s in img])
+            val = shuffled_images("val")[: per["test"]]
+            by_role["test"].append([s for img in val for s in img])
+    a, b = p.opening_images, p.opening_images + p.episode_images
+    phantoms = {
+        "opening": phantom_samples(p.phantoms, "train", p.opening_images),
+        "episode": phantom_samples(p.phantoms, "train", p.episode_images, offset=a),
+        "grpo": phantom_samples(p.phantoms, "train", p.grpo_images, offset=b),
+        "test": phantom_samples(p.phantoms, "test", p.test_images),
+    }
+    out = {role: _interleave([*by_role[role], phantoms[role]]) for role in per}
+    out["val"] = phantom_samples(p.phantoms, "val", p.val_images)
+    return out
+
+
+def split_name(sample: Any) -> str:
+    """The row group of an evaluation sample: 'phantoms' or '<dataset> <split>'."""
+    dataset = getattr(sample, "dataset", "") or ""
+    if dataset.startswith("phantom-"):
+        return "phantoms"
+    return f"{dataset} {getattr(sample, 'split', '')}".strip()
+
+
+def per_split_results(rows_path: Path, samples: dict[str, list[Any]]) -> dict[str, Any]:
+    """{split name: {policy: summary}} over the evaluation rows of the test samples."""
+    from medsam_agent_rt.training.evaluate import summarize
+
+    group = {s.sample_id: split_name(s) for s in samples["test"]}
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for line in rows_path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if r["sample_id"] in group:
+                rows.setdefault(group[r["sample_id"]], {}).setdefault(r["policy"], []).append(r)
+    return {
+        name: {policy: summarize(rs) for policy, rs in by_policy.items()}
+        for name, by_policy in sorted(rows.items())
+    }
+
+
 def dry_run_data(preset: Preset, out: Path) -> str | None:
     """For a dry run of a BiomedParse preset: a few phantoms written in that layout."""
-    if preset.data != "biomedparse":
+    if preset.data not in ("biomedparse", "mixed"):
         return None
     from medsam_agent_rt.data.writer import write_phantom_dataset
 
@@ -216,7 +321,10 @@ def run_pipeline(
         t0 = time.perf_counter()
         data = [
             str(p)
-            for p in (data_dir / "openings.jsonl", data_dir / "episodes.jsonl")
+            for p in (
+                data_dir / "openings.jsonl",
+                *[data_dir / "episodes.jsonl"] * max(1, preset.episode_repeat),
+            )
             if p.is_file()
         ]
         cfg = SFTConfig(model=str(base), data=data, out=str(sft_out), **preset.sft)
@@ -268,15 +376,24 @@ def _finish(
 
             return lambda: HFPolicy(path, device=device, max_new_tokens=preset.eval_max_new_tokens)
 
+        def baseline(spec: str) -> Any:
+            """A shipped policy by name (e.g. phantom-tiny) or any build_policy spec."""
+            from medsam_agent_rt.assets import ASSETS_DIR
+
+            shipped = ASSETS_DIR / "policies" / spec
+            return hf(shipped) if (shipped / "config.json").is_file() else spec
+
         policies = {
             "sft": hf(out / "sft" / "model"),
             "grpo": hf(pkg),
-            **{b: b for b in preset.baselines},
+            **{b: baseline(b) for b in preset.baselines},
         }
         _log(f"eval: {list(policies)} on {len(samples['test'])} held-out samples")
         results = evaluate.evaluate_policies(
             policies, samples["test"], segmenter, rows_path=eval_dir / "rows.jsonl"
         )
+        if preset.data == "mixed":
+            results = {**results, "per_split": per_split_results(eval_dir / "rows.jsonl", samples)}
         (eval_dir / "results.json").write_text(json.dumps(results, indent=1))
         state.finish("eval", time.perf_counter() - t0)
     results = json.loads((eval_dir / "results.json").read_text())
@@ -314,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dry-run", action="store_true", help="tiny model, few samples, same code path"
     )
+    parser.add_argument(
+        "--stop-after",
+        default=None,
+        choices=("data", "sft"),
+        help="stop after this stage (continue later with --resume)",
+    )
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     data_root = args.data_root
@@ -331,7 +454,11 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         data_root = dry_run_data(preset, out)
     summary = run_pipeline(
-        preset, out, base_model=None if args.dry_run else args.base_model, data_root=data_root
+        preset,
+        out,
+        base_model=None if args.dry_run else args.base_model,
+        data_root=data_root,
+        stop_after=args.stop_after,
     )
     if summary:
         print(json.dumps(summary, indent=1))

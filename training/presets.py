@@ -20,6 +20,9 @@ def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+REAL_ROLES = ("opening", "episode", "grpo", "test")
+
+
 @dataclass(frozen=True)
 class Preset:
     """One pipeline configuration (see the module docstring)."""
@@ -29,13 +32,25 @@ class Preset:
     family: str = _f("qwen3_vl", "model family: qwen3_vl or qwen2_5_vl")
     base_model: str = _f("", "local HF checkpoint to start from; '' = build a tiny random model")
     tiny_size: TinyQwenSize | None = _f(None, "size of the tiny model built when base_model is ''")
-    data: str = _f("phantoms", "'phantoms' (generated) or 'biomedparse' (a root given at run time)")
+    data: str = _f(
+        "phantoms",
+        "'phantoms' (generated), 'biomedparse' (a root given at run time) or 'mixed' (phantoms "
+        "plus every dataset under the --data-root roots, per-dataset counts below)",
+    )
     phantoms: PhantomSpec = _f(PhantomSpec(), "which phantoms (data='phantoms')")
     opening_images: int = _f(0, "train images whose expert opening turn becomes an SFT example")
     episode_images: int = _f(0, "train images whose whole expert episode becomes an SFT example")
     grpo_images: int = _f(0, "train images used as GRPO prompts (after the SFT ones)")
     val_images: int = _f(0, "validation images (hooks during SFT/GRPO)")
     test_images: int = _f(0, "held-out test images (final evaluation)")
+    real_per_dataset: dict[str, int] = _f(
+        {},
+        "data='mixed': images per real dataset for each role (opening, episode, grpo from its "
+        "train split; test from its val split); phantom counts are the *_images fields",
+    )
+    episode_repeat: int = _f(
+        1, "SFT reads the whole-episode conversations this many times (upweights the turns after the box)"
+    )
     expert: str = _f("expert:box_prob=1.0", "expert policy spec of the SFT trajectories")
     min_final_iou: float = _f(0.5, "keep expert episodes whose final IoU reaches this")
     segmenter: str = _f("litemedsam", "segmenter spec of the tool")
@@ -52,8 +67,13 @@ class Preset:
     def __post_init__(self) -> None:
         if self.family not in ("qwen3_vl", "qwen2_5_vl"):
             raise ValueError(f"family must be 'qwen3_vl' or 'qwen2_5_vl', got {self.family!r}")
-        if self.data not in ("phantoms", "biomedparse"):
-            raise ValueError(f"data must be 'phantoms' or 'biomedparse', got {self.data!r}")
+        if self.data not in ("phantoms", "biomedparse", "mixed"):
+            raise ValueError(
+                f"data must be 'phantoms', 'biomedparse' or 'mixed', got {self.data!r}"
+            )
+        unknown = set(self.real_per_dataset) - set(REAL_ROLES)
+        if unknown:
+            raise ValueError(f"real_per_dataset keys must be in {REAL_ROLES}, got {sorted(unknown)}")
         if not self.base_model and self.tiny_size is None:
             raise ValueError(f"preset {self.name!r}: give base_model or tiny_size")
 
@@ -97,6 +117,7 @@ class Preset:
             sft=sft,
             grpo=grpo,
             baselines=self.baselines[:1],
+            real_per_dataset={k: 1 for k in self.real_per_dataset},
         )
 
     @classmethod
@@ -143,6 +164,71 @@ PHANTOM_TINY = Preset(
         "kl_coef": 0.1,
     },
     commands="python -m medsam_agent_rt.training.pipeline --preset phantom-tiny --out runs/phantom-tiny",
+)
+
+
+def _embedded_policy_dir(name: str) -> str:
+    """Absolute path of a policy shipped in medsam_agent_rt/assets/policies/."""
+    from medsam_agent_rt.assets import ASSETS_DIR
+
+    return str(ASSETS_DIR / "policies" / name)
+
+
+# Sizes timed on this CPU before choosing (benchmarks/policy_sft_timing.py, README "The embedded
+# policy v2 (realpack-tiny)"): with ~30 min of a shared core left for SFT, only phantom-tiny's
+# size trains enough steps, and starting from its weights (format and box calls already learnt
+# on phantoms) spends them all on real images and refinement turns. The step counts below are
+# what fitted the sitting that produced the shipped weights (the machine's load rose: 15-30 s
+# per SFT step); on a quiet machine raise max_steps first (the loss was still falling).
+REALPACK_TINY = Preset(
+    name="realpack-tiny",
+    description=(
+        "phantom-tiny (~1.7M-parameter Qwen3-VL architecture) continued on the realpack train "
+        "splits (ACDC, HC18, Kvasir-SEG, LGG) plus phantoms, with litemedsam-click as its tool "
+        "and expert episodes that contain accepted corrections; SFT then GRPO with process "
+        "credit, on CPU (non-commercial: trained on non-commercial data; not for clinical use)"
+    ),
+    family="qwen3_vl",
+    base_model=_embedded_policy_dir("phantom-tiny"),
+    tiny_size=replace(PHANTOM_TINY_SIZE, vision_patch=32),
+    data="mixed",
+    phantoms=PhantomSpec(),
+    opening_images=120,
+    episode_images=20,
+    grpo_images=12,
+    val_images=0,
+    test_images=6,
+    real_per_dataset={"opening": 100, "episode": 25, "grpo": 8, "test": 6},
+    # ~800 opening turns vs ~140 kept episodes (27 % with corrections): read the episodes 3x
+    episode_repeat=3,
+    segmenter="litemedsam-click",
+    sft={
+        "max_steps": 80,
+        "batch_size": 8,
+        "lr": 5e-4,
+        "warmup_steps": 5,
+        "min_lr_ratio": 0.05,
+        "schedule": "cosine",
+        "save_every": 10,
+        "device": "cpu",
+    },
+    grpo={
+        "steps": 4,
+        "prompts_per_step": 2,
+        "group_size": 4,
+        "lr": 1e-4,
+        "temperature": 1.0,
+        "save_every": 1,
+        "device": "cpu",
+        "max_new_tokens": 64,
+        "kl_coef": 0.1,
+        "process_weight": 0.5,
+    },
+    baselines=("oracle-box", "expert", "clicker:3", "phantom-tiny"),
+    commands=(
+        "python -m medsam_agent_rt.training.pipeline --preset realpack-tiny "
+        "--data-root ../shared/data/realpack --out runs/realpack-tiny"
+    ),
 )
 
 _GPU_SFT = {
@@ -211,7 +297,9 @@ QWEN25VL_3B_LORA = replace(
     ),
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (PHANTOM_TINY, QWEN3VL_8B_LORA, QWEN25VL_3B_LORA)}
+PRESETS: dict[str, Preset] = {
+    p.name: p for p in (PHANTOM_TINY, REALPACK_TINY, QWEN3VL_8B_LORA, QWEN25VL_3B_LORA)
+}
 
 
 def get_preset(name: str) -> Preset:

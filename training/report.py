@@ -77,12 +77,21 @@ def summary(
 ) -> dict:
     """Every figure of a run (what benchmarks/results/phantom_tiny.json holds)."""
     sft, grpo = results.get("sft", {}), results.get("grpo", {})
+    keys = (
+        "dice",
+        "iou",
+        "actions",
+        "reward",
+        "invalid_rate",
+        "stop_rate",
+        "refine_rate",
+        "dice_change_after_first",
+        "later_turns",
+        "n",
+    )
+    per_split = results.get("per_split")
     table = {
-        name: {
-            k: r.get(k)
-            for k in ("dice", "iou", "actions", "reward", "invalid_rate", "stop_rate", "n")
-        }
-        for name, r in results.items()
+        name: {k: r.get(k) for k in keys} for name, r in results.items() if name != "per_split"
     }
     y = curve["reward"]
     k = max(1, len(y) // 5)
@@ -96,6 +105,16 @@ def summary(
         "description": preset.description,
         "command": preset.commands,
         "held_out": table,
+        **(
+            {
+                "held_out_per_split": {
+                    split: {name: {k: r.get(k) for k in keys} for name, r in rows.items()}
+                    for split, rows in per_split.items()
+                }
+            }
+            if per_split
+            else {}
+        ),
         "grpo_minus_sft": {
             key: (grpo.get(key) - sft.get(key))
             if grpo.get(key) is not None and sft.get(key) is not None

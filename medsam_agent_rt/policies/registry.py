@@ -25,11 +25,27 @@ SPEC_FORMS = (
     "a local HF model directory",
     "an http(s):// OpenAI-compatible URL",
     "gguf:DIR or a .gguf file (llama.cpp)",
+    "the name of a shipped policy (realpack-tiny, phantom-tiny, or their -gguf exports)",
 )
 
 
-EMBEDDED_POLICY = "phantom-tiny"  # medsam_agent_rt/assets/policies/<name>/ (see its README)
-EMBEDDED_GGUF = "phantom-tiny-gguf"  # its F16 GGUF export (export policy), same directory
+def shipped_policy_spec(name: str) -> str | None:
+    """The spec of a policy shipped under medsam_agent_rt/assets/policies/<name> (an HF
+    directory, or ``gguf:DIR`` for an export), or None when none has that name."""
+    from medsam_agent_rt.assets import ASSETS_DIR
+
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    path = ASSETS_DIR / "policies" / name
+    if (path / "manifest.json").is_file():
+        return f"gguf:{path}"
+    if (path / "config.json").is_file():
+        return str(path)
+    return None
+
+
+EMBEDDED_POLICY = "realpack-tiny"  # medsam_agent_rt/assets/policies/<name>/ (see its README)
+EMBEDDED_GGUF = "realpack-tiny-gguf"  # its F16 GGUF export (export policy), same directory
 
 
 def llama_available() -> bool:
@@ -40,8 +56,9 @@ def llama_available() -> bool:
 
 
 def default_policy_spec(prefer: str = "auto") -> str | None:
-    """The spec of the package's embedded default policy (``phantom-tiny``, a ~1.7M-parameter
-    Qwen3-VL trained on procedural phantoms; a demo, not for clinical use): ``gguf:DIR`` of its
+    """The spec of the package's embedded default policy (``realpack-tiny``, a ~2.1M-parameter
+    Qwen3-VL: phantom-tiny continued on real images of non-commercial datasets, so its weights
+    are non-commercial, see its NOTICE; a demo, not for clinical use): ``gguf:DIR`` of its
     F16 GGUF export when llama-cpp-python is installed (llama.cpp, no torch needed), else the
     Hugging Face directory (the hf policy), or None when the package ships neither.
     ``medsam-agent segment`` uses it when no ``--policy`` is given and asks for one when this
@@ -115,6 +132,9 @@ def build_policy(spec: str | Sequence[str] | Policy, **kwargs: Any) -> Policy:
     if text and Path(text).is_dir():
         cls = _lazy("hf", "HFPolicy", "a Hugging Face model directory", "hf")
         return _with_spec(cls(text, **kwargs), text)
+    shipped = shipped_policy_spec(text)
+    if shipped is not None:
+        return _with_spec(build_policy(shipped, **kwargs), text)
     hint = " (no such directory)" if "/" in text or "\\" in text else ""
     raise ValueError(
         f"unknown policy spec {text!r}{hint}; expected one of: {', '.join(SPEC_FORMS)}"

@@ -2,7 +2,8 @@
 in its manifest), it is what `default` picks when llama-cpp-python is installed, and greedy
 episodes on held-out phantoms give the same texts, actions and masks as the hf policy (grammar
 off: unconstrained greedy decoding on both sides; with the grammar on, a turn the hf policy
-writes malformed -- 2 % of this policy's stop calls -- comes out well-formed instead)."""
+writes malformed comes out well-formed instead). The embedded policy is realpack-tiny
+(registry.EMBEDDED_POLICY / EMBEDDED_GGUF)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_greedy_episodes_match_the_hf_policy():
 
     hf_dir, gguf_dir = _dirs()
     seg = build_segmenter("litemedsam")
-    samples = phantom_samples(get_preset("phantom-tiny").phantoms, "test", 3, offset=20)
+    samples = phantom_samples(get_preset("realpack-tiny").phantoms, "test", 3, offset=20)
     hf = HFPolicy(hf_dir)
     with GGUFPolicy(gguf_dir, n_threads=2, grammar=False) as gg:
         for s in samples:

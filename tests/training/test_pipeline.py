@@ -92,7 +92,7 @@ def test_preset_errors():
 
 
 def test_embedded_default_policy_runs_an_episode_on_a_held_out_phantom():
-    """default_policy_spec() names the shipped phantom-tiny policy; it loads with the runtime's
+    """default_policy_spec() names the shipped realpack-tiny policy; it loads with the runtime's
     HFPolicy and drives the embedded LiteMedSAM through a real episode on a test-split phantom."""
     from pathlib import Path
 
@@ -107,7 +107,7 @@ def test_embedded_default_policy_runs_an_episode_on_a_held_out_phantom():
     path = Path(spec)
     assert (path / "README.md").is_file() and (path / "NOTICE").is_file()
     assert sum(p.stat().st_size for p in path.iterdir()) < 8e6  # "a few MB"
-    sample = phantom_samples(get_preset("phantom-tiny").phantoms, "test", 1)[0]
+    sample = phantom_samples(get_preset("realpack-tiny").phantoms, "test", 1)[0]
     image, gt = sample.load()
     _, rec = Episode(build_segmenter("litemedsam"), build_policy(spec)).run(
         image, sample.description, gt
