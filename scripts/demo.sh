@@ -19,7 +19,7 @@ OUT=${OUT:-out/demo}
 mkdir -p "$OUT"
 medsam-agent info
 
-echo "== 1. embedded policy + embedded LiteMedSAM on a held-out CT phantom (seed 2000000)"
+echo "== 1. embedded policy + embedded segmenter (litemedsam-click) on a held-out CT phantom (seed 2000000)"
 medsam-agent data phantoms --out "$OUT/phantoms" --n 1 --seed 2000000 --size 256 \
   --modalities ct --splits test=1 --no-progress
 PH="$OUT/phantoms/phantom-ct"
@@ -33,10 +33,10 @@ if [ -z "$DEMO" ]; then
     "(the folder holding biomedparse-demo/) to segment a real CT slice and run the benchmark"
   exit 0
 fi
-echo "== 2. expert policy + embedded LiteMedSAM on a real abdomen CT slice ($DEMO)"
-medsam-agent segment "$DEMO/demo/06_CT_abdomen.png" --target "stomach in abdomen CT" \
-  --policy expert --gt "$DEMO/demo_mask/06_CT_abdomen_stomach.png" \
-  --out "$OUT/demo-ct-stomach" --overwrite
+echo "== 2. expert policy + embedded segmenter on a real lung CT slice: a box, then clicks that raise Dice ($DEMO)"
+medsam-agent segment "$DEMO/demo/02_CT_lung.png" --target "tumor in lung CT" \
+  --policy expert --gt "$DEMO/demo_mask/02_CT_lung_tumor.png" \
+  --out "$OUT/demo-ct-lung-tumor" --overwrite
 
 echo "== 3. latency benchmark on the embedded defaults"
 # shellcheck disable=SC2086
