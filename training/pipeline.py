@@ -135,8 +135,9 @@ def mixed_samples(preset: Preset, data_root: Any) -> dict[str, list[Any]]:
     Each role lists the sources round-robin, one entry per sample (image, target)."""
     import random
 
-    from medsam_agent_rt.data import is_demo_root, load_samples
     from medsam_agent_rt.training.phantom_data import phantom_samples
+
+    from medsam_agent_rt.data import is_demo_root, load_samples
 
     p = preset
     roots = _roots(data_root)
@@ -152,7 +153,7 @@ def mixed_samples(preset: Preset, data_root: Any) -> dict[str, list[Any]]:
             if "demo" in dataset:
                 raise ValueError(f"dataset {dataset!r} under {root} is a demo set: refused")
 
-            def shuffled_images(split: str) -> list[list[Any]]:
+            def shuffled_images(split: str, samples=samples, dataset=dataset) -> list[list[Any]]:
                 rows = [s for s in samples if s.dataset == dataset and s.split == split]
                 by_image: dict[str, list[Any]] = {}
                 for s in rows:

@@ -24,10 +24,10 @@ RECORD = Path(__file__).with_name("data") / "embedded_policy_episode.json"
 def run_recorded_episode(policy_dir: Path, seg) -> dict:
     """A held-out CT phantom (test seed 2000000, the preset's 256-px spec), its largest target,
     the policy greedy with the protocol's 128-token budget."""
-    from medsam_agent_rt import ops
     from medsam_agent_rt.training.phantom_data import phantom_samples
     from medsam_agent_rt.training.presets import get_preset
 
+    from medsam_agent_rt import ops
     from medsam_agent_rt.episode import Episode
     from medsam_agent_rt.policies.hf import HFPolicy
 
@@ -80,7 +80,9 @@ def test_shipped_policies_by_name():
     hf_dir, old = _dirs()
     assert shipped_policy_spec("phantom-tiny") == str(old)
     assert shipped_policy_spec("realpack-tiny") == str(hf_dir)
-    assert shipped_policy_spec("realpack-tiny-gguf") == f"gguf:{hf_dir.parent / 'realpack-tiny-gguf'}"
+    assert (
+        shipped_policy_spec("realpack-tiny-gguf") == f"gguf:{hf_dir.parent / 'realpack-tiny-gguf'}"
+    )
     for bad in ("nope", "../policies", "", ".hidden"):
         assert shipped_policy_spec(bad) is None
 
