@@ -99,11 +99,12 @@ def test_edge_segment_matches_the_torch_path(edge_venv, phantoms, tmp_path):
     from medsam_agent_rt import Episode, build_policy, build_segmenter, read_image
     from medsam_agent_rt.io import read_mask
     from medsam_agent_rt.policies import default_policy_spec
+    from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER
     from medsam_agent_rt.trajectory import rle_decode
 
     python = edge_venv
     cli = python.parent / "medsam-agent"
-    torch_seg = build_segmenter("litemedsam", backend="torch")
+    torch_seg = build_segmenter(DEFAULT_SEGMENTER, backend="torch")  # what the edge CLI runs
     hf_policy = build_policy(default_policy_spec(prefer="hf"))
     from benchmarks.edge_env import CASES
 
