@@ -1,15 +1,15 @@
 """The server under concurrent clients vs the same episodes in-process (measurements, not tests).
 
     python -m benchmarks.server [--data DIR] [--images 8] [--episodes 16] [--clients 1 4 16]
-        [--policy expert] [--json benchmarks/results/server_cpu.json]
+        [--policy expert] [--segmenter SPEC] [--json benchmarks/results/server_cpu.json]
 
-Starts ``medsam-agent serve`` (embedded LiteMedSAM, torch, CPU; rate limit off) in a subprocess
+Starts ``medsam-agent serve`` (--segmenter, default the package's; rate limit off) in a subprocess
 on a free 127.0.0.1 port, and for each client count runs a bounded number of episodes
 (--episodes per level) from that many concurrent HTTP clients (httpx, real loopback sockets).
 One episode, as a clinician's page would drive it: upload the image (POST /api/sessions with the
 target), upload its GT mask (the expert policy is GT-driven), agent turns one ``POST /step`` at a
 time until the agent is done, ``accept``, download mask.png, delete the session. The same
-episodes run in-process (``Episode`` on a LiteMedSAM in this process: read_image, steps, accept,
+episodes run in-process (``Episode`` on the same segmenter in this process: read_image, steps, accept,
 mask PNG; segmenter built on the main thread, episodes on one worker thread, as in the
 server) give the baseline, measured before and after the server levels (the ratio column
 uses their mean: on a shared machine the load drifts during the run).
@@ -37,6 +37,7 @@ from typing import Any
 
 from benchmarks import _timing
 from benchmarks._demo import demo_root
+from medsam_agent_rt.segmenters.registry import DEFAULT_SEGMENTER, default_choice
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,13 +77,14 @@ def _summary(
 
 
 # ----------------------------------------------------------------------------- server side
-def _start_server(policy: str, log: Path) -> tuple[subprocess.Popen, str]:
+def _start_server(policy: str, segmenter: str, log: Path) -> tuple[subprocess.Popen, str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
     cmd = [sys.executable, "-m", "medsam_agent_rt.cli", "serve", "--port", str(port),
-           "--policy", policy, "--rate", "0", "--max-sessions", "64"]  # fmt: skip
+           "--policy", policy, "--segmenter", segmenter, "--rate", "0",
+           "--max-sessions", "64"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "w"), cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -143,7 +145,7 @@ async def _served_level(url: str, work: list, clients: int) -> tuple[float, list
 
 
 # ----------------------------------------------------------------------------- in-process
-def _inprocess(work: list, policy: str) -> tuple[float, list[float]]:
+def _inprocess(work: list, policy: str, segmenter: str) -> tuple[float, list[float]]:
     """The episodes in this process arranged as in the server: the segmenter built on the main
     thread, the episodes run on one worker thread. (On this loaded 2-core machine the thread
     that built the model ran them several times slower than a worker thread.)"""
@@ -151,11 +153,11 @@ def _inprocess(work: list, policy: str) -> tuple[float, list[float]]:
 
     from medsam_agent_rt.segmenters import build_segmenter
 
-    with build_segmenter("litemedsam", cache_size=64) as seg, ThreadPoolExecutor(1) as pool:
-        return pool.submit(_episodes_timed, seg, work, policy).result()
+    with build_segmenter(segmenter, cache_size=64) as seg, ThreadPoolExecutor(1) as pool:
+        return pool.submit(_episodes_timed, seg, work, policy, segmenter).result()
 
 
-def _episodes_timed(seg: Any, work: list, policy: str) -> tuple[float, list[float]]:
+def _episodes_timed(seg: Any, work: list, policy: str, segmenter: str) -> tuple[float, list[float]]:
     from medsam_agent_rt.episode import Episode
     from medsam_agent_rt.io import read_image, read_mask
     from medsam_agent_rt.io.writers import encode_mask_png
@@ -168,7 +170,7 @@ def _episodes_timed(seg: Any, work: list, policy: str) -> tuple[float, list[floa
         for image, gt_path in items:
             loaded = read_image(image)
             gt = read_mask(gt_path, loaded)
-            ep = Episode(seg, build_policy(policy), config, tool_spec="litemedsam")
+            ep = Episode(seg, build_policy(policy), config, tool_spec=segmenter)
             ep.start(loaded.rgb, "the lesion", gt, image_id=image.name)
             while not (ep.done or ep.agent_done):
                 t1 = time.perf_counter()
@@ -193,18 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=16, help="episodes per client level")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--policy", default="expert")
+    p.add_argument(
+        "--segmenter", default=DEFAULT_SEGMENTER, help="both sides (default: the package's)"
+    )
     p.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "server_cpu.json"))
     args = p.parse_args(argv)
     pairs = _pairs(demo_root(args.data, "benchmarks.server"), args.images)
     work = [pairs[k % len(pairs)] for k in range(args.episodes)]
     load_start = os.getloadavg()
     rows = []
-    wall, turns = _inprocess(work, args.policy)  # before the server runs ...
+    wall, turns = _inprocess(work, args.policy, args.segmenter)  # before the server runs ...
     rows.append(_summary("in-process (before)", 1, wall, turns, len(work)))
     print(f"in-process: {rows[-1]}", file=sys.stderr)
     log = Path(args.json).with_suffix(".server.log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc, url = _start_server(args.policy, log)
+    proc, url = _start_server(args.policy, args.segmenter, log)
     try:
         asyncio.run(_served_level(url, pairs, 1))  # warm: every image encoded once
         for n in args.clients:
@@ -215,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         proc.terminate()
         proc.wait(30)
         log.unlink(missing_ok=True)
-    wall, turns = _inprocess(work, args.policy)  # ... and after: the machine's load drifts
+    wall, turns = _inprocess(
+        work, args.policy, args.segmenter
+    )  # ... and after: the machine's load drifts
     rows.append(_summary("in-process (after)", 1, wall, turns, len(work)))
     base = statistics.mean(r["sessions_per_s"] for r in rows if r["mode"].startswith("in-process"))
     for r in rows:
@@ -223,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "benchmark": "server",
         "policy": args.policy,
-        "segmenter": "litemedsam (torch, cpu)",
+        "segmenter": f"{args.segmenter} ({default_choice(args.segmenter, 'cpu')})",
         "images": [a.name for a, _ in pairs],
         "episodes_per_level": len(work),
         "embeddings": "warm (every image encoded once before timing, on both sides)",
