@@ -33,27 +33,17 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     from medsam_agent_rt.training.evaluate import evaluate_policies
-    from medsam_agent_rt.training.pipeline import split_samples
+    from medsam_agent_rt.training.pipeline import eval_policy_sources, split_samples
     from medsam_agent_rt.training.presets import get_preset
 
-    from medsam_agent_rt.assets import ASSETS_DIR
-    from medsam_agent_rt.policies.hf import HFPolicy
     from medsam_agent_rt.segmenters import build_segmenter
 
     p = get_preset(args.preset)
     out = Path(args.out)
     samples = split_samples(p, args.data_root, out)
 
-    def source(name: str):
-        path = {"sft": out / "sft" / "model", "grpo": out / "package"}.get(name)
-        if path is None and (ASSETS_DIR / "policies" / name / "config.json").is_file():
-            path = ASSETS_DIR / "policies" / name
-        if path is None:
-            return name
-        return lambda: HFPolicy(path, device="cpu", max_new_tokens=p.eval_max_new_tokens)
-
     res = evaluate_policies(
-        {n: source(n) for n in args.policies},
+        eval_policy_sources(p, out, args.policies, device="cpu"),
         samples["test"],
         build_segmenter(p.segmenter, device="cpu"),
         rows_path=args.rows,

@@ -12,18 +12,21 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from training.evaluate import summarize  # noqa: E402
+from training.pipeline import split_name  # noqa: E402
 
 ORDER = ("sft", "grpo", "phantom-tiny", "oracle-box", "expert", "clicker:3")
 SPLITS = ("acdc val", "hc18 val", "kvasir-seg val", "lgg val", "phantoms")
 
 
 def split_of(row: dict) -> str:
-    return "phantoms" if row["dataset"].startswith("phantom") else f"{row['dataset']} val"
+    """The pipeline's row group ('phantoms' or '<dataset> <split>') of an evaluation row."""
+    return split_name(SimpleNamespace(dataset=row["dataset"], split=row["split"]))
 
 
 def tables(rows: list[dict]) -> dict:

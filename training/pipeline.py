@@ -355,6 +355,27 @@ def run_pipeline(
     return summary
 
 
+def eval_policy_sources(preset: Preset, out: Path, names: list[str], device: str) -> dict:
+    """{name: policy source} for the eval stage: "sft" (OUT/sft/model) and "grpo" (OUT/package)
+    and a shipped policy's name (e.g. phantom-tiny) as HF policies built on demand; any other
+    name is a build_policy spec (oracle-box, expert, clicker:3, ...)."""
+    from medsam_agent_rt.assets import ASSETS_DIR
+
+    def hf(path: Path) -> Any:
+        from medsam_agent_rt.policies.hf import HFPolicy
+
+        return lambda: HFPolicy(path, device=device, max_new_tokens=preset.eval_max_new_tokens)
+
+    fixed = {"sft": out / "sft" / "model", "grpo": out / "package"}
+    sources: dict[str, Any] = {}
+    for name in names:
+        path = fixed.get(name)
+        if path is None and (ASSETS_DIR / "policies" / name / "config.json").is_file():
+            path = ASSETS_DIR / "policies" / name
+        sources[name] = name if path is None else hf(path)
+    return sources
+
+
 def _finish(
     preset: Preset, out: Path, state: _State, samples: dict, segmenter: Any, device: str
 ) -> dict:
@@ -372,23 +393,8 @@ def _finish(
         t0 = time.perf_counter()
         eval_dir.mkdir(exist_ok=True)
 
-        def hf(path: Path) -> Any:
-            from medsam_agent_rt.policies.hf import HFPolicy
-
-            return lambda: HFPolicy(path, device=device, max_new_tokens=preset.eval_max_new_tokens)
-
-        def baseline(spec: str) -> Any:
-            """A shipped policy by name (e.g. phantom-tiny) or any build_policy spec."""
-            from medsam_agent_rt.assets import ASSETS_DIR
-
-            shipped = ASSETS_DIR / "policies" / spec
-            return hf(shipped) if (shipped / "config.json").is_file() else spec
-
-        policies = {
-            "sft": hf(out / "sft" / "model"),
-            "grpo": hf(pkg),
-            **{b: baseline(b) for b in preset.baselines},
-        }
+        names = ["sft", "grpo", *preset.baselines]
+        policies = eval_policy_sources(preset, out, names, device)
         _log(f"eval: {list(policies)} on {len(samples['test'])} held-out samples")
         results = evaluate.evaluate_policies(
             policies, samples["test"], segmenter, rows_path=eval_dir / "rows.jsonl"

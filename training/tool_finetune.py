@@ -58,11 +58,13 @@ class ToolConfig:
     out: str = _f("runs/tool", "output folder (checkpoints, log.jsonl, loss.png)")
     steps: int = _f(400, "optimiser steps")
     batch: int = _f(8, "(image, target) pairs per step")
-    clicks: int = _f(4, "corrective clicks per episode (iterations = clicks + 1); the most, "
-                     "with --clicks-min")
+    clicks: int = _f(
+        4, "corrective clicks per episode (iterations = clicks + 1); the most, with --clicks-min"
+    )
     clicks_min: int = _f(
-        -1, "fewest corrective clicks: each step draws its count uniformly in [clicks-min, "
-        "clicks] (SAM's random number of iterations; -1: always --clicks)"
+        -1,
+        "fewest corrective clicks: each step draws its count uniformly in [clicks-min, "
+        "clicks] (SAM's random number of iterations; -1: always --clicks)",
     )
     lr: float = _f(5e-5, "peak learning rate (AdamW)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
@@ -181,7 +183,8 @@ def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator, t
         valids.append(tool_sim.valid_region(resized, masks.shape[-1]))
     emb_t = torch.from_numpy(np.stack(embs))
     gt_t = torch.from_numpy(np.stack(gts).astype(np.float32))
-    valid_t = torch.from_numpy(np.stack(valids).astype(np.float32))
+    valid = np.stack(valids)
+    valid_t = torch.from_numpy(valid.astype(np.float32))
     use_box = bool(rng.random() < cfg.p_box)
     use_logits = bool(rng.random() < cfg.p_prev_logits)
     boxes = [None] * len(gts)
@@ -220,7 +223,7 @@ def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator, t
         curve.append(entry)
         if it == n_clicks:
             break
-        pred = (logits.detach() > 0).numpy() & np.stack(valids)
+        pred = (logits.detach() > 0).numpy() & valid
         for b, g in enumerate(gts):
             done = [(x, y) for x, y, _ in clicks[b]]
             clicks[b].append(
