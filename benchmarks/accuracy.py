@@ -298,7 +298,7 @@ def markdown(result: dict) -> str:
     )
     lines.append("")
     n = result["clicks"]
-    head = " | ".join(["box"] + [f"+{k} click" for k in range(1, n + 1)])
+    head = " / ".join(["box"] + [f"+{k} click" for k in range(1, n + 1)])  # one cell, as the rows
     lines.append(
         f"| strategy | every click kept: {head} | expert (ΔIoU >= {result['tau']}) final | gain | clicks kept |"
     )
