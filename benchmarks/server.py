@@ -220,9 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         proc.terminate()
         proc.wait(30)
         log.unlink(missing_ok=True)
-    wall, turns = _inprocess(
-        work, args.policy, args.segmenter
-    )  # ... and after: the machine's load drifts
+    # ... and after: the machine's load drifts
+    wall, turns = _inprocess(work, args.policy, args.segmenter)
     rows.append(_summary("in-process (after)", 1, wall, turns, len(work)))
     base = statistics.mean(r["sessions_per_s"] for r in rows if r["mode"].startswith("in-process"))
     for r in rows:

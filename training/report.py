@@ -89,9 +89,14 @@ def summary(
         "later_turns",
         "n",
     )
-    per_split = results.get("per_split")
-    table = {
-        name: {k: r.get(k) for k in keys} for name, r in results.items() if name != "per_split"
+
+    def pick(r: dict) -> dict:
+        return {k: r.get(k) for k in keys}
+
+    table = {name: pick(r) for name, r in results.items() if name != "per_split"}
+    per_split = results.get("per_split") or {}  # eval-stage groups ("acdc val", "phantoms", ...)
+    by_split = {
+        split: {name: pick(r) for name, r in rows.items()} for split, rows in per_split.items()
     }
     y = curve["reward"]
     k = max(1, len(y) // 5)
@@ -105,16 +110,7 @@ def summary(
         "description": preset.description,
         "command": preset.commands,
         "held_out": table,
-        **(
-            {
-                "held_out_per_split": {
-                    split: {name: {k: r.get(k) for k in keys} for name, r in rows.items()}
-                    for split, rows in per_split.items()
-                }
-            }
-            if per_split
-            else {}
-        ),
+        **({"held_out_per_split": by_split} if by_split else {}),
         "grpo_minus_sft": {
             key: (grpo.get(key) - sft.get(key))
             if grpo.get(key) is not None and sft.get(key) is not None

@@ -63,18 +63,14 @@ def default_policy_spec(prefer: str = "auto") -> str | None:
     Hugging Face directory (the hf policy), or None when the package ships neither.
     ``medsam-agent segment`` uses it when no ``--policy`` is given and asks for one when this
     returns None. ``prefer``: "auto" (as above), "hf" or "gguf" (only that form)."""
-    from medsam_agent_rt.assets import ASSETS_DIR
-
     if prefer not in ("auto", "hf", "gguf"):
         raise ValueError(f"prefer must be 'auto', 'hf' or 'gguf', got {prefer!r}")
-    gguf_dir = ASSETS_DIR / "policies" / EMBEDDED_GGUF
-    has_gguf = (gguf_dir / "manifest.json").is_file()
-    if has_gguf and (prefer == "gguf" or (prefer == "auto" and llama_available())):
-        return f"gguf:{gguf_dir}"
+    gguf = shipped_policy_spec(EMBEDDED_GGUF)
+    if gguf and (prefer == "gguf" or (prefer == "auto" and llama_available())):
+        return gguf
     if prefer == "gguf":
         return None
-    path = ASSETS_DIR / "policies" / EMBEDDED_POLICY
-    return str(path) if (path / "config.json").is_file() else None
+    return shipped_policy_spec(EMBEDDED_POLICY)
 
 
 def build_policy(spec: str | Sequence[str] | Policy, **kwargs: Any) -> Policy:
