@@ -118,7 +118,7 @@ def _roots(data_root: str | list[str] | tuple[str, ...] | None) -> list[Path]:
     return [Path(r) for part in items for r in str(part).split(",") if r.strip()]
 
 
-def _interleave(groups: list[list[Any]]) -> list[Any]:
+def interleave(groups: list[list[Any]]) -> list[Any]:
     """Round-robin over the groups, so any prefix mixes every source."""
     out: list[Any] = []
     for k in range(max((len(g) for g in groups), default=0)):
@@ -137,7 +137,7 @@ def mixed_samples(preset: Preset, data_root: Any) -> dict[str, list[Any]]:
 
     from medsam_agent_rt.training.phantom_data import phantom_samples
 
-    from medsam_agent_rt.data import is_demo_root, load_samples
+    from medsam_agent_rt.data import load_samples, refuse_demo_for_training
 
     p = preset
     roots = _roots(data_root)
@@ -146,8 +146,7 @@ def mixed_samples(preset: Preset, data_root: Any) -> dict[str, list[Any]]:
     per = {role: int(p.real_per_dataset.get(role, 0)) for role in (*ROLE_ORDER, "test")}
     by_role: dict[str, list[list[Any]]] = {role: [] for role in per}
     for root in roots:
-        if is_demo_root(root) or "biomedparse-demo" in str(root.resolve()):
-            raise ValueError(f"{root} is the demo set: evaluation only, never training data")
+        refuse_demo_for_training(root)
         samples = load_samples(root, splits=["train", "val"])
         for dataset in sorted({s.dataset for s in samples}):
             if "demo" in dataset:
@@ -182,7 +181,7 @@ def mixed_samples(preset: Preset, data_root: Any) -> dict[str, list[Any]]:
         "grpo": phantom_samples(p.phantoms, "train", p.grpo_images, offset=b),
         "test": phantom_samples(p.phantoms, "test", p.test_images),
     }
-    out = {role: _interleave([*by_role[role], phantoms[role]]) for role in per}
+    out = {role: interleave([*by_role[role], phantoms[role]]) for role in per}
     out["val"] = phantom_samples(p.phantoms, "val", p.val_images)
     return out
 
@@ -359,7 +358,7 @@ def eval_policy_sources(preset: Preset, out: Path, names: list[str], device: str
     """{name: policy source} for the eval stage: "sft" (OUT/sft/model) and "grpo" (OUT/package)
     and a shipped policy's name (e.g. phantom-tiny) as HF policies built on demand; any other
     name is a build_policy spec (oracle-box, expert, clicker:3, ...)."""
-    from medsam_agent_rt.assets import ASSETS_DIR
+    from medsam_agent_rt.policies.registry import shipped_policy_spec
 
     def hf(path: Path) -> Any:
         from medsam_agent_rt.policies.hf import HFPolicy
@@ -370,8 +369,9 @@ def eval_policy_sources(preset: Preset, out: Path, names: list[str], device: str
     sources: dict[str, Any] = {}
     for name in names:
         path = fixed.get(name)
-        if path is None and (ASSETS_DIR / "policies" / name / "config.json").is_file():
-            path = ASSETS_DIR / "policies" / name
+        shipped = shipped_policy_spec(name) if path is None else None
+        if shipped is not None and not shipped.startswith("gguf:"):  # a shipped HF policy
+            path = Path(shipped)
         sources[name] = name if path is None else hf(path)
     return sources
 

@@ -49,7 +49,8 @@ class Preset:
         "train split; test from its val split); phantom counts are the *_images fields",
     )
     episode_repeat: int = _f(
-        1, "SFT reads the whole-episode conversations this many times (upweights the turns after the box)"
+        1,
+        "SFT reads the whole-episode conversations this many times (upweights the turns after the box)",
     )
     expert: str = _f("expert:box_prob=1.0", "expert policy spec of the SFT trajectories")
     min_final_iou: float = _f(0.5, "keep expert episodes whose final IoU reaches this")
@@ -73,7 +74,9 @@ class Preset:
             )
         unknown = set(self.real_per_dataset) - set(REAL_ROLES)
         if unknown:
-            raise ValueError(f"real_per_dataset keys must be in {REAL_ROLES}, got {sorted(unknown)}")
+            raise ValueError(
+                f"real_per_dataset keys must be in {REAL_ROLES}, got {sorted(unknown)}"
+            )
         if not self.base_model and self.tiny_size is None:
             raise ValueError(f"preset {self.name!r}: give base_model or tiny_size")
 

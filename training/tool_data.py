@@ -76,12 +76,13 @@ def _phantom_groups(n: int, seed: int, split: str):
 def plan(root: Path | None, split: str, per_dataset: int, phantoms: int, seed: int):
     """Round-robin list of (image_id, dataset, samples): up to ``per_dataset`` images of each
     dataset under ``root`` (BiomedParse layout) for ``split`` and ``phantoms`` phantom images."""
-    from medsam_agent_rt.data import load_samples
+    from medsam_agent_rt.training.pipeline import interleave
+
+    from medsam_agent_rt.data import load_samples, refuse_demo_for_training
 
     sources: list[list] = []
     if root is not None:
-        if (root / "demo").is_dir():
-            raise ValueError(f"{root} is the demo set: it is for evaluation only, never training")
+        refuse_demo_for_training(root)
         samples = load_samples(root, splits=[split])
         by_ds: dict[str, list] = {}
         for g in _groups(samples):
@@ -92,10 +93,7 @@ def plan(root: Path | None, split: str, per_dataset: int, phantoms: int, seed: i
             sources.append(groups[:per_dataset])
     if phantoms:
         sources.append(_phantom_groups(phantoms, seed + (0 if split == "train" else 10_000), split))
-    order = []
-    for i in range(max((len(s) for s in sources), default=0)):
-        order += [s[i] for s in sources if i < len(s)]
-    return order
+    return interleave(sources)
 
 
 def read_index(cache: Path, split: str) -> list[CachedImage]:

@@ -23,7 +23,12 @@ from medsam_agent_rt.data.biomedparse import (
     read_biomedparse,
     read_split,
 )
-from medsam_agent_rt.data.demo import is_demo_root, read_demo, read_named_split
+from medsam_agent_rt.data.demo import (
+    is_demo_root,
+    read_demo,
+    read_named_split,
+    refuse_demo_for_training,
+)
 from medsam_agent_rt.data.modality import (
     MODALITIES,
     Modality,
@@ -76,6 +81,7 @@ __all__ = [
     "parse_modality",
     "read_biomedparse",
     "read_demo",
+    "refuse_demo_for_training",
     "read_named_split",
     "read_split",
 ]

@@ -83,6 +83,14 @@ def is_demo_root(root: str | os.PathLike) -> bool:
     return (root / "demo").is_dir() and (root / "demo_mask").is_dir()
 
 
+def refuse_demo_for_training(root: str | os.PathLike) -> None:
+    """ValueError when ``root`` is the demo set (a folder holding ``demo/``, or any path through
+    the shared ``biomedparse-demo`` copy): it is evaluation data, never training data."""
+    root = Path(root)
+    if (root / "demo").is_dir() or "biomedparse-demo" in str(root.resolve()):
+        raise ValueError(f"{root} is the demo set: evaluation only, never training data")
+
+
 def read_demo(root: str | os.PathLike, *, dataset: str = DEMO_DATASET) -> list[Sample]:
     """All samples of the demo folder (71 targets in 27 images for the shared copy), sorted by
     image then mask name. Raises FileNotFoundError when ``root/demo`` or ``root/demo_mask`` is
