@@ -15,6 +15,12 @@ Stages (each skipped when its output is complete, continued when it was interrup
             (oracle-box, clicker:3, expert) in one harness (training/evaluate.py);
 7. report   summary.json (every figure), grpo_reward_curve.png.
 
+A finished run can be trained further: ``--sft-steps N`` / ``--grpo-steps N`` raise the preset's step
+count; a finished stage whose run took fewer steps is reopened and continues from its checkpoint
+(the cosine schedule then spans the new total, so the lr rises again: a warm restart), and every
+stage after it runs again. The outputs they replace are moved to ``OUT/superseded/`` (never
+deleted). A count below the steps already trained is refused.
+
 Progress goes to stderr; the final summary JSON to stdout and ``OUT/summary.json``.
 ``--dry-run`` runs any preset on a tiny model and a few samples through the same code path.
 GPU presets run under torchrun (data, packaging and evaluation on rank 0; SFT and GRPO on all):
@@ -59,6 +65,12 @@ class _State:
     def finish(self, stage: str, seconds: float, **info: Any) -> None:
         prev = self.data["stages"].get(stage, {}).get("seconds", 0.0)
         self.data["stages"][stage] = {"done": True, "seconds": prev + seconds, **info}
+        self.save()
+
+    def reopen(self, stage: str) -> None:
+        """Mark a finished stage as to be run again (its time so far is kept)."""
+        if stage in self.data["stages"]:
+            self.data["stages"][stage]["done"] = False
         self.save()
 
     def save(self) -> None:
@@ -229,6 +241,70 @@ def dry_run_data(preset: Preset, out: Path) -> str | None:
     return str(root)
 
 
+# ----------------------------------------------------------------------------- extension
+
+TRAINED_STAGES = {"sft": "max_steps", "grpo": "steps"}  # stage -> its step-count setting
+
+
+def with_steps(preset: Preset, sft_steps: int | None, grpo_steps: int | None) -> Preset:
+    """``preset`` with its SFT ``max_steps`` and/or GRPO ``steps`` replaced."""
+    from dataclasses import replace
+
+    for name, n in (("--sft-steps", sft_steps), ("--grpo-steps", grpo_steps)):
+        if n is not None and n < 1:
+            raise ValueError(f"{name} must be >= 1, got {n}")
+    sft = {**preset.sft, "max_steps": sft_steps} if sft_steps else preset.sft
+    grpo = {**preset.grpo, "steps": grpo_steps} if grpo_steps else preset.grpo
+    return replace(preset, sft=sft, grpo=grpo)
+
+
+def trained_steps(out: Path, stage: str) -> int:
+    """Optimizer steps the finished ``stage`` of the run in ``out`` took (its checkpoint)."""
+    path = out / stage / "checkpoint" / "state.json"
+    if not path.is_file():
+        return 0
+    return int(json.loads(path.read_text())["step"])
+
+
+def reopen_extended_stages(preset: Preset, out: Path, state: _State) -> list[str]:
+    """Reopen each finished trained stage whose step count ``preset`` raised, and every stage
+    after it; the outputs of the later stages move to ``out/superseded/<stage>-<n>`` (a later
+    GRPO must start from the new SFT policy). Returns the reopened stages."""
+    import shutil
+
+    reopened: list[str] = []
+    for stage, key in TRAINED_STAGES.items():
+        if not state.done(stage):
+            continue
+        want = int((preset.sft if stage == "sft" else preset.grpo).get(key) or 0)
+        have = trained_steps(out, stage)
+        if not want or want == have:
+            continue
+        if want < have:
+            raise ValueError(
+                f"{out}: the {stage} stage already trained {have} steps; cannot shorten it to "
+                f"{want} (use another --out for a shorter run)"
+            )
+        later = list(STAGES[STAGES.index(stage) :])
+        for name in later[1:]:
+            src = out / name
+            if src.exists() and name in ("grpo", "eval"):
+                dst = out / "superseded" / f"{name}-after-{stage}-{have}"
+                k = 1
+                while dst.exists():
+                    k += 1
+                    dst = out / "superseded" / f"{name}-after-{stage}-{have}.{k}"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(src), str(dst))
+                _log(f"{name}: previous output kept in {dst}")
+        for name in later:
+            state.reopen(name)
+        _log(f"{stage}: extending {have} -> {want} steps; rerunning {later}")
+        reopened = later
+        break  # everything after the first extended stage is rerun anyway
+    return reopened
+
+
 # ----------------------------------------------------------------------------- run
 
 
@@ -240,9 +316,13 @@ def run_pipeline(
     data_root: str | None = None,
     segmenter: Any = None,
     stop_after: str | None = None,
+    sft_steps: int | None = None,
+    grpo_steps: int | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) every stage of ``preset`` into ``out``; returns the summary.
-    segmenter: a Segmenter or tool factory overriding ``preset.segmenter`` (tests)."""
+    segmenter: a Segmenter or tool factory overriding ``preset.segmenter`` (tests).
+    sft_steps / grpo_steps: raise the preset's step counts; finished stages that trained fewer
+    steps are continued (see the module docstring)."""
     torch = common.import_torch()
     from medsam_agent_rt.training import evaluate, phantom_data
     from medsam_agent_rt.training.grpo import GRPOConfig, train_grpo
@@ -258,7 +338,10 @@ def run_pipeline(
     if preset.threads:
         torch.set_num_threads(preset.threads)
     dist = common.setup_dist(preset.sft.get("device", "auto"))
+    preset = with_steps(preset, sft_steps, grpo_steps)
     state = _State(out, preset) if dist.master else None
+    if state is not None:
+        reopen_extended_stages(preset, out, state)
     device = dist.device
     t_all = time.perf_counter()
 
@@ -331,7 +414,7 @@ def run_pipeline(
         _log(f"sft: {cfg.max_steps or cfg.epochs} steps/epochs on {data}")
         train_sft(cfg, val_hook, resume=True)
         if state:
-            state.finish("sft", time.perf_counter() - t0)
+            state.finish("sft", time.perf_counter() - t0, steps=trained_steps(out, "sft"))
         barrier()
     if stop_after == "sft":
         return {}
@@ -343,7 +426,7 @@ def run_pipeline(
         _log(f"grpo: {cfg.steps} steps x {cfg.prompts_per_step} prompts x G={cfg.group_size}")
         train_grpo(cfg, samples["grpo"], segmenter, val_hook, resume=True)
         if state:
-            state.finish("grpo", time.perf_counter() - t0)
+            state.finish("grpo", time.perf_counter() - t0, steps=trained_steps(out, "grpo"))
         barrier()
     summary: dict[str, Any] = {}
     if dist.master:
@@ -444,6 +527,19 @@ def main(argv: list[str] | None = None) -> int:
         choices=("data", "sft"),
         help="stop after this stage (continue later with --resume)",
     )
+    parser.add_argument(
+        "--sft-steps",
+        type=int,
+        default=None,
+        help="SFT optimizer steps (default: the preset's); more than a finished run took "
+        "continues its SFT from the checkpoint and reruns every later stage",
+    )
+    parser.add_argument(
+        "--grpo-steps",
+        type=int,
+        default=None,
+        help="GRPO steps (default: the preset's); more than a finished run took continues it",
+    )
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     data_root = args.data_root
@@ -466,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         base_model=None if args.dry_run else args.base_model,
         data_root=data_root,
         stop_after=args.stop_after,
+        sft_steps=args.sft_steps,
+        grpo_steps=args.grpo_steps,
     )
     if summary:
         print(json.dumps(summary, indent=1))

@@ -56,6 +56,48 @@ def test_a_finished_stage_is_not_run_again(tmp_path):
         run_pipeline(get_preset("qwen3vl-8b-lora").dry_run(), tmp_path, segmenter=FakeFactory())
 
 
+def _log_steps(path):
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r["step"] for r in rows if "eval" not in r]
+
+
+def test_a_finished_run_is_extended_not_restarted(tmp_path):
+    preset = get_preset("phantom-tiny").dry_run()  # SFT 2 steps, GRPO 1 step
+    run_pipeline(preset, tmp_path, segmenter=FakeFactory())
+    sft_log = (tmp_path / "sft" / "log.jsonl").read_text()
+    old_rows = (tmp_path / "eval" / "rows.jsonl").read_text()
+    assert _log_steps(tmp_path / "grpo" / "log.jsonl") == [1]
+
+    # more GRPO only: SFT untouched, GRPO continues from its checkpoint at step 1
+    run_pipeline(preset, tmp_path, segmenter=FakeFactory(), grpo_steps=2)
+    assert (tmp_path / "sft" / "log.jsonl").read_text() == sft_log
+    assert _log_steps(tmp_path / "grpo" / "log.jsonl") == [1, 2]
+    state = json.loads((tmp_path / "pipeline.json").read_text())
+    assert state["stages"]["grpo"]["steps"] == 2 and all(
+        state["stages"][s]["done"] for s in STAGES
+    )
+    assert (tmp_path / "superseded" / "eval-after-grpo-1" / "rows.jsonl").read_text() == old_rows
+
+    # more SFT: continues at step 3 (steps 1-2 logged as before), GRPO restarts from the new
+    # SFT policy and the previous GRPO run is kept, not deleted
+    run_pipeline(preset, tmp_path, segmenter=FakeFactory(), sft_steps=4, grpo_steps=2)
+    new_log = (tmp_path / "sft" / "log.jsonl").read_text()
+    assert new_log.startswith(sft_log) and _log_steps(tmp_path / "sft" / "log.jsonl") == [1, 2, 3, 4]
+    kept = tmp_path / "superseded" / "grpo-after-sft-2"
+    assert _log_steps(kept / "log.jsonl") == [1, 2]
+    assert _log_steps(tmp_path / "grpo" / "log.jsonl") == [1, 2]
+    state = json.loads((tmp_path / "pipeline.json").read_text())
+    assert state["stages"]["sft"]["steps"] == 4 and all(state["stages"][s]["done"] for s in STAGES)
+
+    # asking for the same counts again runs nothing; fewer steps than trained is refused
+    run_pipeline(preset, tmp_path, segmenter=FakeFactory(), sft_steps=4, grpo_steps=2)
+    assert (tmp_path / "sft" / "log.jsonl").read_text() == new_log
+    with pytest.raises(ValueError, match="already trained 4 steps; cannot shorten"):
+        run_pipeline(preset, tmp_path, segmenter=FakeFactory(), sft_steps=3)
+    with pytest.raises(ValueError, match="--grpo-steps must be >= 1"):
+        run_pipeline(preset, tmp_path, segmenter=FakeFactory(), grpo_steps=0)
+
+
 def test_phantom_splits_are_disjoint():
     preset = Preset(
         name="t",
