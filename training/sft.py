@@ -46,7 +46,7 @@ from medsam_agent_rt.training.conversations import iter_conversations, load_imag
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
-    if callable(default) and not isinstance(default, type):
+    if default in (list, dict) or (callable(default) and not isinstance(default, type)):
         return field(default_factory=default, metadata={"help": help}, **kw)
     return field(default=default, metadata={"help": help}, **kw)
 

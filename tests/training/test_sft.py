@@ -257,3 +257,17 @@ def test_two_process_step_equals_one_process_step(tiny_policy_dir, tmp_path, fsd
     assert len(moved) > 10
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-6)
+
+
+def test_the_cli_takes_several_data_files():
+    """``--data a.jsonl b.jsonl`` (e.g. openings plus episodes) reaches the config as a list."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    common.add_config_args(parser, SFTConfig)
+    args = parser.parse_args(["--data", "a.jsonl", "b.jsonl", "--max-steps", "3"])
+    cfg = common.config_from_args(args, SFTConfig)
+    assert cfg.data == ["a.jsonl", "b.jsonl"] and cfg.max_steps == 3
+    assert SFTConfig().data == [] and SFTConfig().data is not SFTConfig().data
+    with pytest.raises(ValueError, match="at least one conversations JSONL"):
+        Conversations(SFTConfig().data)
