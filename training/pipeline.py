@@ -67,10 +67,11 @@ class _State:
         self.data["stages"][stage] = {"done": True, "seconds": prev + seconds, **info}
         self.save()
 
-    def reopen(self, stage: str) -> None:
-        """Mark a finished stage as to be run again (its time so far is kept)."""
-        if stage in self.data["stages"]:
-            self.data["stages"][stage]["done"] = False
+    def reopen(self, stages: list[str]) -> None:
+        """Mark finished stages as to be run again (their time so far is kept)."""
+        for stage in stages:
+            if stage in self.data["stages"]:
+                self.data["stages"][stage]["done"] = False
         self.save()
 
     def save(self) -> None:
@@ -243,7 +244,7 @@ def dry_run_data(preset: Preset, out: Path) -> str | None:
 
 # ----------------------------------------------------------------------------- extension
 
-TRAINED_STAGES = {"sft": "max_steps", "grpo": "steps"}  # stage -> its step-count setting
+TRAINED_STAGES = {"sft": "max_steps", "grpo": "steps"}  # stage (= its Preset field) -> step key
 
 
 def with_steps(preset: Preset, sft_steps: int | None, grpo_steps: int | None) -> Preset:
@@ -266,17 +267,16 @@ def trained_steps(out: Path, stage: str) -> int:
     return int(json.loads(path.read_text())["step"])
 
 
-def reopen_extended_stages(preset: Preset, out: Path, state: _State) -> list[str]:
-    """Reopen each finished trained stage whose step count ``preset`` raised, and every stage
-    after it; the outputs of the later stages move to ``out/superseded/<stage>-<n>`` (a later
-    GRPO must start from the new SFT policy). Returns the reopened stages."""
+def reopen_extended_stages(preset: Preset, out: Path, state: _State) -> None:
+    """Reopen the first finished trained stage whose step count ``preset`` raised, and every
+    stage after it; the outputs of the later stages move to ``out/superseded/<stage>-<n>`` (a
+    later GRPO must start from the new SFT policy)."""
     import shutil
 
-    reopened: list[str] = []
     for stage, key in TRAINED_STAGES.items():
         if not state.done(stage):
             continue
-        want = int((preset.sft if stage == "sft" else preset.grpo).get(key) or 0)
+        want = int(getattr(preset, stage).get(key) or 0)
         have = trained_steps(out, stage)
         if not want or want == have:
             continue
@@ -297,12 +297,9 @@ def reopen_extended_stages(preset: Preset, out: Path, state: _State) -> list[str
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(src), str(dst))
                 _log(f"{name}: previous output kept in {dst}")
-        for name in later:
-            state.reopen(name)
+        state.reopen(later)
         _log(f"{stage}: extending {have} -> {want} steps; rerunning {later}")
-        reopened = later
-        break  # everything after the first extended stage is rerun anyway
-    return reopened
+        return  # everything after the first extended stage is rerun anyway
 
 
 # ----------------------------------------------------------------------------- run

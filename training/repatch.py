@@ -45,6 +45,8 @@ def repatch(src: str | Path, dst: str | Path, patch: int) -> Path:
     """Write ``src`` (an HF Qwen-VL checkpoint directory) to ``dst`` with vision patch ``patch``."""
     from safetensors.torch import load_file, save_file
 
+    from medsam_agent_rt.io.atomic import atomic_directory
+
     src, dst = Path(src), Path(dst)
     if patch < 2:
         raise ValueError(f"patch must be >= 2 pixels, got {patch}")
@@ -52,8 +54,6 @@ def repatch(src: str | Path, dst: str | Path, patch: int) -> Path:
     for need in ("config.json", "model.safetensors"):
         if not (src / need).is_file():
             raise FileNotFoundError(f"{src} is not a checkpoint directory: {need} is missing")
-    if dst.exists() and any(dst.iterdir()):
-        raise FileExistsError(f"{dst} exists and is not empty: choose another output directory")
     config = json.loads((src / "config.json").read_text())
     vision = config.get("vision_config")
     if not vision or "patch_size" not in vision:
@@ -63,18 +63,20 @@ def repatch(src: str | Path, dst: str | Path, patch: int) -> Path:
     if len(keys) != 1:
         raise ValueError(f"expected one '*{KERNEL_SUFFIX}' tensor in {weights}, found {keys}")
     state[keys[0]] = resample_kernel(state[keys[0]], patch)
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file() and f.name not in ("model.safetensors", "config.json"):
-            shutil.copy2(f, dst / f.name)
     vision["patch_size"] = int(patch)
-    (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    pre = dst / "preprocessor_config.json"
-    if pre.is_file():
-        proc = json.loads(pre.read_text())
-        proc["patch_size"] = int(patch)
-        pre.write_text(json.dumps(proc, indent=2) + "\n")
-    save_file(state, dst / "model.safetensors", metadata={"format": "pt"})
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # all files or none; refuses a non-empty dst and one that contains src
+    with atomic_directory(dst, protect=[src]) as tmp:
+        for f in src.iterdir():
+            if f.is_file() and f.name not in ("model.safetensors", "config.json"):
+                shutil.copy2(f, tmp / f.name)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        pre = tmp / "preprocessor_config.json"
+        if pre.is_file():
+            proc = json.loads(pre.read_text())
+            proc["patch_size"] = int(patch)
+            pre.write_text(json.dumps(proc, indent=2) + "\n")
+        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
     return dst
 
 
