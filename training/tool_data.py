@@ -12,6 +12,13 @@ index ``<cache>/<split>.jsonl`` gets one line per finished image (file, image_id
 targets), written after the file, so an interrupted run resumes where it stopped and never
 reads a half-written entry.
 
+Zoom crops (``--zoom-crops K``, for ``segmenters.zoom``): after the whole images, up to K
+square crops per cached image around one of its targets, as PromptChain's ``+zoom`` strategies
+crop for a correction (the target's box, shifted by up to ``ZOOM_SHIFT`` of its side, enlarged
+by a log-uniform expansion in ``ZOOM_EXPANSION``; crops that would not zoom 1.5x are skipped),
+cached as entries of their own (image_id ``<image>#zoom<k>``, same dataset) with the targets that
+lie >= 90 % inside the crop.
+
 Images are drawn round-robin over the sources (a stratified prefix at any moment), each source
 shuffled with a fixed seed. Sources: BiomedParse-layout datasets (realpack) and procedural
 phantoms. The demo set is refused: it is for evaluation only.
@@ -30,6 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+ZOOM_TAG = "#zoom"  # image_id suffix of a zoom-crop entry
+ZOOM_EXPANSION = (1.4, 4.0)  # crop side / target box side, drawn log-uniformly
+ZOOM_SHIFT = 0.1  # the crop's region is shifted by up to this fraction of the box side
+
 
 @dataclass(frozen=True)
 class CachedImage:
@@ -39,6 +50,10 @@ class CachedImage:
     image_id: str
     dataset: str
     targets: tuple[str, ...]
+
+    @property
+    def is_zoom_crop(self) -> bool:
+        return ZOOM_TAG in self.image_id
 
 
 def mask_to_frame(mask: np.ndarray, resized: tuple[int, int], size: int) -> np.ndarray:
@@ -160,25 +175,128 @@ def build_cache(
                 masks.append(m)
         if not masks:
             continue
-        name = hashlib.blake2b(image_id.encode(), digest_size=8).hexdigest() + ".npz"
-        np.savez(
-            cache / split / name,
-            embedding=emb,
-            masks=np.stack(masks),
-            resized=np.array(resized, np.int64),
-        )
-        rec = {
-            "file": f"{split}/{name}",
-            "image_id": image_id,
-            "dataset": dataset,
-            "targets": targets,
-        }
-        with open(cache / f"{split}.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        _write_entry(cache, split, image_id, dataset, list(zip(targets, masks)), emb, resized)
         if n % 10 == 0 or n == len(todo):
             rate = (time.time() - t0) / n
             print(f"[cache {split}] {n}/{len(todo)} images, {rate:.2f} s/image", flush=True)
     return len(todo)
+
+
+def zoom_crop(masks: list[np.ndarray], target: int, rng: random.Random):
+    """One training crop around ``masks[target]`` (each (H, W) bool; see the module docstring):
+    (``segmenters.zoom.Frame``, indices of the masks >= 90 % inside it), or None when it would
+    not zoom 1.5x."""
+    from medsam_agent_rt.segmenters.zoom import ZoomConfig, region_bbox, zoom_frame
+
+    region = region_bbox(masks[target], None, None)
+    if region is None:
+        return None
+    x1, y1, x2, y2 = region
+    dx, dy = (x2 - x1 + 1) * ZOOM_SHIFT, (y2 - y1 + 1) * ZOOM_SHIFT
+    ox, oy = rng.uniform(-dx, dx), rng.uniform(-dy, dy)
+    lo, hi = np.log(ZOOM_EXPANSION[0]), np.log(ZOOM_EXPANSION[1])
+    config = ZoomConfig(expansion=float(np.exp(rng.uniform(lo, hi))))
+    frame = zoom_frame((x1 + ox, y1 + oy, x2 + ox, y2 + oy), masks[target].shape, config)
+    if frame is None:
+        return None
+    inside = [m[frame.y0 : frame.y0 + frame.h, frame.x0 : frame.x0 + frame.w].sum() for m in masks]
+    keep = [k for k, m in enumerate(masks) if inside[k] >= 0.9 * m.sum() > 0]
+    return (frame, keep) if target in keep else None
+
+
+def build_zoom_crops(
+    cache: Path,
+    root: Path | None,
+    split: str,
+    per_dataset: int,
+    phantoms: int = 0,
+    seed: int = 0,
+    crops_per_image: int = 1,
+    threads: int = 1,
+    max_targets: int = 4,
+    model=None,
+    shard: tuple[int, int] = (0, 1),
+) -> int:
+    """Add up to ``crops_per_image`` zoom crops of every whole image already in the cache (the
+    same plan as ``build_cache``); returns how many were added. Resumable like the images.
+    shard (i, n): only every n-th planned crop from the i-th (n processes fill one cache)."""
+    import torch
+
+    from medsam_agent_rt.segmenters.checkpoints import load_embedded_litemedsam
+    from medsam_agent_rt.segmenters.families import family_spec
+    from medsam_agent_rt.segmenters.preprocess import preprocess_image
+    from medsam_agent_rt.segmenters.zoom import crop_image
+
+    torch.set_num_threads(threads)
+    pre = family_spec("litemedsam").preprocessing
+    if model is not None:
+        pre = replace(pre, input_size=int(model.config.input_size))
+    done = {e.image_id for e in read_index(cache, split)}
+    planned = [
+        (f"{g[0]}{ZOOM_TAG}{k}", g[1], g[2])
+        for g in plan(root, split, per_dataset, phantoms, seed)
+        if g[0] in done
+        for k in range(crops_per_image)
+    ]  # sharded before the done filter: a resumed shard keeps its share
+    todo = [t for t in planned[shard[0] :: shard[1]] if t[0] not in done]
+    if not todo:
+        return 0
+    model = (model if model is not None else load_embedded_litemedsam()).eval()
+    t0, added = time.time(), 0
+    for n, (crop_id, dataset, samples) in enumerate(todo, 1):
+        samples = samples[:max_targets]
+        image = samples[0].load_image()
+        masks = [np.asarray(s.load_mask(), bool) for s in samples]
+        rng = random.Random(f"{seed}:zoom:{crop_id}")
+        got = zoom_crop(masks, rng.randrange(len(masks)), rng)
+        if got is not None:
+            frame, keep = got
+            x, resized = preprocess_image(crop_image(image, frame), pre)
+            window = np.s_[frame.y0 : frame.y0 + frame.h, frame.x0 : frame.x0 + frame.w]
+            kept = [
+                (samples[i].target, m)
+                for i in keep
+                if (m := mask_to_frame(masks[i][window], resized, pre.input_size)).sum() >= 4
+            ]
+            if kept:
+                with torch.inference_mode():
+                    emb = model.encode(torch.from_numpy(x))[0].numpy().astype(np.float16)
+                _write_entry(cache, split, crop_id, dataset, kept, emb, resized)
+                added += 1
+        if n % 10 == 0 or n == len(todo):
+            rate = (time.time() - t0) / n
+            print(
+                f"[zoom crops {split}] {n}/{len(todo)} tried, {added} added, {rate:.2f} s each",
+                flush=True,
+            )
+    return added
+
+
+def _write_entry(cache, split, image_id, dataset, kept, emb, resized) -> None:
+    """The npz, then its index line (a reader never sees a half-written entry)."""
+    (cache / split).mkdir(parents=True, exist_ok=True)
+    name = hashlib.blake2b(image_id.encode(), digest_size=8).hexdigest() + ".npz"
+    np.savez(
+        cache / split / name,
+        embedding=emb,
+        masks=np.stack([m for _, m in kept]),
+        resized=np.array(resized, np.int64),
+    )
+    rec = {"file": f"{split}/{name}", "image_id": image_id, "dataset": dataset,
+           "targets": [t for t, _ in kept]}  # fmt: skip
+    with open(cache / f"{split}.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    i, _, n = text.partition("/")
+    try:
+        shard = int(i), int(n)
+    except ValueError:
+        raise SystemExit(f"--shard must be I/N with 0 <= I < N, got {text!r}") from None
+    if not 0 <= shard[0] < shard[1]:
+        raise SystemExit(f"--shard must be I/N with 0 <= I < N, got {text!r}")
+    return shard
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,11 +308,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phantoms", type=int, default=0, help="phantom images (8 modalities)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shard", default="0/1", help="I/N: this process's share of the crops")
+    ap.add_argument(
+        "--zoom-crops",
+        type=int,
+        default=0,
+        metavar="K",
+        help="then add up to K zoom crops per cached image (segmenters.zoom; module docstring)",
+    )
     args = ap.parse_args(argv)
     added = build_cache(
         args.cache, args.data, args.split, args.per_dataset, args.phantoms, args.seed, args.threads
     )
     print(f"added {added} images to {args.cache}/{args.split}", file=sys.stderr)
+    if args.zoom_crops > 0:
+        crops = build_zoom_crops(
+            args.cache, args.data, args.split, args.per_dataset, args.phantoms, args.seed,
+            args.zoom_crops, args.threads, shard=_shard(args.shard),
+        )  # fmt: skip
+        print(f"added {crops} zoom crops to {args.cache}/{args.split}", file=sys.stderr)
     return 0
 
 

@@ -216,7 +216,9 @@ def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator, t
             with torch.no_grad():
                 t_sparse = teacher.prompt_encoder.embed_tokens(coords, labels)
                 t_logits = teacher.decode(emb_t, t_sparse, prev, has)[0][:, 0]
-            kl = tool_sim.binary_kl(logits, t_logits, valid_t).mean()
+            # zoom crops are not distilled: the base decoder was never meant to see them
+            whole = torch.tensor([0.0 if pool.entries[i].is_zoom_crop else 1.0 for i, _ in pairs])
+            kl = (tool_sim.binary_kl(logits, t_logits, valid_t) * whole).mean()
             loss = loss + cfg.distill * kl
             entry.append(float(kl.detach()))
         total = total + loss

@@ -14,6 +14,12 @@ segmenter, keeps one mask and becomes the new state:
 - ``"box+all_clicks+prev_logits"``: the current box, every click so far, the previous logits;
 - ``"box+all_clicks"``: the current box and every click so far, no mask input.
 
+Any strategy may end in ``+zoom`` (``+zoom:expansion=2,min_gain=1.5``, ``segmenters.zoom``):
+a click made once a mask exists then runs on a square crop around the mask, box and clicks,
+encoded at the model's full input size (RITM's ZoomIn); the previous logits are resampled into
+the crop's frame and the crop's mask is pasted back into the image. Box steps see the whole
+image. (Zoom runs on the host: a chain kept ``on_device`` does not zoom.)
+
 A new box replaces the old one (clicks are kept). The first prompt of an episode asks for
 multimask output when the family's ``multimask_first`` says so and keeps the highest-scoring
 mask; later prompts ask for a single mask. Masks are the logits binarised at > 0.
@@ -26,13 +32,21 @@ ValueError from the segmenter and leave the state unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from medsam_agent_rt.segmenters.base import Segmenter
 from medsam_agent_rt.segmenters.families import FAMILIES
+from medsam_agent_rt.segmenters.zoom import (
+    Frame,
+    ZoomConfig,
+    crop_image,
+    region_bbox,
+    resample_logits,
+    zoom_frame,
+)
 from medsam_agent_rt.transfers import to_host
 
 STRATEGIES = (
@@ -41,12 +55,28 @@ STRATEGIES = (
     "box+all_clicks+prev_logits",
     "box+all_clicks",
 )
+ZOOM_SUFFIX = "+zoom"
+
+
+def parse_strategy(strategy: str) -> tuple[str, ZoomConfig | None]:
+    """``"box+all_clicks+prev_logits+zoom:expansion=2"`` -> (base strategy, its ZoomConfig);
+    no ``+zoom`` suffix -> (strategy, None). A clear ValueError for anything else."""
+    base, sep, zoom_spec = strategy.partition(ZOOM_SUFFIX)
+    if base not in STRATEGIES or (sep and zoom_spec and not zoom_spec.startswith(":")):
+        raise ValueError(
+            f"strategy must be one of {', '.join(STRATEGIES)}, optionally followed by "
+            f"'{ZOOM_SUFFIX}' or '{ZOOM_SUFFIX}:key=value,...'; got {strategy!r}"
+        )
+    if not sep:
+        return base, None
+    return base, ZoomConfig.from_spec(zoom_spec[1:] or "on")
 
 
 @dataclass(frozen=True)
 class SentPrompts:
     """Exactly what one step sent: point_coords (N, 2) float px and point_labels (N,) int or
-    None, box (4,) float px or None, whether the previous low-res logits went in as mask_input,
+    None, box (4,) float px or None (original-image px; a zoomed step shifted them into its
+    ``StepResult.frame``), whether the previous low-res logits went in as mask_input,
     and the multimask flag."""
 
     point_coords: np.ndarray | None
@@ -72,13 +102,16 @@ class _State:
     logits: np.ndarray | None = None  # (h, w) float32 low-res logits of the kept mask
     mask: np.ndarray | None = None
     steps: int = 0
+    frame: Frame | None = None  # the crop the logits belong to (None: the whole image)
 
 
 @dataclass(frozen=True)
 class StepResult:
     """One step: action "box" | "point"; mask (H, W) bool; score (the kept mask's predicted
     IoU); low_res_logits (h, w) float32; prompts sent; mask_index among the returned masks;
-    the strategy used; committed tells whether it became the episode state."""
+    the strategy used; committed tells whether it became the episode state; frame: the crop
+    the step ran on and its low_res_logits belong to (``segmenters.zoom.Frame``; None: the
+    whole image)."""
 
     action: str
     mask: np.ndarray
@@ -88,6 +121,7 @@ class StepResult:
     mask_index: int
     strategy: str
     committed: bool = False
+    frame: Frame | None = None
     _base: _State = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     _next: _State = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
@@ -112,15 +146,18 @@ class PromptChain:
         spec = FAMILIES.get(getattr(segmenter, "family", ""), None)
         if strategy is None:
             strategy = spec.default_strategy if spec else "box+all_clicks+prev_logits"
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+        self._base_strategy, self.zoom = parse_strategy(strategy)
         if multimask_first is None:
             multimask_first = spec.multimask_first if spec else True
         self.segmenter = segmenter
         self.strategy = strategy
         self.multimask_first = bool(multimask_first)
         self.on_device = bool(on_device) and bool(getattr(segmenter, "on_device", False))
+        if self.on_device:
+            self.zoom = None  # the crop logic runs on host arrays
+        self._image = image
         self.encoded = segmenter.encode(image)
+        self._crops: dict[Frame, Any] = {}  # zoom crops encoded so far in this episode
         self.image_size: tuple[int, int] = tuple(self.encoded.original_size)
         self._state = _State()
         self.history: list[StepResult] = []
@@ -144,7 +181,13 @@ class PromptChain:
 
     @property
     def low_res_logits(self) -> np.ndarray | None:
+        """(h, w) float32 logits of the current mask, in the frame ``logits_frame``."""
         return self._state.logits
+
+    @property
+    def logits_frame(self) -> Frame | None:
+        """The zoom crop the current logits belong to (None: the whole image)."""
+        return self._state.frame
 
     @property
     def num_steps(self) -> int:
@@ -155,13 +198,13 @@ class PromptChain:
         """(points, labels, box, mask_input) for the step from ``base`` to ``nxt``."""
         has_mask = base.logits is not None
         clicks = list(nxt.clicks)
-        if self.strategy == "newest_click+prev_logits":
+        if self._base_strategy == "newest_click+prev_logits":
             box = nxt.box if action == "box" else None
             sent = clicks[-1:] if action == "point" else []
             use_logits = has_mask
-        elif self.strategy == "box+newest_click+prev_logits":
+        elif self._base_strategy == "box+newest_click+prev_logits":
             box, sent, use_logits = nxt.box, clicks[-1:], has_mask
-        elif self.strategy == "box+all_clicks+prev_logits":
+        elif self._base_strategy == "box+all_clicks+prev_logits":
             box, sent, use_logits = nxt.box, clicks, has_mask
         else:  # "box+all_clicks"
             box, sent, use_logits = nxt.box, clicks, False
@@ -170,15 +213,59 @@ class PromptChain:
         mask_input = base.logits[None] if use_logits else None
         return pts, labs, box, mask_input
 
+    def _frame(self, base: _State, action: str, nxt: _State) -> Frame | None:
+        """The crop this step runs on (None: the whole image); see ``segmenters.zoom``."""
+        if self.zoom is None or action != "point" or base.mask is None:
+            return None
+        clicks = np.array([[x, y] for x, y, _ in nxt.clicks], np.float64).reshape(-1, 2)
+        h, w = self.image_size
+        if ((clicks < 0) | (clicks > [w - 1, h - 1])).any():
+            return None  # the segmenter's own error names the click in image pixels
+        region = region_bbox(np.asarray(base.mask, bool), nxt.box, clicks)
+        if region is None:
+            return None
+        # a box may end on the image's far edge (x2 == W); no crop pixel lies beyond W - 1
+        region = (*np.maximum(region[:2], 0.0), min(region[2], w - 1.0), min(region[3], h - 1.0))
+        if base.frame is not None and base.frame.contains(*region):
+            return base.frame  # the crop still holds everything: no new encoding
+        return zoom_frame(region, self.image_size, self.zoom)
+
+    def _encoded(self, frame: Frame | None) -> Any:
+        if frame is None:
+            return self.encoded
+        if frame not in self._crops:
+            self._crops[frame] = self.segmenter.encode(crop_image(self._image, frame))
+        return self._crops[frame]
+
+    def _full(self) -> Frame:
+        h, w = self.image_size
+        return Frame(0, 0, w, h)
+
     def _step(self, action: str, nxt: _State) -> StepResult:
         base = self._state
         pts, labs, box, mask_input = self._prompts(base, action, nxt)
         multimask = self.multimask_first and base.steps == 0
+        frame = self._frame(base, action, nxt)
+        if mask_input is not None and frame != base.frame:
+            mask_input = resample_logits(
+                mask_input[0],
+                base.frame or self._full(),
+                frame or self._full(),
+                self.segmenter.preprocessing,
+            )[None]
+        pts_in, box_in = pts, box
+        if frame is not None:
+            shift = np.array([frame.x0, frame.y0], np.float64)
+            pts_in = None if pts is None else pts - shift
+            if box is not None:
+                lo, hi = shift, shift + [frame.w - 1, frame.h - 1]
+                box_in = np.concatenate([np.clip(box[:2], lo, hi), np.clip(box[2:], lo, hi)])
+                box_in = box_in - np.concatenate([shift, shift])
         pred = self.segmenter.decode(
-            self.encoded,
-            point_coords=pts,
+            self._encoded(frame),
+            point_coords=pts_in,
             point_labels=labs,
-            box=box,
+            box=box_in,
             mask_input=mask_input,
             multimask_output=multimask,
             **({"on_device": True} if self.on_device else {}),
@@ -188,7 +275,11 @@ class PromptChain:
         logits, mask = pred.low_res_logits[idx], pred.masks[idx]  # device tensors on_device
         if not self.on_device:
             logits, mask = np.asarray(logits, np.float32), np.asarray(mask, np.bool_)
-        done = _State(nxt.box, nxt.clicks, logits, mask, base.steps + 1)
+        if frame is not None:
+            full = np.zeros(self.image_size, np.bool_)
+            full[frame.y0 : frame.y0 + frame.h, frame.x0 : frame.x0 + frame.w] = mask
+            mask = full
+        done = _State(nxt.box, nxt.clicks, logits, mask, base.steps + 1, frame)
         sent = SentPrompts(
             None if pts is None else pts.copy(),
             None if labs is None else labs.copy(),
@@ -205,6 +296,7 @@ class PromptChain:
             idx,
             self.strategy,
             False,
+            frame,
             base,
             done,
         )
@@ -215,7 +307,7 @@ class PromptChain:
         if box.shape != (4,):
             raise ValueError(f"box must be 4 numbers x1, y1, x2, y2 (px), got {np.shape(xyxy_px)}")
         s = self._state
-        return self._step("box", _State(box, s.clicks, s.logits, s.mask, s.steps))
+        return self._step("box", _State(box, s.clicks, s.logits, s.mask, s.steps, s.frame))
 
     def preview_point(self, xy_px: Any, positive: bool) -> StepResult:
         """The step a click at (x, y) px would give, without changing the state."""
@@ -224,7 +316,8 @@ class PromptChain:
             raise ValueError(f"point must be 2 numbers x, y (px), got {np.shape(xy_px)}")
         s = self._state
         click = (float(xy[0]), float(xy[1]), 1 if positive else 0)
-        return self._step("point", _State(s.box, (*s.clicks, click), s.logits, s.mask, s.steps))
+        nxt = _State(s.box, (*s.clicks, click), s.logits, s.mask, s.steps, s.frame)
+        return self._step("point", nxt)
 
     def commit(self, step: StepResult) -> StepResult:
         """Adopt a preview of the CURRENT state as the new state; returns it marked committed."""
@@ -240,6 +333,7 @@ class PromptChain:
             step.mask_index,
             step.strategy,
             True,
+            step.frame,
             step._base,
             step._next,
         )
@@ -279,6 +373,7 @@ class PromptChain:
                     "mask_index": s.mask_index,
                     "mask_area": int(s.mask.sum()),
                     "prompts": s.prompts.to_dict(),
+                    "frame": None if s.frame is None else list(astuple(s.frame)),
                 }
                 for s in self.history
             ],

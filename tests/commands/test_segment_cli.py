@@ -471,3 +471,21 @@ def test_argument_errors_exit_2(capsys):
         assert info.value.code == 2
     err = capsys.readouterr().err
     assert "--target" in err and "window preset must be one of" in err
+
+
+def test_strategy_takes_a_zoom_suffix_and_rejects_junk(
+    demo_case, reuse_segmenter, tmp_path, capsys
+):
+    with pytest.raises(SystemExit) as info:
+        main(["segment", "x.png", "--target", "t", "--strategy", "box+zoom"])
+    assert info.value.code == 2
+    assert "strategy must be one of" in capsys.readouterr().err
+    image, gt_png, target, _, _ = demo_case
+    code, stdout, stderr = run_cli(
+        capsys, image, "--target", target, "--policy", "clicker:2", "--gt", gt_png,
+        "--strategy", "box+all_clicks+prev_logits+zoom:expansion=2", "--out", tmp_path / "o",
+        "--json",
+    )  # fmt: skip
+    assert code == 0, stderr
+    rec = EpisodeRecord.load(tmp_path / "o" / "trajectory.json")
+    assert rec.strategy == "box+all_clicks+prev_logits+zoom:expansion=2"

@@ -245,3 +245,73 @@ def test_random_click_count_spans_the_range_and_fixed_count_is_unchanged(cache):
         with torch.no_grad():
             _, curve = episode_loss(model, pool, cfg(cache, "x", clicks=3), rng)
         assert len(curve) == 4
+
+
+# ----------------------------------------------------------------------------- zoom crops
+def _disc(cx, cy, r, hw=(300, 400)):
+    yy, xx = np.mgrid[: hw[0], : hw[1]]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
+
+
+def test_zoom_crop_holds_its_target_and_keeps_only_whole_targets():
+    import random
+
+    a, near, far = _disc(100, 150, 15), _disc(122, 150, 4), _disc(350, 50, 10)
+    sides = []
+    for seed in range(40):
+        frame, keep = tool_data.zoom_crop([a, near, far], 0, random.Random(seed))
+        win = np.zeros(a.shape, bool)
+        win[frame.y0 : frame.y0 + frame.h, frame.x0 : frame.x0 + frame.w] = True
+        assert frame.w == frame.h and frame.x0 >= 0 and frame.y0 >= 0
+        assert frame.x0 + frame.w <= 400 and frame.y0 + frame.h <= 300
+        # the kept targets are exactly those >= 90 % inside (counted here on the full image)
+        want = [k for k, m in enumerate([a, near, far]) if (m & win).sum() >= 0.9 * m.sum()]
+        assert keep == want and 0 in keep and 2 not in keep
+        sides.append(frame.w)
+    # 29-px target: the side is expansion (1.4..4, log-uniform) x 29, never below 400 / 8
+    assert min(sides) >= 50 and max(sides) <= int(np.ceil(4.0 * 29)) and max(sides) > 90
+    big = np.zeros((300, 400), bool)
+    big[20:280, 30:370] = True
+    assert tool_data.zoom_crop([big], 0, random.Random(0)) is None  # would not zoom 1.5x
+
+
+def test_zoom_crops_are_cached_resumably_and_shards_add_up(tmp_path):
+    model = tiny_model()
+    shards = tmp_path / "shards"
+    assert tool_data.build_cache(shards, None, "train", 0, phantoms=4, seed=1, model=model) == 4
+    added = [
+        tool_data.build_zoom_crops(shards, None, "train", 0, 4, 1, shard=(i, 2), model=model)
+        for i in (0, 1)
+    ]
+    whole = tmp_path / "whole"
+    tool_data.build_cache(whole, None, "train", 0, phantoms=4, seed=1, model=model)
+    n = tool_data.build_zoom_crops(whole, None, "train", 0, 4, 1, model=model)
+    assert n == sum(added) >= 2  # phantoms hold small organs: most images give a crop
+    assert tool_data.build_zoom_crops(whole, None, "train", 0, 4, 1, model=model) == 0
+    crops = [e for e in tool_data.read_index(whole, "train") if e.is_zoom_crop]
+    assert sorted(e.image_id for e in crops) == sorted(
+        e.image_id for e in tool_data.read_index(shards, "train") if e.is_zoom_crop
+    )
+    assert len(crops) == n and all(e.image_id.endswith("#zoom0") for e in crops)
+    for e in crops:
+        emb, masks, resized = tool_data.load_entry(e)
+        assert emb.shape == (32, 64, 64) and len(masks) == len(e.targets) >= 1
+        assert not masks[:, resized[0] :, :].any() and not masks[:, :, resized[1] :].any()
+        assert max(resized) == 256  # a crop fills the model frame like any image
+
+
+def test_zoom_crops_are_not_distilled(cache, tmp_path):
+    """The box iteration's KL to the base decoder is dropped for zoom-crop entries."""
+    pool = Pool(cache, "train")
+    probe = cfg(cache, tmp_path, p_box=1.0, clicks=0, distill=1.0)
+    student, teacher = tiny_model(4).eval(), tiny_model(3).eval()
+
+    def kl() -> float:
+        with torch.no_grad():
+            return episode_loss(student, pool, probe, np.random.default_rng(0), teacher)[1][0][3]
+
+    assert kl() > 1e-4
+    pool.entries = [
+        replace(e, image_id=e.image_id + tool_data.ZOOM_TAG + "0") for e in pool.entries
+    ]
+    assert kl() == 0.0
