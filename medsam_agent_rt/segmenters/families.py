@@ -28,7 +28,8 @@ Episode defaults (how prompts are carried between turns; see ``segmenters.prompt
   3 multimask outputs 0.780.
 - ``litemedsam-click``: LiteMedSAM's image encoder and preprocessing, its prompt encoder + mask
   decoder fine-tuned with iterative click simulation (``training.tool_finetune``);
-  ``LITEMEDSAM_CLICK_STRATEGY`` is the measured best carrying strategy on the demo set (README).
+  ``LITEMEDSAM_CLICK_STRATEGY`` is the measured best carrying strategy on the val data (README):
+  SAM's protocol, with corrections zoomed in on the object (``segmenters.zoom``, expansion 4).
 - ``medsam``: "box+all_clicks" — not measured (no weights on this machine); MedSAM was trained
   like LiteMedSAM (box prompts, no mask input), so LiteMedSAM's measured behaviour is the best
   available evidence.
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from medsam_agent_rt.segmenters.base import Preprocessing
 
 #: measured on the realpack val splits (README, "litemedsam-click"); see the module docstring
-LITEMEDSAM_CLICK_STRATEGY = "box+all_clicks+prev_logits"
+LITEMEDSAM_CLICK_STRATEGY = "box+all_clicks+prev_logits+zoom"
 
 FAMILY_NAMES = ("sam", "medsam", "litemedsam", "litemedsam-click", "mobilesam", "sam2", "medsam2")
 

@@ -18,12 +18,30 @@ import pytest
 RECORD = Path(__file__).with_name("data") / "litemedsam_click_episode.json"
 
 
+def _steps(steps, gt) -> list[dict]:
+    from medsam_agent_rt import ops
+
+    return [
+        {
+            "mask_sha256": hashlib.sha256(np.packbits(s.mask).tobytes()).hexdigest(),
+            "area": int(s.mask.sum()),
+            "score": float(s.score),
+            "dice": float(ops.dice(s.mask, gt)),
+            "frame": None if s.frame is None else [s.frame.x0, s.frame.y0, s.frame.w, s.frame.h],
+        }
+        for s in steps
+    ]
+
+
 def run_recorded_episode(seg) -> dict:
     """A CT phantom (seed 7, 256 px), its first target: 4 ``ops.next_click`` clicks (the first on
     the empty mask: the clicker policy's episode), every one kept, the family's default strategy.
-    Per step: mask SHA-256, mask area, score, Dice."""
+    Then ``zoom_episode``: the same phantom at 512 px, its smallest target, the GT box and 3
+    corrective clicks (zoomed in by the default strategy). Per step: mask SHA-256, mask area,
+    score, Dice, the zoom crop."""
     from medsam_agent_rt import ops
     from medsam_agent_rt.data.phantoms import generate
+    from medsam_agent_rt.policies._gt import gt_box
     from medsam_agent_rt.segmenters import PromptChain
 
     ph = generate("CT", 7, 256)
@@ -35,18 +53,18 @@ def run_recorded_episode(seg) -> dict:
         c = ops.next_click(ep.mask, gt, np.asarray(clicked) if clicked else None)
         clicked.append([c.x, c.y])
         steps.append(ep.add_point((c.x, c.y), c.positive))
+    big = generate("CT", 7, 512)
+    small, small_gt = min(big.masks.items(), key=lambda kv: int(kv[1].sum()))
+    zoom = PromptChain(seg, big.image)
+    zsteps = [zoom.add_box(gt_box(small_gt))]
+    for _ in range(3):
+        c = ops.next_click(zoom.mask, small_gt, None)
+        zsteps.append(zoom.add_point((c.x, c.y), c.positive))
     return {
         "target": target,
         "strategy": ep.strategy,
-        "steps": [
-            {
-                "mask_sha256": hashlib.sha256(np.packbits(s.mask).tobytes()).hexdigest(),
-                "area": int(s.mask.sum()),
-                "score": float(s.score),
-                "dice": float(ops.dice(s.mask, gt)),
-            }
-            for s in steps
-        ],
+        "steps": _steps(steps, gt),
+        "zoom_episode": {"target": small, "steps": _steps(zsteps, small_gt)},
     }
 
 
@@ -99,11 +117,20 @@ def test_recorded_episode_is_reproduced(click_seg):
     want = json.loads(RECORD.read_text())
     got = run_recorded_episode(click_seg)
     assert got["target"] == want["target"] and got["strategy"] == want["strategy"]
-    for g, w in zip(got["steps"], want["steps"], strict=True):
+    zoomed = got["zoom_episode"]
+    assert zoomed["target"] == want["zoom_episode"]["target"]
+    for g, w in zip(
+        got["steps"] + zoomed["steps"], want["steps"] + want["zoom_episode"]["steps"], strict=True
+    ):
         assert g["mask_sha256"] == w["mask_sha256"] and g["area"] == w["area"]
         assert g["score"] == pytest.approx(w["score"], rel=1e-5, abs=1e-6)
-    # the tool listens to corrections: they raise Dice over the first click
+        assert g["frame"] == w["frame"]
+    # the tool listens to corrections: they raise Dice over the first click / the box
     assert got["steps"][-1]["dice"] > got["steps"][0]["dice"]
+    assert zoomed["steps"][-1]["dice"] > zoomed["steps"][0]["dice"]
+    # the default strategy zooms the corrections of a small target in, never the box
+    assert zoomed["steps"][0]["frame"] is None
+    assert all(s["frame"] is not None for s in zoomed["steps"][1:])
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def test_auto_runs_the_click_graphs_on_the_cpu_and_torch_elsewhere(monkeypatch):
     assert PromptChain(seg, np.zeros((64, 64, 3), np.uint8)).strategy == (
         FAMILIES["litemedsam-click"].default_strategy
     )
-    assert FAMILIES["litemedsam-click"].default_strategy == "box+all_clicks+prev_logits"
+    assert FAMILIES["litemedsam-click"].default_strategy == "box+all_clicks+prev_logits+zoom"
     assert resolve_backend("litemedsam-click", device="cuda") == "torch"
     assert resolve_backend("litemedsam-click", backend="torch") == "torch"
     monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` fail
