@@ -15,7 +15,8 @@ segmenter, keeps one mask and becomes the new state:
 - ``"box+all_clicks"``: the current box and every click so far, no mask input.
 
 Any strategy may end in ``+zoom`` (``+zoom:expansion=2,min_gain=1.5``, ``segmenters.zoom``):
-a click made once a mask exists then runs on a square crop around the mask, box and clicks,
+a click made once a mask AND a box exist then runs on a square crop around the mask, box and
+clicks,
 encoded at the model's full input size (RITM's ZoomIn); the previous logits are resampled into
 the crop's frame and the crop's mask is pasted back into the image. Box steps see the whole
 image. (Zoom runs on the host: a chain kept ``on_device`` does not zoom.)
@@ -215,8 +216,8 @@ class PromptChain:
 
     def _frame(self, base: _State, action: str, nxt: _State) -> Frame | None:
         """The crop this step runs on (None: the whole image); see ``segmenters.zoom``."""
-        if self.zoom is None or action != "point" or base.mask is None:
-            return None
+        if self.zoom is None or action != "point" or base.mask is None or nxt.box is None:
+            return None  # without a box the mask's extent is a guess: a crop could cut it off
         clicks = np.array([[x, y] for x, y, _ in nxt.clicks], np.float64).reshape(-1, 2)
         h, w = self.image_size
         if ((clicks < 0) | (clicks > [w - 1, h - 1])).any():

@@ -5,7 +5,9 @@ adrenal gland of a 512-px CT slice spans 10 model pixels and a click can move it
 finely as that. Interactive-segmentation models therefore refine on a crop (RITM's "ZoomIn",
 FocalClick's focus crop): once a mask exists, the correction runs on a square crop around the
 object, the whole mask, the box and every click, enlarged by ``expansion``, encoded at full
-model resolution. The box step (the first turn) always sees the whole image.
+model resolution. The box step (the first turn) always sees the whole image, and an episode
+without a box never zooms: the box is what says where the object ends (a crop around a first
+click's partial mask can cut the target off; measured in the README).
 
 Frames are rectangles of the ORIGINAL image, ``Frame(x0, y0, w, h)`` px; ``None`` stands for the
 whole image. Low-res logits (h_lr, w_lr) always belong to one frame: the model input frame of

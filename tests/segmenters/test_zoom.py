@@ -499,14 +499,17 @@ def test_strategy_without_zoom_never_crops():
         np.testing.assert_array_equal(seg.calls[1]["mask_input"][0], steps[0].low_res_logits)
 
 
-def test_first_click_without_a_mask_does_not_zoom():
+def test_an_episode_without_a_box_never_zooms():
+    """Clicks alone: the mask's extent is a guess, so no crop (it could cut the target off)."""
     seg = SizedFake()
     ep = PromptChain(seg, IMAGE, strategy=ZOOM2, multimask_first=False)
-    s1 = ep.add_point((115, 75), True)
-    assert s1.frame is None and len(seg.images) == 1 and seg.calls[0]["encoded"] is ep.encoded
-    s2 = ep.add_point((118, 78), True)  # now a mask exists: region = disc + clicks
-    frame = square_crop(107, 67, 123, 83, 2.0)  # 2 * 17 < 300 / 8: max_gain's side, 38
-    assert frame.w == 38 and s2.frame == frame and len(seg.images) == 2
+    steps = [ep.add_point((115, 75), True), ep.add_point((118, 78), True)]
+    steps.append(ep.add_point((125, 85), False))  # a mask exists from the first click on
+    assert all(s.frame is None for s in steps) and len(seg.images) == 1
+    assert all(c["encoded"] is ep.encoded for c in seg.calls)
+    # a box later in the episode turns zoom on for the clicks after it
+    ep.add_box(BOX)
+    assert ep.add_point((115, 75), True).frame is not None and len(seg.images) == 2
 
 
 def test_undo_restores_the_previous_frame():
