@@ -30,8 +30,8 @@ import numpy as np
 
 from benchmarks._demo import demo_root
 from medsam_agent_rt import ops
+from medsam_agent_rt.commands._types import strategy as strategy_type
 from medsam_agent_rt.segmenters import STRATEGIES, PromptChain, build_segmenter
-from medsam_agent_rt.segmenters.prompt_chain import parse_strategy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,14 +157,6 @@ def run_episode(seg, image, gt, strategy, clicks, tau, clicker):
     return dice, iou, kept
 
 
-def _strategy(value: str) -> str:
-    try:
-        parse_strategy(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="LiteMedSAM accuracy on the demo set")
     ap.add_argument(
@@ -184,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "--strategies",
         nargs="+",
         default=list(STRATEGIES),
-        type=_strategy,
+        type=strategy_type,
         help="carrying strategies, each optionally with +zoom (segmenters.prompt_chain)",
     )
     ap.add_argument(

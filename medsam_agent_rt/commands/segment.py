@@ -76,18 +76,8 @@ def _count(minimum: int):
     return parse
 
 
-def _strategy(value: str) -> str:
-    """argparse type: a carrying strategy, optionally with ``+zoom`` (prompt_chain)."""
-    from medsam_agent_rt.segmenters.prompt_chain import parse_strategy
-
-    try:
-        parse_strategy(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
-
-
 def configure(p: argparse.ArgumentParser) -> None:
+    from medsam_agent_rt.commands._types import strategy as strategy_type
     from medsam_agent_rt.segmenters.prompt_chain import STRATEGIES
     from medsam_agent_rt.segmenters.registry import BACKENDS
 
@@ -125,7 +115,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--strategy",
         metavar="NAME",
-        type=_strategy,
+        type=strategy_type,
         help="how prompts carry over turns: " + ", ".join(STRATEGIES) + ", each optionally "
         "followed by +zoom[:expansion=E] (corrections on a crop; README) (default: the "
         "segmenter family's measured best)",

@@ -23,6 +23,7 @@ HELP = "Serve the web page and HTTP API where the agent and a clinician segment 
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    from medsam_agent_rt.commands._types import strategy as strategy_type
     from medsam_agent_rt.segmenters.registry import BACKENDS
 
     p.epilog = _exit.EPILOG
@@ -53,6 +54,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cors-origin", action="append", default=[], metavar="URL")
     p.add_argument("--max-turns", type=int, default=5, help="agent actions per episode")
     p.add_argument(
+        "--strategy",
+        type=strategy_type,
+        metavar="NAME",
+        help="the tool's carrying strategy (default: the segmenter family's; e.g. "
+        "box+all_clicks+prev_logits turns litemedsam-click's zoomed corrections off)",
+    )
+    p.add_argument(
         "--turn-deadline",
         type=float,
         metavar="S",
@@ -80,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             max_upload_bytes=args.max_upload_mb * MIB, max_pixels=args.max_pixels,
             max_slices=args.max_slices, rate_per_s=args.rate or None, max_actions=args.max_turns,
             turn_deadline_s=args.turn_deadline, episode_deadline_s=args.episode_deadline,
-            **extra,
+            strategy=args.strategy, **extra,
         )  # fmt: skip
     except (ImportError, ValueError) as e:
         return fail(str(e))

@@ -70,9 +70,10 @@ class Segmenter(Protocol):
     backend: str
     preprocessing: Preprocessing
 
-    def encode(self, image: np.ndarray) -> Any:
+    def encode(self, image: np.ndarray, keep: bool = True) -> Any:
         """image: (H, W, 3) uint8 RGB -> an ``segmenters.store.Encoded`` (embedding on the
-        backend's device, original and resized sizes)."""
+        backend's device, original and resized sizes); keep=False: not kept in the shared store
+        (one episode's zoom crops)."""
         ...
 
     def decode(

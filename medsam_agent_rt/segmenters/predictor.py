@@ -200,9 +200,10 @@ class SamPredictorBase(PredictorLayer):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ stateless contract
-    def encode(self, image: np.ndarray) -> Encoded:
+    def encode(self, image: np.ndarray, keep: bool = True) -> Encoded:
         """image: (H, W, 3) uint8 RGB ((H, W), (H, W, 1) grayscale and RGBA are converted) ->
-        its :class:`Encoded`, from the shared store or computed (once, also under concurrency)."""
+        its :class:`Encoded`, from the shared store or computed (once, also under concurrency);
+        keep=False: not added to the store (a zoom crop, ``segmenters.zoom``)."""
         self._check_open()
         rgb = as_rgb_uint8(image)
         key = image_key(rgb)
@@ -212,7 +213,7 @@ class SamPredictorBase(PredictorLayer):
             size = (int(rgb.shape[0]), int(rgb.shape[1]))
             return Encoded(self._encode(x), size, resized, key)
 
-        return self.store.get_or_encode(key, compute)
+        return self.store.get_or_encode(key, compute, keep)
 
     def sparse_tokens(
         self,

@@ -235,7 +235,8 @@ class PromptChain:
         if frame is None:
             return self.encoded
         if frame not in self._crops:
-            self._crops[frame] = self.segmenter.encode(crop_image(self._image, frame))
+            # kept by this chain only: crops must not evict the images other episodes share
+            self._crops[frame] = self.segmenter.encode(crop_image(self._image, frame), keep=False)
         return self._crops[frame]
 
     def _full(self) -> Frame:

@@ -76,9 +76,11 @@ class EncodingStore:
         with self._lock:
             self._items.clear()
 
-    def get_or_encode(self, key: str, compute: Callable[[], Encoded]) -> Encoded:
+    def get_or_encode(self, key: str, compute: Callable[[], Encoded], keep: bool = True) -> Encoded:
         """The Encoded of ``key``: from the store, from a concurrent computation of the same key,
-        or computed here. An exception in ``compute`` reaches every caller waiting on it."""
+        or computed here. An exception in ``compute`` reaches every caller waiting on it.
+        keep=False: a computed value is not added (one episode's zoom crops must not evict the
+        images other episodes share)."""
         with self._lock:
             hit = self._items.get(key)
             if hit is not None:
@@ -107,7 +109,7 @@ class EncodingStore:
         with self._lock:
             self.computed += 1
             del self._pending[key]
-            if self.capacity:
+            if self.capacity and keep:
                 self._items[key] = value
                 while len(self._items) > self.capacity:
                     self._items.popitem(last=False)

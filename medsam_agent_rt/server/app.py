@@ -95,6 +95,7 @@ class ServerState:
             max_actions=config.max_actions,
             turn_deadline_s=config.turn_deadline_s,
             episode_deadline_s=config.episode_deadline_s,
+            strategy=config.strategy,
             agent_ends_episode=False,  # the agent's stop leaves the episode open for corrections
         )
         self.driver = Driver(

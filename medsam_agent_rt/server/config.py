@@ -53,8 +53,13 @@ class ServerConfig:
     max_actions: int = 5
     turn_deadline_s: float | None = None
     episode_deadline_s: float | None = None
+    strategy: str | None = None  # the tool's carrying strategy (None: the family's)
 
     def __post_init__(self) -> None:
+        if self.strategy is not None:
+            from medsam_agent_rt.segmenters.prompt_chain import parse_strategy
+
+            parse_strategy(self.strategy)  # a clear ValueError naming the strategies
         if not is_loopback(self.host) and not self.token:
             raise ValueError(
                 f"binding {self.host!r} (not loopback) needs a token: pass --token or set "

@@ -178,6 +178,10 @@ def test_store_computes_a_key_once_under_concurrency():
     for key in "bc":
         store.get_or_encode(key, lambda k=key: Encoded(None, (1, 1), (1, 1), k))
     assert "a" not in store and len(store) == 2  # LRU capacity 2
+    # keep=False (a zoom crop): computed, handed back, not stored, nothing evicted
+    crop = store.get_or_encode("z", lambda: Encoded(None, (1, 1), (1, 1), "z"), keep=False)
+    assert crop.key == "z" and "z" not in store and set("bc") <= {k for k in "bc" if k in store}
+    assert store.get_or_encode("b", compute) is not None and len(runs) == 1  # b still a hit
 
 
 def test_store_hands_an_encoder_error_to_every_waiter_and_retries_later():

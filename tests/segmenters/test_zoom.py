@@ -297,10 +297,12 @@ class SizedFake:
     def __init__(self) -> None:
         self.images: list[np.ndarray] = []
         self.encodeds: list[Encoded] = []
+        self.keeps: list[bool] = []  # the keep flag of each encode
         self.calls: list[dict] = []
 
-    def encode(self, image):
+    def encode(self, image, keep=True):
         self.images.append(np.array(image, copy=True))
+        self.keeps.append(keep)
         size = tuple(image.shape[:2])
         enc = Encoded(None, size, self.preprocessing.resized_size(size), f"img{len(self.images)}")
         self.encodeds.append(enc)
@@ -378,7 +380,7 @@ def test_box_then_click_runs_on_the_expected_crop():
     frame = square_crop(100, 60, 130, 90, 2.0)  # box = mask bbox, the click inside
     assert frame == Frame(84, 44, 62, 62)
     assert s2.frame == frame and ep.logits_frame == frame
-    assert len(seg.images) == 2
+    assert len(seg.images) == 2 and seg.keeps == [True, False]  # the crop stays in the chain
     np.testing.assert_array_equal(seg.images[1], IMAGE[44:106, 84:146])
     call = seg.calls[1]
     assert call["encoded"] is seg.encodeds[1] and call["encoded"].original_size == (62, 62)
@@ -575,6 +577,8 @@ def test_zoom_on_the_shipped_click_model():
     finally:
         torch.set_num_threads(before)
     assert s1.frame is None and s2.frame is not None and s3.frame is not None
+    # the crop was encoded for this chain only: the shared store holds just the whole image
+    assert len(seg.store) == 1 and seg.store.computed == 2
     for step in (s2, s3):
         assert step.frame.contains(285, 185, 315, 215)
         assert step.frame.w == step.frame.h < 512 / 1.5

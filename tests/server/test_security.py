@@ -300,3 +300,18 @@ def test_serve_names_the_extra_when_fastapi_is_missing(monkeypatch, capsys):
     )
     assert main(["serve"]) == 2
     assert "medsam-agent-rt[server]" in capsys.readouterr().err
+
+
+def test_the_carrying_strategy_is_checked_and_reaches_every_session(segmenter, sandbox, capsys):
+    from medsam_agent_rt.cli import main
+
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        ServerConfig(strategy="zoom")
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--strategy", "box+zoom", "--port", "1"])
+    assert info.value.code == 2
+    assert "strategy must be one of" in capsys.readouterr().err
+    store, _ = sandbox
+    config = ServerConfig(strategy="box+all_clicks", rate_per_s=None, store_dir=str(store))
+    app = create_app(segmenter, [STOP], config)
+    assert app.state.msrt.driver.config.strategy == "box+all_clicks"

@@ -78,8 +78,9 @@ class Sam2PredictorBase(PredictorLayer):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ stateless pair
-    def encode(self, image: np.ndarray) -> Encoded:
-        """(H, W, 3) uint8 RGB (grayscale/RGBA converted) -> Encoded (cached by content)."""
+    def encode(self, image: np.ndarray, keep: bool = True) -> Encoded:
+        """(H, W, 3) uint8 RGB (grayscale/RGBA converted) -> Encoded (cached by content unless
+        keep=False)."""
         self._check_open()
         rgb = as_rgb_uint8(image)
         key = image_key(rgb)
@@ -88,7 +89,7 @@ class Sam2PredictorBase(PredictorLayer):
             emb = self._encode(preprocess(rgb, self.input_size))
             return Encoded(emb, (int(rgb.shape[0]), int(rgb.shape[1])), (self.input_size,) * 2, key)
 
-        return self.store.get_or_encode(key, compute)
+        return self.store.get_or_encode(key, compute, keep)
 
     def decode(
         self,
