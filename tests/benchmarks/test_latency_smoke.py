@@ -71,3 +71,22 @@ def test_latency_smoke_reports_every_stage(tiny_demo, tmp_path, capsys):
     per_turn = sum(stages[s]["median"] for s in ("policy", "tool", "postprocess"))
     assert stages["encode"]["median"] + per_turn <= stages["episode"]["median"] * 1.01
     assert "not available: ValueError" in printed
+
+
+def test_latency_times_zoomed_corrections(tiny_demo, tmp_path):
+    """The expert's corrections on the small kidney zoom in (litemedsam-click's default
+    strategy): the crop's encoder run (``encode(crop, keep=False)``) goes through the probe too
+    and the row stays ok."""
+    from benchmarks import latency
+
+    out = tmp_path / "latency.json"
+    code = latency.main(
+        ["--data", str(tiny_demo), "--repeats", "1", "--warmup", "0", "--load-repeats", "1",
+         "--max-turns", "3", "--policy", "expert", "--backend", "torch", "--quiet",
+         "--json", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["status"] == "ok", row.get("error")
+    # the image, then the crop the expert's previewed corrections ran on
+    assert row["stages"]["encode"]["n"] == 2, row["stages"]["encode"]
