@@ -132,6 +132,37 @@ def load_entry(entry: CachedImage) -> tuple[np.ndarray, np.ndarray, tuple[int, i
         return z["embedding"], z["masks"], tuple(int(v) for v in z["resized"])
 
 
+class _Embedder:
+    """The frozen encoder of the cache: ``pre`` (its preprocessing) and ``(image) -> (embedding
+    (C, 64, 64) float16, resized (rows, cols))``; the model loads on the first call (default:
+    the embedded LiteMedSAM)."""
+
+    def __init__(self, model=None, threads: int = 1) -> None:
+        import torch
+
+        from medsam_agent_rt.segmenters.families import family_spec
+
+        torch.set_num_threads(threads)
+        self.pre = family_spec("litemedsam").preprocessing
+        if model is not None:
+            self.pre = replace(self.pre, input_size=int(model.config.input_size))
+        self._model = model
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        import torch
+
+        from medsam_agent_rt.segmenters.checkpoints import load_embedded_litemedsam
+        from medsam_agent_rt.segmenters.preprocess import preprocess_image
+
+        if self._model is None:
+            self._model = load_embedded_litemedsam()
+        self._model.eval()
+        x, resized = preprocess_image(image, self.pre)
+        with torch.inference_mode():
+            emb = self._model.encode(torch.from_numpy(x))[0].numpy().astype(np.float16)
+        return emb, resized
+
+
 def build_cache(
     cache: Path,
     root: Path | None,
@@ -145,31 +176,15 @@ def build_cache(
 ) -> int:
     """Encode the planned images not yet in the cache; returns how many were added.
     model: a SamModel whose encoder to use (default: the embedded LiteMedSAM)."""
-    import torch
-
-    from medsam_agent_rt.segmenters.checkpoints import load_embedded_litemedsam
-    from medsam_agent_rt.segmenters.families import family_spec
-    from medsam_agent_rt.segmenters.preprocess import preprocess_image
-
-    torch.set_num_threads(threads)
-    pre = family_spec("litemedsam").preprocessing
-    if model is not None:
-        pre = replace(pre, input_size=int(model.config.input_size))
+    embed = _Embedder(model, threads)
     done = {e.image_id for e in read_index(cache, split)}
     todo = [g for g in plan(root, split, per_dataset, phantoms, seed) if g[0] not in done]
-    if not todo:
-        return 0
-    model = (model if model is not None else load_embedded_litemedsam()).eval()
-    (cache / split).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     for n, (image_id, dataset, samples) in enumerate(todo, 1):
-        image = samples[0].load_image()
-        x, resized = preprocess_image(image, pre)
-        with torch.inference_mode():
-            emb = model.encode(torch.from_numpy(x))[0].numpy().astype(np.float16)
+        emb, resized = embed(samples[0].load_image())
         targets, masks = [], []
         for s in samples[:max_targets]:
-            m = mask_to_frame(s.load_mask(), resized, pre.input_size)
+            m = mask_to_frame(s.load_mask(), resized, embed.pre.input_size)
             if m.sum() >= 4:  # a target must survive the resize
                 targets.append(s.target)
                 masks.append(m)
@@ -199,7 +214,7 @@ def zoom_crop(masks: list[np.ndarray], target: int, rng: random.Random):
     frame = zoom_frame((x1 + ox, y1 + oy, x2 + ox, y2 + oy), masks[target].shape, config)
     if frame is None:
         return None
-    inside = [m[frame.y0 : frame.y0 + frame.h, frame.x0 : frame.x0 + frame.w].sum() for m in masks]
+    inside = [m[frame.window].sum() for m in masks]
     keep = [k for k, m in enumerate(masks) if inside[k] >= 0.9 * m.sum() > 0]
     return (frame, keep) if target in keep else None
 
@@ -220,17 +235,10 @@ def build_zoom_crops(
     """Add up to ``crops_per_image`` zoom crops of every whole image already in the cache (the
     same plan as ``build_cache``); returns how many were added. Resumable like the images.
     shard (i, n): only every n-th planned crop from the i-th (n processes fill one cache)."""
-    import torch
-
-    from medsam_agent_rt.segmenters.checkpoints import load_embedded_litemedsam
-    from medsam_agent_rt.segmenters.families import family_spec
-    from medsam_agent_rt.segmenters.preprocess import preprocess_image
+    from medsam_agent_rt.segmenters.preprocess import resized_size
     from medsam_agent_rt.segmenters.zoom import crop_image
 
-    torch.set_num_threads(threads)
-    pre = family_spec("litemedsam").preprocessing
-    if model is not None:
-        pre = replace(pre, input_size=int(model.config.input_size))
+    embed = _Embedder(model, threads)
     done = {e.image_id for e in read_index(cache, split)}
     planned = [
         (f"{g[0]}{ZOOM_TAG}{k}", g[1], g[2])
@@ -239,9 +247,6 @@ def build_zoom_crops(
         for k in range(crops_per_image)
     ]  # sharded before the done filter: a resumed shard keeps its share
     todo = [t for t in planned[shard[0] :: shard[1]] if t[0] not in done]
-    if not todo:
-        return 0
-    model = (model if model is not None else load_embedded_litemedsam()).eval()
     t0, added = time.time(), 0
     for n, (crop_id, dataset, samples) in enumerate(todo, 1):
         samples = samples[:max_targets]
@@ -251,16 +256,15 @@ def build_zoom_crops(
         got = zoom_crop(masks, rng.randrange(len(masks)), rng)
         if got is not None:
             frame, keep = got
-            x, resized = preprocess_image(crop_image(image, frame), pre)
-            window = np.s_[frame.y0 : frame.y0 + frame.h, frame.x0 : frame.x0 + frame.w]
+            crop = crop_image(image, frame)
+            resized, size = resized_size(crop.shape[:2], embed.pre), embed.pre.input_size
             kept = [
                 (samples[i].target, m)
                 for i in keep
-                if (m := mask_to_frame(masks[i][window], resized, pre.input_size)).sum() >= 4
+                if (m := mask_to_frame(masks[i][frame.window], resized, size)).sum() >= 4
             ]
-            if kept:
-                with torch.inference_mode():
-                    emb = model.encode(torch.from_numpy(x))[0].numpy().astype(np.float16)
+            if kept:  # encoded only when a target survives the resize
+                emb, _ = embed(crop)
                 _write_entry(cache, split, crop_id, dataset, kept, emb, resized)
                 added += 1
         if n % 10 == 0 or n == len(todo):

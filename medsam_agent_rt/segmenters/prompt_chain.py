@@ -16,10 +16,9 @@ segmenter, keeps one mask and becomes the new state:
 
 Any strategy may end in ``+zoom`` (``+zoom:expansion=2,min_gain=1.5``, ``segmenters.zoom``):
 a click made once a mask AND a box exist then runs on a square crop around the mask, box and
-clicks,
-encoded at the model's full input size (RITM's ZoomIn); the previous logits are resampled into
-the crop's frame and the crop's mask is pasted back into the image. Box steps see the whole
-image. (Zoom runs on the host: a chain kept ``on_device`` does not zoom.)
+clicks, encoded at the model's full input size (RITM's ZoomIn); the previous logits are
+resampled into the crop's frame and the crop's mask is pasted back into the image. Box steps see
+the whole image. (Zoom runs on the host: a chain kept ``on_device`` does not zoom.)
 
 A new box replaces the old one (clicks are kept). The first prompt of an episode asks for
 multimask output when the family's ``multimask_first`` says so and keeps the highest-scoring
@@ -33,7 +32,7 @@ ValueError from the segmenter and leave the state unchanged.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -279,7 +278,7 @@ class PromptChain:
             logits, mask = np.asarray(logits, np.float32), np.asarray(mask, np.bool_)
         if frame is not None:
             full = np.zeros(self.image_size, np.bool_)
-            full[frame.y0 : frame.y0 + frame.h, frame.x0 : frame.x0 + frame.w] = mask
+            full[frame.window] = mask
             mask = full
         done = _State(nxt.box, nxt.clicks, logits, mask, base.steps + 1, frame)
         sent = SentPrompts(
@@ -308,8 +307,7 @@ class PromptChain:
         box = np.asarray(xyxy_px, np.float64).reshape(-1)
         if box.shape != (4,):
             raise ValueError(f"box must be 4 numbers x1, y1, x2, y2 (px), got {np.shape(xyxy_px)}")
-        s = self._state
-        return self._step("box", _State(box, s.clicks, s.logits, s.mask, s.steps, s.frame))
+        return self._step("box", replace(self._state, box=box))
 
     def preview_point(self, xy_px: Any, positive: bool) -> StepResult:
         """The step a click at (x, y) px would give, without changing the state."""
@@ -318,8 +316,7 @@ class PromptChain:
             raise ValueError(f"point must be 2 numbers x, y (px), got {np.shape(xy_px)}")
         s = self._state
         click = (float(xy[0]), float(xy[1]), 1 if positive else 0)
-        nxt = _State(s.box, (*s.clicks, click), s.logits, s.mask, s.steps, s.frame)
-        return self._step("point", nxt)
+        return self._step("point", replace(s, clicks=(*s.clicks, click)))
 
     def commit(self, step: StepResult) -> StepResult:
         """Adopt a preview of the CURRENT state as the new state; returns it marked committed."""

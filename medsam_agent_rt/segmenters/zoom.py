@@ -34,6 +34,11 @@ class Frame:
     w: int
     h: int
 
+    @property
+    def window(self) -> tuple[slice, slice]:
+        """``array[frame.window]``: the (rows, cols) of an (H, W, ...) image array it covers."""
+        return slice(self.y0, self.y0 + self.h), slice(self.x0, self.x0 + self.w)
+
     def contains(self, x1: float, y1: float, x2: float, y2: float) -> bool:
         """Whether the box x1, y1, x2, y2 (px, inclusive) lies inside this frame."""
         return (
@@ -184,4 +189,4 @@ def resample_logits(
 
 def crop_image(image: np.ndarray, frame: Frame) -> np.ndarray:
     """The (h, w, 3) pixels of ``frame`` (a contiguous copy, so the store keys it by content)."""
-    return np.ascontiguousarray(image[frame.y0 : frame.y0 + frame.h, frame.x0 : frame.x0 + frame.w])
+    return np.ascontiguousarray(image[frame.window])
