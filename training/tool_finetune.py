@@ -72,6 +72,12 @@ class ToolConfig:
     p_box: float = _f(0.5, "probability that an episode opens with a (jittered) box")
     jitter: float = _f(0.1, "box jitter, fraction of the box side per coordinate")
     p_tight: float = _f(0.0, "probability that a box opening uses the tight GT box (no jitter)")
+    p_loose: float = _f(
+        0.0,
+        "probability that a non-tight box is instead grown outward by up to --grow of its side "
+        "(the loose boxes a policy draws)",
+    )
+    grow: float = _f(0.5, "largest outward growth of a loose box, fraction of the box side")
     distill: float = _f(
         0.0, "weight of the box-only iteration's KL to the frozen base decoder (box preservation)"
     )
@@ -82,6 +88,7 @@ class ToolConfig:
     eval_every: int = _f(100, "val evaluation + checkpoint every N steps (0: at the end only)")
     eval_limit: int = _f(64, "val targets scored (0: all)")
     eval_carry: str = _f("prev,noprev", "carrying strategies scored on val (prev, noprev)")
+    eval_loose: str = _f("", "loose-box measures scored on val, e.g. jitter0.3,grow0.5")
     eval_at_start: bool = _f(False, "score the starting weights on val first (baseline)")
     seed: int = _f(0, "seed")
     threads: int = _f(1, "torch threads")
@@ -190,8 +197,13 @@ def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator, t
     boxes = [None] * len(gts)
     if use_box:
         tight = rng.random(len(gts)) < cfg.p_tight
+        # drawn only when enabled, so runs without loose boxes keep their random stream
+        loose = rng.random(len(gts)) < cfg.p_loose if cfg.p_loose > 0 else np.zeros(len(gts), bool)
         boxes = [
-            tool_sim.jittered_box(g, rng, 0.0 if t else cfg.jitter) for g, t in zip(gts, tight)
+            tool_sim.grown_box(g, rng, cfg.grow)
+            if lo and not t
+            else tool_sim.jittered_box(g, rng, 0.0 if t else cfg.jitter)
+            for g, t, lo in zip(gts, tight, loose)
         ]
     clicks: list[list] = [[] for _ in pairs]
     if not use_box:
@@ -250,6 +262,11 @@ def train(cfg: ToolConfig, log=print, model=None) -> Path:
     import torch
     from medsam_agent_rt.training import tool_eval
 
+    if not 0.0 <= cfg.p_loose <= 1.0 or not 0.0 < cfg.grow <= 2.0:
+        raise ValueError(
+            f"p_loose must be in [0, 1] and grow in (0, 2]; got {cfg.p_loose}, {cfg.grow}"
+        )
+    tool_eval.parse_loose(cfg.eval_loose)  # a typo fails before any training
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -315,7 +332,9 @@ def _evaluate(model, val: Pool, cfg: ToolConfig, out: Path, step: int, tool_eval
     import torch
 
     model.eval()
-    scores = tool_eval.evaluate_pool(model, val, limit=cfg.eval_limit, carry=cfg.eval_carry)
+    scores = tool_eval.evaluate_pool(
+        model, val, limit=cfg.eval_limit, carry=cfg.eval_carry, loose=cfg.eval_loose
+    )
     model.train()
     model.image_encoder.eval()
     torch.save(trainable_state(model), out / f"step-{step}.pt")

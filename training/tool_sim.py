@@ -50,6 +50,17 @@ def jittered_box(gt: np.ndarray, rng: np.random.Generator, jitter: float) -> np.
     return box
 
 
+def grown_box(gt: np.ndarray, rng: np.random.Generator, grow: float) -> np.ndarray:
+    """(4,) x1 y1 x2 y2 frame px: the tight GT box with each side pushed outward by U(0, grow) x
+    the box side, clipped to the frame (the loose box a policy draws around a target)."""
+    ys, xs = np.nonzero(gt)
+    box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float64)
+    w, h = box[2] - box[0] + 1, box[3] - box[1] + 1
+    box += np.array([-1, -1, 1, 1]) * rng.uniform(0, grow, 4) * np.array([w, h, w, h])
+    hi = gt.shape[1] - 1, gt.shape[0] - 1, gt.shape[1] - 1, gt.shape[0] - 1
+    return np.clip(np.round(box), 0, hi)
+
+
 def _deep_pixel(dist: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
     """(x, y) drawn uniformly among pixels with distance >= half the maximum."""
     ys, xs = np.nonzero(dist >= 0.5 * float(dist.max()))

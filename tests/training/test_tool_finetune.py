@@ -247,6 +247,43 @@ def test_random_click_count_spans_the_range_and_fixed_count_is_unchanged(cache):
         assert len(curve) == 4
 
 
+def test_loose_boxes_grow_outward_only_when_enabled(cache, monkeypatch):
+    """--p-loose replaces jittered boxes by boxes grown outward (each holds the GT box); without
+    it no loose box is drawn (no extra random draw) and --grow has no effect."""
+    model = tiny_model()
+    pool = Pool(cache, "train")
+    calls = []
+    real = tool_sim.grown_box
+
+    def spy(gt, rng, grow):
+        box = real(gt, rng, grow)
+        calls.append((gt, box, grow))
+        return box
+
+    monkeypatch.setattr(tool_sim, "grown_box", spy)
+    loose = cfg(cache, "x", p_box=1.0, p_tight=0.0, p_loose=1.0, grow=0.8, clicks=1)
+    for step in range(3):
+        with torch.no_grad():
+            episode_loss(model, pool, loose, np.random.default_rng([1, step]))
+    assert len(calls) == 3 * loose.batch
+    for gt, box, grow in calls:
+        ys, xs = np.nonzero(gt)
+        assert grow == 0.8
+        assert (
+            box[0] <= xs.min() and box[1] <= ys.min() and box[2] >= xs.max() and box[3] >= ys.max()
+        )
+    calls.clear()
+    plain = cfg(cache, "x", p_box=1.0, clicks=1)
+    with torch.no_grad():
+        a, _ = episode_loss(model, pool, plain, np.random.default_rng([1, 0]))
+        b, _ = episode_loss(model, pool, replace(plain, grow=1.5), np.random.default_rng([1, 0]))
+    assert calls == [] and torch.equal(a, b)
+    with pytest.raises(ValueError, match="p_loose"):
+        train(cfg(cache, "x", p_loose=1.5), log=lambda *_: None, model=tiny_model())
+    with pytest.raises(ValueError, match="loose box measure"):
+        train(cfg(cache, "x", eval_loose="shrink0.2"), log=lambda *_: None, model=tiny_model())
+
+
 # ----------------------------------------------------------------------------- zoom crops
 def _disc(cx, cy, r, hw=(300, 400)):
     yy, xx = np.mgrid[: hw[0], : hw[1]]
