@@ -27,6 +27,12 @@ LOOSE_DRAWS = 4
 _LOOSE = re.compile(r"^(jitter|grow)(\d+(?:\.\d+)?)$")
 
 
+def batch_dice(pred: np.ndarray, gts: np.ndarray) -> np.ndarray:
+    """(N,) Dice of (N, H, W) bool predictions against (N, H, W) bool GT (0 when both empty)."""
+    inter = (pred & gts).sum((1, 2))
+    return 2 * inter / np.maximum(pred.sum((1, 2)) + gts.sum((1, 2)), 1)
+
+
 def parse_loose(spec: str) -> list[tuple[str, float]]:
     """Parse "jitter0.3,grow0.5" into [("jitter", 0.3), ("grow", 0.5)]; jitter < 0.5, grow <= 2."""
     out = []
@@ -76,8 +82,7 @@ def loose_box_dice(model, embs, gts, valids, keys, kind: str, amount: float) -> 
                 emb_t, model.prompt_encoder.embed_tokens(coords, labels), prev, has
             )
         pred = (low[:, 0] > 0).numpy() & valids
-        inter = (pred & gts).sum((1, 2))
-        total += 2 * inter / np.maximum(pred.sum((1, 2)) + gts.sum((1, 2)), 1)
+        total += batch_dice(pred, gts)
     return total / LOOSE_DRAWS
 
 
@@ -105,8 +110,7 @@ def run_episodes(model, embs, gts, valids, opening: str, clicks: int, use_logits
             low, _ = model.decode(emb_t, sparse, prev, has)
         logits = low[:, 0]
         pred = (logits > 0).numpy() & valids
-        inter = (pred & gts).sum((1, 2))
-        curve[:, it] = 2 * inter / np.maximum(pred.sum((1, 2)) + gts.sum((1, 2)), 1)
+        curve[:, it] = batch_dice(pred, gts)
         if it == clicks:
             break
         for b in range(n):
@@ -151,13 +155,7 @@ def evaluate_pool(
     sums: dict[str, float] = {}
     for s in range(0, len(pairs), chunk):
         part = pairs[s : s + chunk]
-        embs, gts, valids = [], [], []
-        for i, t in part:
-            emb, masks, resized = pool.get(i)
-            embs.append(emb.astype(np.float32))
-            gts.append(masks[t])
-            valids.append(tool_sim.valid_region(resized, masks.shape[-1]))
-        embs, gts, valids = np.stack(embs), np.stack(gts), np.stack(valids)
+        embs, gts, valids = pool.batch(part)
         res = {}
         for kind, amount in measures:
             res[f"box~{kind}{amount:g}"] = loose_box_dice(

@@ -165,6 +165,17 @@ class Pool:
             self._loaded[i] = tool_data.load_entry(self.entries[i])
         return self._loaded[i]
 
+    def batch(self, pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings (N, 256, 64, 64) float32, GT masks (N, 256, 256) bool, valid regions
+        (N, 256, 256) bool) of (entry index, target index) pairs."""
+        embs, gts, valids = [], [], []
+        for i, t in pairs:
+            emb, masks, resized = self.get(i)
+            embs.append(emb.astype(np.float32))
+            gts.append(masks[t])
+            valids.append(tool_sim.valid_region(resized, masks.shape[-1]))
+        return np.stack(embs), np.stack(gts), np.stack(valids)
+
     def draw(self, rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
         """n (entry index, target index) pairs: dataset uniform, image uniform, target uniform."""
         out = []
@@ -182,15 +193,9 @@ def episode_loss(model, pool: Pool, cfg: ToolConfig, rng: np.random.Generator, t
     import torch
 
     pairs = pool.draw(rng, cfg.batch)
-    embs, gts, valids = [], [], []
-    for i, t in pairs:
-        emb, masks, resized = pool.get(i)
-        embs.append(emb.astype(np.float32))
-        gts.append(masks[t])
-        valids.append(tool_sim.valid_region(resized, masks.shape[-1]))
-    emb_t = torch.from_numpy(np.stack(embs))
-    gt_t = torch.from_numpy(np.stack(gts).astype(np.float32))
-    valid = np.stack(valids)
+    embs, gts, valid = pool.batch(pairs)
+    emb_t = torch.from_numpy(embs)
+    gt_t = torch.from_numpy(gts.astype(np.float32))
     valid_t = torch.from_numpy(valid.astype(np.float32))
     use_box = bool(rng.random() < cfg.p_box)
     use_logits = bool(rng.random() < cfg.p_prev_logits)

@@ -63,13 +63,7 @@ def test_loose_box_dice_matches_a_per_box_loop(val_pool):
     """The batched measure equals decoding each loose box alone and scoring it with NumPy."""
     model = tiny_model(1).eval()
     pairs = tool_eval.val_pairs(val_pool, 0)
-    embs, gts, valids = [], [], []
-    for i, t in pairs:
-        emb, masks, resized = val_pool.get(i)
-        embs.append(emb.astype(np.float32))
-        gts.append(masks[t])
-        valids.append(tool_sim.valid_region(resized, masks.shape[-1]))
-    embs, gts, valids = np.stack(embs), np.stack(gts), np.stack(valids)
+    embs, gts, valids = val_pool.batch(pairs)
     got = tool_eval.loose_box_dice(model, embs, gts, valids, pairs, "jitter", 0.3)
     want = np.zeros(len(pairs))
     for k, (i, t) in enumerate(pairs):
