@@ -33,6 +33,8 @@ def tables(rows: list[dict]) -> dict:
     res: dict = {"per_split": {s: {} for s in SPLITS}, "all": {}, "realpack_only": {}}
     for p in ORDER:
         mine = [r for r in rows if r["policy"] == p]
+        if not mine:  # a partial run (e.g. the policies alone): no empty rows
+            continue
         res["all"][p] = summarize(mine)
         res["realpack_only"][p] = summarize([r for r in mine if split_of(r) != "phantoms"])
         for s in SPLITS:
@@ -50,13 +52,13 @@ def main(argv: list[str]) -> int:
     ]
     res = tables(rows)
     Path(out).write_text(json.dumps(res, indent=1))
-    for p in ORDER:
+    for p in res["all"]:
         cells = " | ".join(
             f"{res['per_split'][s][p].get('dice', float('nan')):.3f}" for s in SPLITS
         )
         print(f"| {p} | {cells} | {res['all'][p]['dice']:.3f} |")
     print()
-    for p in ORDER:
+    for p in res["all"]:
         a = res["all"][p]
         d = a["dice_change_after_first"]
         change = "-" if d is None else f"{d:+.3f}"
