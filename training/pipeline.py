@@ -124,11 +124,29 @@ def split_samples(preset: Preset, data_root: str | None, out: Path) -> dict[str,
 ROLE_ORDER = ("opening", "episode", "grpo")  # train images of a dataset are dealt in this order
 
 
-def _roots(data_root: str | list[str] | tuple[str, ...] | None) -> list[Path]:
+def data_roots(data_root: str | list[str] | tuple[str, ...] | None) -> list[Path]:
+    """The dataset roots of ``--data-root``: a path, comma-separated paths or a list."""
     if not data_root:
         return []
     items = [data_root] if isinstance(data_root, (str, Path)) else list(data_root)
     return [Path(r) for part in items for r in str(part).split(",") if r.strip()]
+
+
+def training_datasets(roots: list[Path], splits: list[str]) -> list[tuple[str, list[Any]]]:
+    """(dataset name, its samples of ``splits`` in reader order) for every dataset under the
+    roots, root by root, names sorted. Demo roots and demo datasets are refused: they are
+    evaluation data, never training data."""
+    from medsam_agent_rt.data import load_samples, refuse_demo_for_training
+
+    out = []
+    for root in roots:
+        refuse_demo_for_training(root)
+        samples = load_samples(root, splits=splits)
+        for dataset in sorted({s.dataset for s in samples}):
+            if "demo" in dataset:
+                raise ValueError(f"dataset {dataset!r} under {root} is a demo set: refused")
+            out.append((dataset, [s for s in samples if s.dataset == dataset]))
+    return out
 
 
 def interleave(groups: list[list[Any]]) -> list[Any]:
@@ -150,43 +168,34 @@ def mixed_samples(preset: Preset, data_root: Any) -> dict[str, list[Any]]:
 
     from medsam_agent_rt.training.phantom_data import phantom_samples
 
-    from medsam_agent_rt.data import load_samples, refuse_demo_for_training
-
     p = preset
-    roots = _roots(data_root)
+    roots = data_roots(data_root)
     if not roots:
         raise ValueError(f"preset {p.name!r} trains on real datasets too: pass --data-root")
     per = {role: int(p.real_per_dataset.get(role, 0)) for role in (*ROLE_ORDER, "test")}
     by_role: dict[str, list[list[Any]]] = {role: [] for role in per}
-    for root in roots:
-        refuse_demo_for_training(root)
-        samples = load_samples(root, splits=["train", "val"])
-        for dataset in sorted({s.dataset for s in samples}):
-            if "demo" in dataset:
-                raise ValueError(f"dataset {dataset!r} under {root} is a demo set: refused")
+    for dataset, samples in training_datasets(roots, ["train", "val"]):
 
-            def shuffled_images(split: str, samples=samples, dataset=dataset) -> list[list[Any]]:
-                rows = [s for s in samples if s.dataset == dataset and s.split == split]
-                by_image: dict[str, list[Any]] = {}
-                for s in rows:
+        def shuffled_images(split: str, samples=samples, dataset=dataset) -> list[list[Any]]:
+            by_image: dict[str, list[Any]] = {}
+            for s in samples:
+                if s.split == split:
                     by_image.setdefault(s.image_id, []).append(s)
-                ids = sorted(by_image)
-                random.Random(f"mixed:{dataset}:{split}").shuffle(ids)
-                return [by_image[i] for i in ids]
+            ids = sorted(by_image)
+            random.Random(f"mixed:{dataset}:{split}").shuffle(ids)
+            return [by_image[i] for i in ids]
 
-            train = shuffled_images("train")
-            need = sum(per[r] for r in ROLE_ORDER)
-            if need > len(train):
-                raise ValueError(
-                    f"{dataset}: {need} train images asked for, {len(train)} available"
-                )
-            start = 0
-            for role in ROLE_ORDER:
-                chunk = train[start : start + per[role]]
-                start += per[role]
-                by_role[role].append([s for img in chunk for s in img])
-            val = shuffled_images("val")[: per["test"]]
-            by_role["test"].append([s for img in val for s in img])
+        train = shuffled_images("train")
+        need = sum(per[r] for r in ROLE_ORDER)
+        if need > len(train):
+            raise ValueError(f"{dataset}: {need} train images asked for, {len(train)} available")
+        start = 0
+        for role in ROLE_ORDER:
+            chunk = train[start : start + per[role]]
+            start += per[role]
+            by_role[role].append([s for img in chunk for s in img])
+        val = shuffled_images("val")[: per["test"]]
+        by_role["test"].append([s for img in val for s in img])
     a, b = p.opening_images, p.opening_images + p.episode_images
     phantoms = {
         "opening": phantom_samples(p.phantoms, "train", p.opening_images),

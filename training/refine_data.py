@@ -33,27 +33,19 @@ from typing import Any
 def refine_samples(data_root: Any, per_dataset: int, shuffle_seed: str = "refine") -> list[Any]:
     """``per_dataset`` train samples of every dataset under the roots (comma-separated), each
     dataset shuffled with ``random.Random(f"{shuffle_seed}:{dataset}")``, interleaved."""
-    from medsam_agent_rt.training.pipeline import _roots, interleave
+    from medsam_agent_rt.training.pipeline import data_roots, interleave, training_datasets
 
-    from medsam_agent_rt.data import load_samples, refuse_demo_for_training
-
-    roots = _roots(data_root)
+    roots = data_roots(data_root)
     if not roots:
         raise ValueError("pass --data-root: a BiomedParse-style dataset folder")
     if per_dataset < 1:
         raise ValueError(f"--per-dataset must be >= 1 (got {per_dataset})")
     groups = []
-    for root in roots:
-        refuse_demo_for_training(root)
-        samples = load_samples(root, splits=["train"])
-        if not samples:
-            raise ValueError(f"{root}: no train samples")
-        for dataset in sorted({s.dataset for s in samples}):
-            if "demo" in dataset:
-                raise ValueError(f"dataset {dataset!r} under {root} is a demo set: refused")
-            rows = [s for s in samples if s.dataset == dataset]
-            random.Random(f"{shuffle_seed}:{dataset}").shuffle(rows)
-            groups.append(rows[:per_dataset])
+    for dataset, rows in training_datasets(roots, ["train"]):
+        random.Random(f"{shuffle_seed}:{dataset}").shuffle(rows)
+        groups.append(rows[:per_dataset])
+    if not groups:
+        raise ValueError(f"no train samples under {data_root}")
     return interleave(groups)
 
 

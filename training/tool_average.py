@@ -19,23 +19,12 @@ def load_tool_state(path: Path) -> dict:
     """{name: tensor} of the prompt_encoder.* / mask_decoder.* tensors of a ``step-N.pt``, a
     ``last.pt`` (its trainable part) or a ``.safetensors`` (a shipped tool, or LiteMedSAM's full
     checkpoint: its image encoder is left out, so the base model can be one end)."""
-    import torch
-
     from medsam_agent_rt.segmenters.checkpoints import read_state_dict
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tool checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        state = read_state_dict(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and isinstance(state.get("trainable"), dict):
-            state = state["trainable"]
     tool = {
         k: v
-        for k, v in (state.items() if isinstance(state, dict) else ())
-        if k.startswith(("prompt_encoder.", "mask_decoder.")) and isinstance(v, torch.Tensor)
+        for k, v in read_state_dict(path).items()
+        if k.startswith(("prompt_encoder.", "mask_decoder."))
     }
     if not tool:
         raise ValueError(f"{path}: no prompt_encoder.* / mask_decoder.* tensors (not a tool)")

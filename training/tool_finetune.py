@@ -115,7 +115,6 @@ def load_tool_weights(model, path) -> None:
     from medsam_agent_rt.segmenters.checkpoints import read_state_dict
 
     state = read_state_dict(path)
-    state = state.get("trainable", state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("image_encoder.") for k in missing):
         raise ValueError(f"{path}: not a tool checkpoint ({(unexpected or missing)[:3]})")

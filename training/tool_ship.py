@@ -24,13 +24,10 @@ def tool_tensors(state: dict) -> dict[str, np.ndarray]:
 
 def ship(checkpoint: Path, out: Path, note: str = "") -> Path:
     """Convert a ``tool_finetune`` step checkpoint (``step-N.pt``) to safetensors at ``out``."""
-    import torch
-
+    from medsam_agent_rt.segmenters.checkpoints import read_state_dict
     from medsam_agent_rt.segmenters.safetensors_np import save_file
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if "trainable" in state:  # last.pt (resume state)
-        state = state["trainable"]
+    state = read_state_dict(checkpoint)  # step-N.pt, or last.pt's trainable part
     meta = {"source": Path(checkpoint).name, "family": "litemedsam-click"}
     if note:
         meta["note"] = note

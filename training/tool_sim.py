@@ -33,16 +33,28 @@ def valid_region(resized: tuple[int, int], size: int = 256) -> np.ndarray:
     return v
 
 
-def jittered_box(gt: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
-    """(4,) x1 y1 x2 y2 frame px: the tight GT box, each side moved by up to ``jitter`` x the
-    box side (uniform), clipped to the frame."""
+def _tight_box(gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(4,) float x1 y1 x2 y2 of the mask's tight box and (4,) the side each coordinate moves
+    along (w, h, w, h), in px."""
     ys, xs = np.nonzero(gt)
     box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float64)
     w, h = box[2] - box[0] + 1, box[3] - box[1] + 1
+    return box, np.array([w, h, w, h])
+
+
+def _clip_to_frame(box: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Round a (4,) box to px and clip it to an (H, W) frame."""
+    hi = shape[1] - 1, shape[0] - 1, shape[1] - 1, shape[0] - 1
+    return np.clip(np.round(box), 0, hi)
+
+
+def jittered_box(gt: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
+    """(4,) x1 y1 x2 y2 frame px: the tight GT box, each side moved by up to ``jitter`` x the
+    box side (uniform), clipped to the frame."""
+    box, sides = _tight_box(gt)
     if jitter > 0:
-        box += rng.uniform(-jitter, jitter, 4) * np.array([w, h, w, h])
-    hi = gt.shape[1] - 1, gt.shape[0] - 1, gt.shape[1] - 1, gt.shape[0] - 1
-    box = np.clip(np.round(box), 0, hi)
+        box += rng.uniform(-jitter, jitter, 4) * sides
+    box = _clip_to_frame(box, gt.shape)
     if box[2] < box[0]:
         box[[0, 2]] = box[[2, 0]]
     if box[3] < box[1]:
@@ -53,12 +65,9 @@ def jittered_box(gt: np.ndarray, rng: np.random.Generator, jitter: float) -> np.
 def grown_box(gt: np.ndarray, rng: np.random.Generator, grow: float) -> np.ndarray:
     """(4,) x1 y1 x2 y2 frame px: the tight GT box with each side pushed outward by U(0, grow) x
     the box side, clipped to the frame (the loose box a policy draws around a target)."""
-    ys, xs = np.nonzero(gt)
-    box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float64)
-    w, h = box[2] - box[0] + 1, box[3] - box[1] + 1
-    box += np.array([-1, -1, 1, 1]) * rng.uniform(0, grow, 4) * np.array([w, h, w, h])
-    hi = gt.shape[1] - 1, gt.shape[0] - 1, gt.shape[1] - 1, gt.shape[0] - 1
-    return np.clip(np.round(box), 0, hi)
+    box, sides = _tight_box(gt)
+    box += np.array([-1, -1, 1, 1]) * rng.uniform(0, grow, 4) * sides
+    return _clip_to_frame(box, gt.shape)
 
 
 def _deep_pixel(dist: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:

@@ -97,7 +97,7 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
             f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
             f"{type(e).__name__}: {str(e)[:200]}"
         ) from None
-    for wrapper in ("model", "state_dict"):
+    for wrapper in ("model", "state_dict", "trainable"):  # trainable: tool_finetune's last.pt
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
