@@ -91,19 +91,12 @@ def _phantom_groups(n: int, seed: int, split: str):
 def plan(root: Path | None, split: str, per_dataset: int, phantoms: int, seed: int):
     """Round-robin list of (image_id, dataset, samples): up to ``per_dataset`` images of each
     dataset under ``root`` (BiomedParse layout) for ``split`` and ``phantoms`` phantom images."""
-    from medsam_agent_rt.training.pipeline import interleave
-
-    from medsam_agent_rt.data import load_samples, refuse_demo_for_training
+    from medsam_agent_rt.training.pipeline import interleave, training_datasets
 
     sources: list[list] = []
     if root is not None:
-        refuse_demo_for_training(root)
-        samples = load_samples(root, splits=[split])
-        by_ds: dict[str, list] = {}
-        for g in _groups(samples):
-            by_ds.setdefault(g[1], []).append(g)
-        for ds in sorted(by_ds):
-            groups = by_ds[ds]
+        for ds, samples in training_datasets([Path(root)], [split]):  # refuses demo data
+            groups = _groups(samples)
             random.Random(f"{seed}:{ds}:{split}").shuffle(groups)
             sources.append(groups[:per_dataset])
     if phantoms:
